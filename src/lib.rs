@@ -1,0 +1,6 @@
+//! pe-sentinel: an edge appliance daemon for pulmonary-embolism (PE) alerts beside a CT scanner.
+//!
+//! The library holds every stage of one slice's path (see `shared/ARCHITECTURE.md`); the binary
+//! in `main.rs` only parses the command line, calls into here and turns results into exit codes.
+//! Library code never prints: it returns values and errors.
+#![deny(unsafe_code)]
