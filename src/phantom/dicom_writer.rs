@@ -1,0 +1,197 @@
+//! A minimal DICOM Part 10 writer for the phantom's CT Image Storage files: explicit VR little
+//! endian, 16-bit unsigned pixels with RescaleIntercept -1024. Written by hand rather than through
+//! a DICOM library so the bytes are fully determined by the phantom's seed; read back by
+//! dicom-rs (`source::decode::dicom`) and by pydicom in CI. Writes one file per call.
+
+use std::io::{self, Write};
+
+/// CT Image Storage SOP class.
+pub const CT_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.2";
+/// Explicit VR Little Endian transfer syntax.
+pub const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
+/// This implementation's class UID (a 2.25 UUID-derived root, fixed).
+pub const IMPLEMENTATION_UID: &str = "2.25.301974916316315640839152390727461542051";
+/// Stored value = HU - RESCALE_INTERCEPT.
+pub const RESCALE_INTERCEPT: f32 = -1024.0;
+
+/// Everything that varies between the slices the phantom writes.
+pub struct CtSlice<'a> {
+    pub study_uid: &'a str,
+    pub series_uid: &'a str,
+    pub sop_uid: &'a str,
+    pub frame_uid: &'a str,
+    pub series_number: u32,
+    pub instance_number: u32,
+    pub series_description: &'a str,
+    pub patient_id: &'a str,
+    pub patient_name: &'a str,
+    pub position_mm: [f32; 3],
+    pub pixel_spacing_mm: f32,
+    pub slice_thickness_mm: f32,
+    pub window_center: f32,
+    pub window_width: f32,
+    pub rows: u16,
+    pub columns: u16,
+    /// Stored values (HU - intercept), row-major.
+    pub pixels: &'a [u16],
+}
+
+fn ds(v: f32) -> String {
+    // DS is at most 16 characters; four decimals are plenty at millimetre scale.
+    let s = format!("{v:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".to_string()
+    } else {
+        s.to_string()
+    }
+}
+
+struct Enc {
+    buf: Vec<u8>,
+}
+
+impl Enc {
+    fn header(&mut self, group: u16, elem: u16, vr: &[u8; 2], len: usize) {
+        self.buf.extend_from_slice(&group.to_le_bytes());
+        self.buf.extend_from_slice(&elem.to_le_bytes());
+        self.buf.extend_from_slice(vr);
+        if matches!(vr, b"OB" | b"OW" | b"SQ" | b"UN" | b"UT") {
+            self.buf.extend_from_slice(&[0, 0]);
+            self.buf.extend_from_slice(&(len as u32).to_le_bytes());
+        } else {
+            self.buf.extend_from_slice(&(len as u16).to_le_bytes());
+        }
+    }
+
+    /// A text element, padded to even length (UI with NUL, others with a space).
+    fn text(&mut self, group: u16, elem: u16, vr: &[u8; 2], value: &str) {
+        let mut v = value.as_bytes().to_vec();
+        if v.len() % 2 == 1 {
+            v.push(if vr == b"UI" { 0 } else { b' ' });
+        }
+        self.header(group, elem, vr, v.len());
+        self.buf.extend_from_slice(&v);
+    }
+
+    fn us(&mut self, group: u16, elem: u16, value: u16) {
+        self.header(group, elem, b"US", 2);
+        self.buf.extend_from_slice(&value.to_le_bytes());
+    }
+}
+
+/// Encodes one slice as a complete DICOM file (preamble, file meta, data set).
+pub fn encode(s: &CtSlice<'_>, out: &mut Vec<u8>) {
+    out.clear();
+    out.extend_from_slice(&[0u8; 128]);
+    out.extend_from_slice(b"DICM");
+
+    let mut meta = Enc {
+        buf: Vec::with_capacity(256),
+    };
+    meta.header(0x0002, 0x0001, b"OB", 2);
+    meta.buf.extend_from_slice(&[0, 1]);
+    meta.text(0x0002, 0x0002, b"UI", CT_IMAGE_STORAGE);
+    meta.text(0x0002, 0x0003, b"UI", s.sop_uid);
+    meta.text(0x0002, 0x0010, b"UI", EXPLICIT_VR_LE);
+    meta.text(0x0002, 0x0012, b"UI", IMPLEMENTATION_UID);
+    meta.text(0x0002, 0x0013, b"SH", "PE_SENTINEL_01");
+    let mut group_len = Enc { buf: Vec::new() };
+    group_len.header(0x0002, 0x0000, b"UL", 4);
+    group_len
+        .buf
+        .extend_from_slice(&(meta.buf.len() as u32).to_le_bytes());
+    out.extend_from_slice(&group_len.buf);
+    out.extend_from_slice(&meta.buf);
+
+    let mut d = Enc {
+        buf: std::mem::take(out),
+    };
+    let p = s.position_mm;
+    d.text(0x0008, 0x0005, b"CS", "ISO_IR 100");
+    d.text(0x0008, 0x0008, b"CS", "ORIGINAL\\PRIMARY\\AXIAL");
+    d.text(0x0008, 0x0016, b"UI", CT_IMAGE_STORAGE);
+    d.text(0x0008, 0x0018, b"UI", s.sop_uid);
+    d.text(0x0008, 0x0020, b"DA", "20260101");
+    d.text(0x0008, 0x0030, b"TM", "120000");
+    d.text(0x0008, 0x0050, b"SH", "");
+    d.text(0x0008, 0x0060, b"CS", "CT");
+    d.text(0x0008, 0x0070, b"LO", "pe-sentinel phantom (synthetic)");
+    d.text(0x0008, 0x0090, b"PN", "");
+    d.text(0x0008, 0x103E, b"LO", s.series_description);
+    d.text(0x0010, 0x0010, b"PN", s.patient_name);
+    d.text(0x0010, 0x0020, b"LO", s.patient_id);
+    d.text(0x0010, 0x0030, b"DA", "");
+    d.text(0x0010, 0x0040, b"CS", "O");
+    d.text(0x0018, 0x0050, b"DS", &ds(s.slice_thickness_mm));
+    d.text(0x0018, 0x0060, b"DS", "100");
+    d.text(0x0020, 0x000D, b"UI", s.study_uid);
+    d.text(0x0020, 0x000E, b"UI", s.series_uid);
+    d.text(0x0020, 0x0010, b"SH", "1");
+    d.text(0x0020, 0x0011, b"IS", &s.series_number.to_string());
+    d.text(0x0020, 0x0013, b"IS", &s.instance_number.to_string());
+    d.text(
+        0x0020,
+        0x0032,
+        b"DS",
+        &format!("{}\\{}\\{}", ds(p[0]), ds(p[1]), ds(p[2])),
+    );
+    d.text(0x0020, 0x0037, b"DS", "1\\0\\0\\0\\1\\0");
+    d.text(0x0020, 0x0052, b"UI", s.frame_uid);
+    d.text(0x0020, 0x1040, b"LO", "");
+    d.text(0x0020, 0x1041, b"DS", &ds(p[2]));
+    d.us(0x0028, 0x0002, 1);
+    d.text(0x0028, 0x0004, b"CS", "MONOCHROME2");
+    d.us(0x0028, 0x0010, s.rows);
+    d.us(0x0028, 0x0011, s.columns);
+    let ps = ds(s.pixel_spacing_mm);
+    d.text(0x0028, 0x0030, b"DS", &format!("{ps}\\{ps}"));
+    d.us(0x0028, 0x0100, 16);
+    d.us(0x0028, 0x0101, 16);
+    d.us(0x0028, 0x0102, 15);
+    d.us(0x0028, 0x0103, 0);
+    d.text(0x0028, 0x1050, b"DS", &ds(s.window_center));
+    d.text(0x0028, 0x1051, b"DS", &ds(s.window_width));
+    d.text(0x0028, 0x1052, b"DS", &ds(RESCALE_INTERCEPT));
+    d.text(0x0028, 0x1053, b"DS", "1");
+    d.text(0x0028, 0x1054, b"LO", "HU");
+    d.header(0x7FE0, 0x0010, b"OW", s.pixels.len() * 2);
+    d.buf.reserve(s.pixels.len() * 2);
+    for v in s.pixels {
+        d.buf.extend_from_slice(&v.to_le_bytes());
+    }
+    *out = d.buf;
+}
+
+/// Encodes and writes one slice to `w`.
+pub fn write(s: &CtSlice<'_>, scratch: &mut Vec<u8>, w: &mut impl Write) -> io::Result<()> {
+    encode(s, scratch);
+    w.write_all(scratch)
+}
+
+/// A DICOM UID under the 2.25 (UUID) root, derived deterministically from a 128-bit value.
+pub fn uid_from(hi: u64, lo: u64) -> String {
+    let v = (u128::from(hi) << 64 | u128::from(lo)) >> 2; // keep it well under 39 digits
+    format!("2.25.{v}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ds_is_short_and_plain() {
+        assert_eq!(ds(0.7), "0.7");
+        assert_eq!(ds(-1024.0), "-1024");
+        assert_eq!(ds(-0.00001), "0");
+        assert_eq!(ds(-178.83749), "-178.8375");
+        assert!(ds(-12345.6789).len() <= 16);
+    }
+
+    #[test]
+    fn uids_fit_the_64_character_limit() {
+        let u = uid_from(u64::MAX, u64::MAX);
+        assert!(u.len() <= 64 && u.starts_with("2.25."), "{u}");
+        assert!(u.bytes().all(|b| b.is_ascii_digit() || b == b'.'));
+    }
+}
