@@ -20,37 +20,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut best = (0, 0u32);
     for k in 0..slices {
         plan.render(k, &mut canvas, &mut boxes);
-        let area = boxes
-            .iter()
-            .map(|b| (b.x1 - b.x0) * (b.y1 - b.y0))
-            .max()
-            .unwrap_or(0);
+        let area = boxes.iter().map(|b| (b.x1 - b.x0) * (b.y1 - b.y0)).max().unwrap_or(0);
         if area > best.1 {
             best = (k, area);
         }
     }
     plan.render(best.0, &mut canvas, &mut boxes);
-    let gray: Vec<u8> = canvas
-        .hu
-        .iter()
-        .map(|&h| window_gray(h.round(), PNG_WINDOW_CENTER, PNG_WINDOW_WIDTH))
-        .collect();
-    let obs: Vec<OverlayBox> = boxes
-        .iter()
-        .map(|b| OverlayBox {
-            x0: b.x0,
-            y0: b.y0,
-            x1: b.x1,
-            y1: b.y1,
-            rgb: [255, 40, 40],
-        })
-        .collect();
+    let gray: Vec<u8> =
+        canvas.hu.iter().map(|&h| window_gray(h.round(), PNG_WINDOW_CENTER, PNG_WINDOW_WIDTH)).collect();
+    let obs: Vec<OverlayBox> =
+        boxes.iter().map(|b| OverlayBox { x0: b.x0, y0: b.y0, x1: b.x1, y1: b.y1, rgb: [255, 40, 40] }).collect();
     let full = overlay::draw(&gray, SIZE as u32, SIZE as u32, &obs);
     // Enlarged crop around the largest box.
-    let b = boxes
-        .iter()
-        .max_by_key(|b| (b.x1 - b.x0) * (b.y1 - b.y0))
-        .ok_or("no box")?;
+    let b = boxes.iter().max_by_key(|b| (b.x1 - b.x0) * (b.y1 - b.y0)).ok_or("no box")?;
     let (cx, cy) = ((b.x0 + b.x1) / 2, (b.y0 + b.y1) / 2);
     let half = 42u32;
     let x0 = cx.saturating_sub(half).min(SIZE as u32 - 2 * half);
@@ -58,18 +40,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut sheet = image::RgbImage::new(SIZE as u32 * 2, SIZE as u32);
     image::imageops::replace(&mut sheet, &full, 0, 0);
     let crop = image::imageops::crop_imm(&full, x0, y0, 2 * half, 2 * half).to_image();
-    let big = image::imageops::resize(
-        &crop,
-        SIZE as u32,
-        SIZE as u32,
-        image::imageops::FilterType::Nearest,
-    );
+    let big = image::imageops::resize(&crop, SIZE as u32, SIZE as u32, image::imageops::FilterType::Nearest);
     image::imageops::replace(&mut sheet, &big, SIZE as i64, 0);
     sheet.save(out)?;
-    println!(
-        "seed {seed}, slice {} of {slices}, {} box(es), written to {out}",
-        best.0 + 1,
-        boxes.len()
-    );
+    println!("seed {seed}, slice {} of {slices}, {} box(es), written to {out}", best.0 + 1, boxes.len());
     Ok(())
 }

@@ -6,4 +6,6 @@
 #![deny(unsafe_code)]
 
 pub mod phantom;
+pub mod slice;
+pub mod source;
 pub mod store;

@@ -8,11 +8,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(
-    name = "pe-sentinel",
-    version,
-    about = "Pulmonary-embolism alerts beside the CT scanner console"
-)]
+#[command(name = "pe-sentinel", version, about = "Pulmonary-embolism alerts beside the CT scanner console")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -32,6 +28,7 @@ enum FormatArg {
 }
 
 #[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
 struct PhantomArgs {
     /// Output folder (created if missing).
     #[arg(long)]
@@ -88,8 +85,7 @@ fn run_phantom(a: PhantomArgs) -> anyhow::Result<()> {
     o.threads = a.threads;
     o.emit_hu = a.emit_hu;
     let start = std::time::Instant::now();
-    let summary =
-        phantom::generate(&o).with_context(|| format!("phantom into {}", a.out.display()))?;
+    let summary = phantom::generate(&o).with_context(|| format!("phantom into {}", a.out.display()))?;
     let total = summary.series.len() as u32 * summary.slices;
     println!(
         "wrote {} series x {} slices ({} slices) to {} in {:.1} s",

@@ -123,12 +123,7 @@ impl Scene {
         let t_base = ((APEX_Z - z) / 200.0).clamp(0.0, 1.0);
         let s = t_apex.sqrt() * (0.78 + 0.22 * t_base);
         let (ca, cb) = (self.cavity_a(), self.cavity_b());
-        Some((
-            side * 0.5 * ca,
-            self.body_cy + 0.04 * cb,
-            0.47 * ca * s,
-            0.88 * cb * s,
-        ))
+        Some((side * 0.5 * ca, self.body_cy + 0.04 * cb, 0.47 * ca * s, 0.88 * cb * s))
     }
 
     /// Height of the diaphragm dome under a lung at (x, y).
@@ -144,16 +139,13 @@ impl Scene {
 
     pub fn in_heart(&self, p: V3, margin: f32) -> bool {
         let s = self.heart_semi;
-        let d = p.sub(self.heart_center);
-        (d.x / (s.x + margin)).powi(2)
-            + (d.y / (s.y + margin)).powi(2)
-            + (d.z / (s.z + margin)).powi(2)
-            < 1.0
+        let d = p.minus(self.heart_center);
+        (d.x / (s.x + margin)).powi(2) + (d.y / (s.y + margin)).powi(2) + (d.z / (s.z + margin)).powi(2) < 1.0
     }
 
     /// Mediastinum (above the heart): an ellipse of fat around the great vessels.
     pub fn in_mediastinum(&self, x: f32, y: f32, z: f32) -> bool {
-        if z < 95.0 || z > APEX_Z + 10.0 {
+        if !(95.0..=APEX_Z + 10.0).contains(&z) {
             return false;
         }
         let half_w = 26.0 + 8.0 * ((z - 95.0) / 60.0).clamp(0.0, 1.0).min(1.0);
@@ -219,16 +211,8 @@ pub fn build(rng: &Rng, slices: u32, positive: bool) -> Scene {
         airways: Vec::new(),
         ribs: Vec::new(),
         sternum: Capsule::new(V3::new(0.0, 0.0, 0.0), V3::new(0.0, 0.0, 0.0), 0.0),
-        heart_center: V3::new(
-            r.range(14.0, 24.0),
-            r.range(-32.0, -20.0),
-            r.range(68.0, 80.0),
-        ),
-        heart_semi: V3::new(
-            r.range(50.0, 60.0),
-            r.range(40.0, 48.0),
-            r.range(45.0, 55.0),
-        ),
+        heart_center: V3::new(r.range(14.0, 24.0), r.range(-32.0, -20.0), r.range(68.0, 80.0)),
+        heart_semi: V3::new(r.range(50.0, 60.0), r.range(40.0, 48.0), r.range(45.0, 55.0)),
         emboli: Vec::new(),
         opacities: Vec::new(),
         mixing: Vec::new(),
@@ -265,16 +249,8 @@ fn great_vessels(s: &mut Scene, r: &mut Rng) {
     ];
     // Superior vena cava: in some series dense undiluted contrast (streak source).
     s.streaks = r.chance(0.5);
-    s.svc_hu = if s.streaks {
-        r.range(900.0, 1600.0)
-    } else {
-        s.aorta_hu * r.range(0.7, 1.0)
-    };
-    s.svc = Capsule::new(
-        V3::new(-32.0, -14.0, 240.0),
-        V3::new(-29.0, -12.0, 122.0),
-        r.range(8.5, 11.0),
-    );
+    s.svc_hu = if s.streaks { r.range(900.0, 1600.0) } else { s.aorta_hu * r.range(0.7, 1.0) };
+    s.svc = Capsule::new(V3::new(-32.0, -14.0, 240.0), V3::new(-29.0, -12.0, 122.0), r.range(8.5, 11.0));
     // Trachea and main bronchi.
     let carina = V3::new(0.0, 16.0 + j(r), 160.0);
     s.airways = vec![
@@ -290,45 +266,18 @@ fn arterial_tree(s: &mut Scene, r: &mut Rng) {
     let trunk0 = V3::new(14.0 + r.range(-3.0, 3.0), -42.0, 104.0);
     let bif = V3::new(8.0 + r.range(-3.0, 3.0), -12.0 + r.range(-3.0, 3.0), 138.0);
     let rt = r.range(12.5, 15.0);
-    s.arteries.push(Vessel {
-        seg: Capsule::new(trunk0, bif, rt),
-        level: Level::Trunk,
-        hu,
-    });
-    let rpa_end = V3::new(
-        -0.34 * ca,
-        6.0 + r.range(-3.0, 3.0),
-        135.0 + r.range(-3.0, 3.0),
-    );
-    let lpa_end = V3::new(
-        0.34 * ca,
-        12.0 + r.range(-3.0, 3.0),
-        146.0 + r.range(-3.0, 3.0),
-    );
+    s.arteries.push(Vessel { seg: Capsule::new(trunk0, bif, rt), level: Level::Trunk, hu });
+    let rpa_end = V3::new(-0.34 * ca, 6.0 + r.range(-3.0, 3.0), 135.0 + r.range(-3.0, 3.0));
+    let lpa_end = V3::new(0.34 * ca, 12.0 + r.range(-3.0, 3.0), 146.0 + r.range(-3.0, 3.0));
     let rm = rt * r.range(0.75, 0.85);
-    s.arteries.push(Vessel {
-        seg: Capsule::new(bif, rpa_end, rm),
-        level: Level::Main,
-        hu,
-    });
-    s.arteries.push(Vessel {
-        seg: Capsule::new(bif, lpa_end, rm * 0.95),
-        level: Level::Main,
-        hu,
-    });
+    s.arteries.push(Vessel { seg: Capsule::new(bif, rpa_end, rm), level: Level::Main, hu });
+    s.arteries.push(Vessel { seg: Capsule::new(bif, lpa_end, rm * 0.95), level: Level::Main, hu });
     for (side, start, rpar) in [(-1.0f32, rpa_end, rm), (1.0, lpa_end, rm * 0.95)] {
         // Lobar arteries: upper, middle (lingula on the left), lower.
-        let lobes = [
-            V3::new(side * 0.5, -0.2, 0.85),
-            V3::new(side * 0.8, -0.55, -0.25),
-            V3::new(side * 0.45, 0.35, -0.8),
-        ];
+        let lobes =
+            [V3::new(side * 0.5, -0.2, 0.85), V3::new(side * 0.8, -0.55, -0.25), V3::new(side * 0.45, 0.35, -0.8)];
         for (k, dir) in lobes.iter().enumerate() {
-            let len = if k == 2 {
-                r.range(38.0, 50.0)
-            } else {
-                r.range(28.0, 40.0)
-            };
+            let len = if k == 2 { r.range(38.0, 50.0) } else { r.range(28.0, 40.0) };
             let d = jitter(r, *dir, 0.15);
             let radius = rpar * r.range(0.45, 0.55);
             grow(s, r, start, d, len, radius, Level::Lobar, hu);
@@ -340,35 +289,26 @@ fn arterial_tree(s: &mut Scene, r: &mut Rng) {
         if s.veins.len() >= 2600 {
             break;
         }
-        let p = V3::new(
-            r.range(-0.95, 0.95) * ca,
-            s.body_cy + r.range(-0.95, 0.95) * s.cavity_b(),
-            r.range(35.0, 250.0),
-        );
+        let p =
+            V3::new(r.range(-0.95, 0.95) * ca, s.body_cy + r.range(-0.95, 0.95) * s.cavity_b(), r.range(35.0, 250.0));
         if !s.in_lung(p) {
             continue;
         }
         let d = V3::new(r.range(-1.0, 1.0), r.range(-1.0, 1.0), r.range(-1.0, 1.0)).norm();
-        let q = p.add(d.scale(r.range(8.0, 24.0)));
+        let q = p.plus(d.scale(r.range(8.0, 24.0)));
         if s.in_lung(q) {
             s.veins.push(Capsule::new(p, q, r.range(0.7, 1.5)));
         }
     }
     // Pulmonary veins: enhanced less than the arteries, draining toward the left atrium.
-    let la = s
-        .heart_center
-        .add(V3::new(0.0, s.heart_semi.y * 0.55, s.heart_semi.z * 0.35));
+    let la = s.heart_center.plus(V3::new(0.0, s.heart_semi.y * 0.55, s.heart_semi.z * 0.35));
     for side in [-1.0f32, 1.0] {
         for dz in [-18.0f32, 14.0] {
-            let end = V3::new(
-                side * 0.45 * ca,
-                20.0 + r.range(-8.0, 8.0),
-                la.z + dz + r.range(-6.0, 6.0),
-            );
+            let end = V3::new(side * 0.45 * ca, 20.0 + r.range(-8.0, 8.0), la.z + dz + r.range(-6.0, 6.0));
             s.veins.push(Capsule::new(la, end, r.range(5.0, 7.0)));
             for _ in 0..2 {
-                let d = jitter(r, end.sub(la).norm(), 0.6);
-                let tip = end.add(d.scale(r.range(20.0, 35.0)));
+                let d = jitter(r, end.minus(la).norm(), 0.6);
+                let tip = end.plus(d.scale(r.range(20.0, 35.0)));
                 if s.in_lung(tip) {
                     s.veins.push(Capsule::new(end, tip, r.range(2.5, 3.5)));
                 }
@@ -379,32 +319,19 @@ fn arterial_tree(s: &mut Scene, r: &mut Rng) {
 
 /// Grows one branch and its descendants, keeping tips inside the lungs.
 #[allow(clippy::too_many_arguments)]
-fn grow(
-    s: &mut Scene,
-    r: &mut Rng,
-    start: V3,
-    dir: V3,
-    len: f32,
-    radius: f32,
-    level: Level,
-    hu: f32,
-) {
+fn grow(s: &mut Scene, r: &mut Rng, start: V3, dir: V3, len: f32, radius: f32, level: Level, hu: f32) {
     let mut l = len;
-    let mut end = start.add(dir.scale(l));
+    let mut end = start.plus(dir.scale(l));
     let mut tries = 0;
     while !s.in_lung(end) && tries < 4 {
         l *= 0.6;
-        end = start.add(dir.scale(l));
+        end = start.plus(dir.scale(l));
         tries += 1;
     }
     if !s.in_lung(end) || radius < 0.9 {
         return;
     }
-    s.arteries.push(Vessel {
-        seg: Capsule::new(start, end, radius),
-        level,
-        hu,
-    });
+    s.arteries.push(Vessel { seg: Capsule::new(start, end, radius), level, hu });
     let (next, children, spread) = match level {
         Level::Lobar => (Level::Segmental, 3, 0.55),
         Level::Segmental => (Level::Subsegmental, 3, 0.6),
@@ -413,11 +340,7 @@ fn grow(
     };
     for _ in 0..children {
         let d = jitter(r, dir, spread);
-        let k = if next == Level::Segmental {
-            r.range(0.45, 0.55)
-        } else {
-            r.range(0.6, 0.72)
-        };
+        let k = if next == Level::Segmental { r.range(0.45, 0.55) } else { r.range(0.6, 0.72) };
         let child_r = (radius * k).max(if next == Level::Segmental { 1.5 } else { 0.8 });
         let child_len = len * r.range(0.6, 0.8);
         grow(s, r, end, d, child_len, child_r, next, hu);
@@ -426,10 +349,7 @@ fn grow(
 
 fn jitter(r: &mut Rng, dir: V3, amount: f32) -> V3 {
     let (u, v) = perpendiculars(dir);
-    dir.norm()
-        .add(u.scale(r.range(-amount, amount)))
-        .add(v.scale(r.range(-amount, amount)))
-        .norm()
+    dir.norm().plus(u.scale(r.range(-amount, amount))).plus(v.scale(r.range(-amount, amount))).norm()
 }
 
 fn skeleton(s: &mut Scene, r: &mut Rng) {
@@ -442,11 +362,7 @@ fn skeleton(s: &mut Scene, r: &mut Rng) {
             for i in 0..=steps {
                 let u = i as f32 / steps as f32;
                 let theta = (100.0 - 160.0 * u).to_radians();
-                let p = V3::new(
-                    side * ra * theta.cos(),
-                    s.body_cy + rb * theta.sin(),
-                    z0 - 48.0 * u,
-                );
+                let p = V3::new(side * ra * theta.cos(), s.body_cy + rb * theta.sin(), z0 - 48.0 * u);
                 if let Some(q) = prev {
                     s.ribs.push(Capsule::new(q, p, 4.2));
                 }
@@ -479,17 +395,9 @@ fn confounders(s: &mut Scene, r: &mut Rng) {
                 continue;
             }
             let consolidation = r.chance(0.25);
-            let hu = if consolidation {
-                r.range(-250.0, -100.0)
-            } else {
-                r.range(-650.0, -350.0)
-            };
+            let hu = if consolidation { r.range(-250.0, -100.0) } else { r.range(-650.0, -350.0) };
             let semi = V3::new(r.range(8.0, 30.0), r.range(8.0, 30.0), r.range(8.0, 25.0));
-            s.opacities.push(Blob {
-                center: c,
-                semi,
-                hu,
-            });
+            s.opacities.push(Blob { center: c, semi, hu });
             placed += 1;
         }
     }
@@ -498,19 +406,11 @@ fn confounders(s: &mut Scene, r: &mut Rng) {
         let host = r.below(3) as usize;
         let v = s.arteries[host].seg;
         let t = r.range(0.2, 0.7);
-        let d = v.b.sub(v.a).norm();
+        let d = v.b.minus(v.a).norm();
         let half = r.range(8.0, 15.0);
         let c = v.at(t);
-        let shape = Capsule::new(
-            c.sub(d.scale(half)),
-            c.add(d.scale(half)),
-            v.r * r.range(0.5, 0.75),
-        );
-        s.mixing.push(Mixing {
-            shape,
-            host,
-            hu: s.pa_hu * r.range(0.45, 0.65),
-        });
+        let shape = Capsule::new(c.minus(d.scale(half)), c.plus(d.scale(half)), v.r * r.range(0.5, 0.75));
+        s.mixing.push(Mixing { shape, host, hu: s.pa_hu * r.range(0.45, 0.65) });
     }
 }
 
@@ -572,11 +472,9 @@ fn place_emboli(s: &mut Scene, r: &mut Rng) {
                         EmbolusKind::Eccentric
                     }
                 }
-                Level::Lobar => [
-                    EmbolusKind::Central,
-                    EmbolusKind::Eccentric,
-                    EmbolusKind::Occlusive,
-                ][r.below(3) as usize],
+                Level::Lobar => {
+                    [EmbolusKind::Central, EmbolusKind::Eccentric, EmbolusKind::Occlusive][r.below(3) as usize]
+                }
                 _ => {
                     if r.chance(0.6) {
                         EmbolusKind::Occlusive
@@ -594,12 +492,12 @@ fn place_emboli(s: &mut Scene, r: &mut Rng) {
                 }
                 _ => (rv * 1.05, 0.0),
             };
-            let (u, w) = perpendiculars(b.sub(a));
+            let (u, w) = perpendiculars(b.minus(a));
             let ang = r.range(0.0, std::f32::consts::TAU);
-            let shift = u.scale(ang.cos() * offset).add(w.scale(ang.sin() * offset));
+            let shift = u.scale(ang.cos() * offset).plus(w.scale(ang.sin() * offset));
             Embolus {
                 kind,
-                shape: Capsule::new(a.add(shift), b.add(shift), re),
+                shape: Capsule::new(a.plus(shift), b.plus(shift), re),
                 hosts: vec![host],
                 hu,
                 level: v.level,
@@ -624,7 +522,7 @@ fn choose_scan_range(s: &mut Scene, r: &mut Rng) {
             let (lo, hi) = e.shape.z_extent();
             let c = 0.5 * (lo + hi);
             // Keep the first embolus inside the scan even for short series.
-            let slack = ((range - (hi - lo)) * 0.5).max(0.0).min(20.0);
+            let slack = ((range - (hi - lo)) * 0.5).clamp(0.0, 20.0);
             c + r.range(-slack, slack)
         }
         None => 140.0 + r.range(-15.0, 15.0),

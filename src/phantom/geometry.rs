@@ -14,10 +14,10 @@ impl V3 {
     pub const fn new(x: f32, y: f32, z: f32) -> Self {
         Self { x, y, z }
     }
-    pub fn add(self, o: V3) -> V3 {
+    pub fn plus(self, o: V3) -> V3 {
         V3::new(self.x + o.x, self.y + o.y, self.z + o.z)
     }
-    pub fn sub(self, o: V3) -> V3 {
+    pub fn minus(self, o: V3) -> V3 {
         V3::new(self.x - o.x, self.y - o.y, self.z - o.z)
     }
     pub fn scale(self, k: f32) -> V3 {
@@ -27,11 +27,7 @@ impl V3 {
         self.x * o.x + self.y * o.y + self.z * o.z
     }
     pub fn cross(self, o: V3) -> V3 {
-        V3::new(
-            self.y * o.z - self.z * o.y,
-            self.z * o.x - self.x * o.z,
-            self.x * o.y - self.y * o.x,
-        )
+        V3::new(self.y * o.z - self.z * o.y, self.z * o.x - self.x * o.z, self.x * o.y - self.y * o.x)
     }
     pub fn len(self) -> f32 {
         self.dot(self).sqrt()
@@ -45,7 +41,7 @@ impl V3 {
         }
     }
     pub fn lerp(self, o: V3, t: f32) -> V3 {
-        self.add(o.sub(self).scale(t))
+        self.plus(o.minus(self).scale(t))
     }
 }
 
@@ -72,7 +68,7 @@ impl Capsule {
     }
 
     pub fn length(&self) -> f32 {
-        self.b.sub(self.a).len()
+        self.b.minus(self.a).len()
     }
 
     /// Point on the axis at parameter t in [0, 1].
@@ -82,14 +78,10 @@ impl Capsule {
 
     /// Distance from `p` to the capsule's axis segment.
     pub fn axis_distance(&self, p: V3) -> f32 {
-        let ab = self.b.sub(self.a);
+        let ab = self.b.minus(self.a);
         let denom = ab.dot(ab);
-        let t = if denom > 0.0 {
-            (p.sub(self.a).dot(ab) / denom).clamp(0.0, 1.0)
-        } else {
-            0.0
-        };
-        p.sub(self.a.add(ab.scale(t))).len()
+        let t = if denom > 0.0 { (p.minus(self.a).dot(ab) / denom).clamp(0.0, 1.0) } else { 0.0 };
+        p.minus(self.a.plus(ab.scale(t))).len()
     }
 
     pub fn contains(&self, p: V3) -> bool {
@@ -98,10 +90,7 @@ impl Capsule {
 
     /// Lowest and highest z the capsule reaches.
     pub fn z_extent(&self) -> (f32, f32) {
-        (
-            self.a.z.min(self.b.z) - self.r,
-            self.a.z.max(self.b.z) + self.r,
-        )
+        (self.a.z.min(self.b.z) - self.r, self.a.z.max(self.b.z) + self.r)
     }
 
     /// The x/y rectangle that holds the capsule's intersection with the slab `z0..=z1`, or None
@@ -138,11 +127,7 @@ impl Capsule {
 /// Two unit vectors perpendicular to `d` and to each other.
 pub fn perpendiculars(d: V3) -> (V3, V3) {
     let d = d.norm();
-    let helper = if d.z.abs() < 0.9 {
-        V3::new(0.0, 0.0, 1.0)
-    } else {
-        V3::new(1.0, 0.0, 0.0)
-    };
+    let helper = if d.z.abs() < 0.9 { V3::new(0.0, 0.0, 1.0) } else { V3::new(1.0, 0.0, 0.0) };
     let u = d.cross(helper).norm();
     let v = d.cross(u).norm();
     (u, v)
@@ -173,10 +158,7 @@ mod tests {
                     let p = V3::new(-40.0 + i as f32 * 0.2, -40.0 + j as f32 * 0.2, z);
                     if c.contains(p) {
                         inside += 1;
-                        assert!(
-                            p.x >= r.x0 && p.x <= r.x1 && p.y >= r.y0 && p.y <= r.y1,
-                            "{p:?} {r:?}"
-                        );
+                        assert!(p.x >= r.x0 && p.x <= r.x1 && p.y >= r.y0 && p.y <= r.y1, "{p:?} {r:?}");
                     }
                 }
             }
@@ -187,17 +169,9 @@ mod tests {
 
     #[test]
     fn perpendiculars_are_orthonormal() {
-        for d in [
-            V3::new(0.0, 0.0, 1.0),
-            V3::new(1.0, 2.0, -0.5),
-            V3::new(-1.0, 0.0, 0.0),
-        ] {
+        for d in [V3::new(0.0, 0.0, 1.0), V3::new(1.0, 2.0, -0.5), V3::new(-1.0, 0.0, 0.0)] {
             let (u, v) = perpendiculars(d);
-            assert!(
-                u.dot(d.norm()).abs() < 1e-5
-                    && v.dot(d.norm()).abs() < 1e-5
-                    && u.dot(v).abs() < 1e-5
-            );
+            assert!(u.dot(d.norm()).abs() < 1e-5 && v.dot(d.norm()).abs() < 1e-5 && u.dot(v).abs() < 1e-5);
             assert!((u.len() - 1.0).abs() < 1e-5 && (v.len() - 1.0).abs() < 1e-5);
         }
     }

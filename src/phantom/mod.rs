@@ -22,11 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 /// Bumped whenever the same seed would render different pixels.
-pub const GENERATOR_VERSION: &str = concat!(
-    "pe-sentinel phantom ",
-    env!("CARGO_PKG_VERSION"),
-    " (scene v1)"
-);
+pub const GENERATOR_VERSION: &str = concat!("pe-sentinel phantom ", env!("CARGO_PKG_VERSION"), " (scene v1)");
 /// The console window the PNGs are rendered with (CTPA: width 700, level 100).
 pub const PNG_WINDOW_CENTER: f32 = 100.0;
 pub const PNG_WINDOW_WIDTH: f32 = 700.0;
@@ -86,28 +82,17 @@ impl PhantomOptions {
 #[derive(Debug, thiserror::Error)]
 pub enum PhantomError {
     #[error("invalid {what}: {found}; expected {expected}")]
-    InvalidArgument {
-        what: &'static str,
-        found: String,
-        expected: &'static str,
-    },
-    #[error("cannot write {path}: {source}; check that the folder exists or can be created, is writable and has free space")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot encode PNG {path}: {source}")]
-    Png {
-        path: PathBuf,
-        source: image::ImageError,
-    },
+    InvalidArgument { what: &'static str, found: String, expected: &'static str },
+    #[error(
+        "cannot write {path}: {err}; check that the folder exists or can be created, is writable and has free space"
+    )]
+    Io { path: PathBuf, err: std::io::Error },
+    #[error("cannot encode PNG {path}: {err}")]
+    Png { path: PathBuf, err: image::ImageError },
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> PhantomError + '_ {
-    move |source| PhantomError::Io {
-        path: path.to_path_buf(),
-        source,
-    }
+    move |err| PhantomError::Io { path: path.to_path_buf(), err }
 }
 
 /// What a run wrote (also saved as `phantom.json`).
@@ -210,16 +195,7 @@ impl SeriesPlan {
         let study_uid = dicom_writer::uid_from(ids.next_u64(), ids.next_u64());
         let series_uid = dicom_writer::uid_from(ids.next_u64(), ids.next_u64());
         let frame_uid = dicom_writer::uid_from(ids.next_u64(), ids.next_u64());
-        Self {
-            index,
-            seed,
-            positive,
-            scene,
-            rng,
-            study_uid,
-            series_uid,
-            frame_uid,
-        }
+        Self { index, seed, positive, scene, rng, study_uid, series_uid, frame_uid }
     }
 
     /// Renders slice `k` (0-based from the most cranial) into `canvas.hu`, truth into `boxes`.
@@ -341,10 +317,8 @@ pub fn generate(opts: &PhantomOptions) -> Result<RunSummary, PhantomError> {
 }
 
 fn write_json(path: &Path, value: &impl Serialize) -> Result<(), PhantomError> {
-    let mut text = serde_json::to_string_pretty(value).map_err(|e| PhantomError::Io {
-        path: path.to_path_buf(),
-        source: e.into(),
-    })?;
+    let mut text = serde_json::to_string_pretty(value)
+        .map_err(|e| PhantomError::Io { path: path.to_path_buf(), err: e.into() })?;
     text.push('\n');
     fs::write(path, text).map_err(io_err(path))
 }
@@ -397,8 +371,7 @@ impl SeriesWriter {
         let patient_id = format!("PHANTOM-{}-{index:03}", opts.seed);
         let patient_name = format!("PHANTOM^S{}^{index:03}", opts.seed);
         let mut slice_labels = Vec::with_capacity(opts.slices as usize);
-        let mut per_embolus: Vec<(Option<u32>, Option<u32>, usize)> =
-            vec![(None, None, 0); scene.emboli.len()];
+        let mut per_embolus: Vec<(Option<u32>, Option<u32>, usize)> = vec![(None, None, 0); scene.emboli.len()];
         for k in 0..opts.slices {
             let instance = k + 1;
             let stem = slice_stem(instance, opts.slices);
@@ -455,12 +428,7 @@ impl SeriesWriter {
             let mut text = String::new();
             for b in &self.boxes {
                 let n = SIZE as f64;
-                let (x0, y0, x1, y1) = (
-                    f64::from(b.x0),
-                    f64::from(b.y0),
-                    f64::from(b.x1),
-                    f64::from(b.y1),
-                );
+                let (x0, y0, x1, y1) = (f64::from(b.x0), f64::from(b.y0), f64::from(b.x1), f64::from(b.y1));
                 text.push_str(&format!(
                     "0 {:.6} {:.6} {:.6} {:.6}\n",
                     (x0 + x1) / 2.0 / n,
@@ -474,12 +442,7 @@ impl SeriesWriter {
                 e.2 += 1;
             }
             fs::write(&path, text).map_err(io_err(&path))?;
-            slice_labels.push(SliceTruth {
-                instance,
-                file: stem,
-                z_mm: r3(z),
-                boxes: self.boxes.clone(),
-            });
+            slice_labels.push(SliceTruth { instance, file: stem, z_mm: r3(z), boxes: self.boxes.clone() });
         }
         let labelled = slice_labels.iter().filter(|s| !s.boxes.is_empty()).count();
         let emboli = scene
@@ -493,13 +456,9 @@ impl SeriesWriter {
                     id,
                     kind: e.kind,
                     level: e.level,
-                    diameter_mm: r3(2.0
-                        * e.shape.r.min(
-                            e.hosts
-                                .iter()
-                                .map(|&h| scene.arteries[h].seg.r)
-                                .fold(0.0, f32::max),
-                        )),
+                    diameter_mm: r3(
+                        2.0 * e.shape.r.min(e.hosts.iter().map(|&h| scene.arteries[h].seg.r).fold(0.0, f32::max))
+                    ),
                     length_mm: r3(e.shape.length() + 2.0 * e.shape.r),
                     hu: r3(e.hu),
                     axis_mm: [p(e.shape.a), p(e.shape.b)],
@@ -553,10 +512,7 @@ fn write_png(path: &Path, gray: &[u8]) -> Result<(), PhantomError> {
     let w = BufWriter::new(file);
     image::codecs::png::PngEncoder::new(w)
         .write_image(gray, SIZE as u32, SIZE as u32, image::ExtendedColorType::L8)
-        .map_err(|source| PhantomError::Png {
-            path: path.to_path_buf(),
-            source,
-        })
+        .map_err(|err| PhantomError::Png { path: path.to_path_buf(), err })
 }
 
 #[cfg(test)]
@@ -584,30 +540,12 @@ mod tests {
     fn bad_counts_are_refused() {
         let mut o = PhantomOptions::new("/tmp/unused");
         o.series = 0;
-        assert!(matches!(
-            validate(&o),
-            Err(PhantomError::InvalidArgument {
-                what: "--series",
-                ..
-            })
-        ));
+        assert!(matches!(validate(&o), Err(PhantomError::InvalidArgument { what: "--series", .. })));
         o.series = 1;
         o.slices = 0;
-        assert!(matches!(
-            validate(&o),
-            Err(PhantomError::InvalidArgument {
-                what: "--slices",
-                ..
-            })
-        ));
+        assert!(matches!(validate(&o), Err(PhantomError::InvalidArgument { what: "--slices", .. })));
         o.slices = 1;
         o.pe_fraction = 1.5;
-        assert!(matches!(
-            validate(&o),
-            Err(PhantomError::InvalidArgument {
-                what: "--pe-fraction",
-                ..
-            })
-        ));
+        assert!(matches!(validate(&o), Err(PhantomError::InvalidArgument { what: "--pe-fraction", .. })));
     }
 }

@@ -35,11 +35,7 @@ pub struct Canvas {
 
 impl Default for Canvas {
     fn default() -> Self {
-        Self {
-            hu: vec![0.0; SIZE * SIZE],
-            lung: vec![false; SIZE * SIZE],
-            tmp: vec![0.0; SIZE * SIZE],
-        }
+        Self { hu: vec![0.0; SIZE * SIZE], lung: vec![false; SIZE * SIZE], tmp: vec![0.0; SIZE * SIZE] }
     }
 }
 
@@ -52,10 +48,7 @@ pub struct Grid {
 
 impl Grid {
     pub fn new(spacing: f32) -> Self {
-        Self {
-            spacing,
-            origin: -((SIZE - 1) as f32) * 0.5 * spacing,
-        }
+        Self { spacing, origin: -((SIZE - 1) as f32) * 0.5 * spacing }
     }
     pub fn x(&self, i: usize) -> f32 {
         self.origin + i as f32 * self.spacing
@@ -79,13 +72,7 @@ fn planes(z: f32, thickness: f32) -> [f32; 2] {
 }
 
 /// Renders slice `index` of `scene` into `canvas.hu` and returns its truth boxes.
-pub fn render_slice(
-    scene: &Scene,
-    rng: &Rng,
-    index: u32,
-    canvas: &mut Canvas,
-    boxes: &mut Vec<PixelBox>,
-) {
+pub fn render_slice(scene: &Scene, rng: &Rng, index: u32, canvas: &mut Canvas, boxes: &mut Vec<PixelBox>) {
     let z = scene.slice_z(index);
     let grid = Grid::new(scene.pixel_spacing);
     tissue(scene, z, grid, canvas);
@@ -106,15 +93,7 @@ pub fn render_slice(
         paint(&mut canvas.hu, grid, slab, &v.seg, v.hu, 1.0);
     }
     for m in &scene.mixing {
-        paint_inside(
-            &mut canvas.hu,
-            grid,
-            slab,
-            &m.shape,
-            &[&scene.arteries[m.host].seg],
-            m.hu,
-            4.0,
-        );
+        paint_inside(&mut canvas.hu, grid, slab, &m.shape, &[&scene.arteries[m.host].seg], m.hu, 4.0);
     }
     for e in &scene.emboli {
         let hosts: Vec<&Capsule> = e.hosts.iter().map(|&h| &scene.arteries[h].seg).collect();
@@ -152,11 +131,7 @@ fn tissue(s: &Scene, z: f32, g: Grid, c: &mut Canvas) {
             lrow[i] = false;
             let e_body = (x / a).powi(2) + ((y - cy) / b).powi(2);
             if e_body >= 1.0 {
-                row[i] = if y > table_y && y < table_y + 9.0 && x.abs() < 200.0 {
-                    150.0
-                } else {
-                    -1000.0
-                };
+                row[i] = if y > table_y && y < table_y + 9.0 && x.abs() < 200.0 { 150.0 } else { -1000.0 };
                 continue;
             }
             if (x / fa).powi(2) + ((y - cy) / fb).powi(2) >= 1.0 {
@@ -176,9 +151,7 @@ fn tissue(s: &Scene, z: f32, g: Grid, c: &mut Canvas) {
                     let q = ((x - lx) / la).powi(2) + ((y - ly) / lb).powi(2);
                     if q < 1.0 {
                         if z > s.lung_floor(*side, x, y) {
-                            if !s.in_mediastinum(x, y, z)
-                                && !heart.is_some_and(|h| h.contains(x, y))
-                            {
+                            if !s.in_mediastinum(x, y, z) && !heart.is_some_and(|h| h.contains(x, y)) {
                                 v = s.lung_hu + 35.0 * ((y - ly) / lb);
                                 lrow[i] = true;
                             }
@@ -236,38 +209,21 @@ impl Section {
 }
 
 fn heart_section(s: &Scene, z: f32, offset: V3, semi: V3, margin: f32) -> Option<Section> {
-    let c = s.heart_center.add(offset);
+    let c = s.heart_center.plus(offset);
     let dz = (z - c.z) / (semi.z + margin);
     if dz.abs() >= 1.0 {
         return None;
     }
     let k = (1.0 - dz * dz).sqrt();
-    Some(Section {
-        cx: c.x,
-        cy: c.y,
-        a: (semi.x + margin) * k,
-        b: (semi.y + margin) * k,
-    })
+    Some(Section { cx: c.x, cy: c.y, a: (semi.x + margin) * k, b: (semi.y + margin) * k })
 }
 
 fn heart_chambers(s: &Scene, z: f32, g: Grid, hu: &mut [f32]) {
     let h = s.heart_semi;
     let chambers = [
-        (
-            V3::new(-0.25 * h.x, -0.3 * h.y, 0.0),
-            V3::new(0.45 * h.x, 0.4 * h.y, 0.6 * h.z),
-            s.pa_hu,
-        ),
-        (
-            V3::new(0.25 * h.x, 0.15 * h.y, -0.05 * h.z),
-            V3::new(0.38 * h.x, 0.42 * h.y, 0.6 * h.z),
-            s.aorta_hu,
-        ),
-        (
-            V3::new(0.0, 0.55 * h.y, 0.35 * h.z),
-            V3::new(0.35 * h.x, 0.28 * h.y, 0.3 * h.z),
-            s.aorta_hu,
-        ),
+        (V3::new(-0.25 * h.x, -0.3 * h.y, 0.0), V3::new(0.45 * h.x, 0.4 * h.y, 0.6 * h.z), s.pa_hu),
+        (V3::new(0.25 * h.x, 0.15 * h.y, -0.05 * h.z), V3::new(0.38 * h.x, 0.42 * h.y, 0.6 * h.z), s.aorta_hu),
+        (V3::new(0.0, 0.55 * h.y, 0.35 * h.z), V3::new(0.35 * h.x, 0.28 * h.y, 0.3 * h.z), s.aorta_hu),
     ];
     for (off, semi, v) in chambers {
         let Some(sec) = heart_section(s, z, off, semi, 0.0) else {
@@ -302,9 +258,8 @@ fn opacities(s: &Scene, z: f32, g: Grid, c: &mut Canvas) {
                 if !c.lung[k] {
                     continue;
                 }
-                let q = ((g.x(i) - o.center.x) / o.semi.x).powi(2)
-                    + ((g.x(j) - o.center.y) / o.semi.y).powi(2)
-                    + dz * dz;
+                let q =
+                    ((g.x(i) - o.center.x) / o.semi.x).powi(2) + ((g.x(j) - o.center.y) / o.semi.y).powi(2) + dz * dz;
                 if q < 1.0 {
                     // Smooth rim: full density inside 70 % of the radius, fading to lung at the edge.
                     let t = ((1.0 - q.sqrt()) / 0.3).clamp(0.0, 1.0);
@@ -329,11 +284,7 @@ fn paint(hu: &mut [f32], g: Grid, slab: [f32; 2], cap: &Capsule, v: f32, edge_mm
         let y = g.x(j);
         for i in i0..i1 {
             let x = g.x(i);
-            let cov = 0.5
-                * slab
-                    .iter()
-                    .map(|&zs| soft(cap.r, cap.axis_distance(V3::new(x, y, zs)), w))
-                    .sum::<f32>();
+            let cov = 0.5 * slab.iter().map(|&zs| soft(cap.r, cap.axis_distance(V3::new(x, y, zs)), w)).sum::<f32>();
             if cov > 0.0 {
                 let p = &mut hu[j * SIZE + i];
                 *p += (v - *p) * cov;
@@ -343,15 +294,7 @@ fn paint(hu: &mut [f32], g: Grid, slab: [f32; 2], cap: &Capsule, v: f32, edge_mm
 }
 
 /// Paints `shape` only where it lies inside one of `hosts` (a filling defect or a mixing swirl).
-fn paint_inside(
-    hu: &mut [f32],
-    g: Grid,
-    slab: [f32; 2],
-    shape: &Capsule,
-    hosts: &[&Capsule],
-    v: f32,
-    edge_mm: f32,
-) {
+fn paint_inside(hu: &mut [f32], g: Grid, slab: [f32; 2], shape: &Capsule, hosts: &[&Capsule], v: f32, edge_mm: f32) {
     let Some(rect) = shape.slab_bounds(slab[0], slab[1]) else {
         return;
     };
@@ -365,10 +308,7 @@ fn paint_inside(
             let mut cov = 0.0;
             for &zs in &slab {
                 let p = V3::new(x, y, zs);
-                let inside_host = hosts
-                    .iter()
-                    .map(|h| soft(h.r, h.axis_distance(p), g.spacing))
-                    .fold(0.0f32, f32::max);
+                let inside_host = hosts.iter().map(|h| soft(h.r, h.axis_distance(p), g.spacing)).fold(0.0f32, f32::max);
                 cov += 0.5 * soft(shape.r, shape.axis_distance(p), w).min(inside_host);
             }
             if cov > 0.0 {
@@ -387,11 +327,7 @@ fn streaks(s: &Scene, z: f32, g: Grid, hu: &mut [f32], r: &mut Rng) {
         return;
     }
     let dz = c.b.z - c.a.z;
-    let t = if dz.abs() > 1e-6 {
-        ((z - c.a.z) / dz).clamp(0.0, 1.0)
-    } else {
-        0.0
-    };
+    let t = if dz.abs() > 1e-6 { ((z - c.a.z) / dz).clamp(0.0, 1.0) } else { 0.0 };
     let centre = c.at(t);
     let strength = (s.svc_hu - 400.0).max(0.0) / 1000.0;
     let n = 8 + r.below(9);
@@ -434,9 +370,8 @@ fn blur(hu: &mut [f32], tmp: &mut [f32]) {
     hu[(SIZE - 1) * SIZE..].copy_from_slice(&tmp[(SIZE - 1) * SIZE..]);
     for j in 1..SIZE - 1 {
         for i in 0..SIZE {
-            hu[j * SIZE + i] = 0.25 * tmp[(j - 1) * SIZE + i]
-                + 0.5 * tmp[j * SIZE + i]
-                + 0.25 * tmp[(j + 1) * SIZE + i];
+            hu[j * SIZE + i] =
+                0.25 * tmp[(j - 1) * SIZE + i] + 0.5 * tmp[j * SIZE + i] + 0.25 * tmp[(j + 1) * SIZE + i];
         }
     }
 }
@@ -456,14 +391,7 @@ fn truth_boxes(s: &Scene, z: f32, g: Grid, boxes: &mut Vec<PixelBox>) {
         };
         let (i0, i1) = g.span(rect.x0, rect.x1);
         let (j0, j1) = g.span(rect.y0, rect.y1);
-        let mut b = PixelBox {
-            embolus: k,
-            x0: u32::MAX,
-            y0: u32::MAX,
-            x1: 0,
-            y1: 0,
-            pixels: 0,
-        };
+        let mut b = PixelBox { embolus: k, x0: u32::MAX, y0: u32::MAX, x1: 0, y1: 0, pixels: 0 };
         for j in j0..j1 {
             for i in i0..i1 {
                 if in_defect(s, k, V3::new(g.x(i), g.x(j), z)) {

@@ -12,18 +12,13 @@ pub struct Rng {
 
 impl Rng {
     pub fn new(seed: u64) -> Self {
-        Self {
-            state: seed ^ 0x5EED_0F_C7_0A_u64,
-            spare_normal: None,
-        }
+        Self { state: seed ^ 0x005E_ED0F_C70A_u64, spare_normal: None }
     }
 
     /// A generator for a named sub-stream, so that adding a draw in one part of the generator
     /// does not shift every value drawn after it elsewhere.
     pub fn fork(&self, stream: u64) -> Self {
-        let mut r = Self::new(mix(
-            self.state ^ mix(stream.wrapping_add(0xA076_1D64_78BD_642F))
-        ));
+        let mut r = Self::new(mix(self.state ^ mix(stream.wrapping_add(0xA076_1D64_78BD_642F))));
         r.next_u64();
         r
     }
@@ -45,7 +40,7 @@ impl Rng {
 
     /// Uniform integer in [0, n).
     pub fn below(&mut self, n: u32) -> u32 {
-        ((self.next_u64() >> 32) * u64::from(n) >> 32) as u32
+        (((self.next_u64() >> 32) * u64::from(n)) >> 32) as u32
     }
 
     pub fn chance(&mut self, p: f32) -> bool {

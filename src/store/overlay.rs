@@ -24,10 +24,7 @@ pub fn draw(gray: &[u8], width: u32, height: u32, boxes: &[OverlayBox]) -> RgbIm
     for b in boxes {
         for t in 1..=2u32 {
             let (x0, y0) = (b.x0.saturating_sub(t), b.y0.saturating_sub(t));
-            let (x1, y1) = (
-                (b.x1 + t - 1).min(width - 1),
-                (b.y1 + t - 1).min(height - 1),
-            );
+            let (x1, y1) = ((b.x1 + t - 1).min(width - 1), (b.y1 + t - 1).min(height - 1));
             for x in x0..=x1 {
                 img.put_pixel(x, y0, Rgb(b.rgb));
                 img.put_pixel(x, y1, Rgb(b.rgb));
@@ -42,13 +39,7 @@ pub fn draw(gray: &[u8], width: u32, height: u32, boxes: &[OverlayBox]) -> RgbIm
 }
 
 /// Draws and saves as PNG.
-pub fn save(
-    path: &Path,
-    gray: &[u8],
-    width: u32,
-    height: u32,
-    boxes: &[OverlayBox],
-) -> Result<(), image::ImageError> {
+pub fn save(path: &Path, gray: &[u8], width: u32, height: u32, boxes: &[OverlayBox]) -> Result<(), image::ImageError> {
     draw(gray, width, height, boxes).save_with_format(path, image::ImageFormat::Png)
 }
 
@@ -59,18 +50,7 @@ mod tests {
     #[test]
     fn outline_surrounds_the_box_and_leaves_it_untouched() {
         let gray = vec![100u8; 32 * 32];
-        let img = draw(
-            &gray,
-            32,
-            32,
-            &[OverlayBox {
-                x0: 10,
-                y0: 10,
-                x1: 15,
-                y1: 14,
-                rgb: [255, 0, 0],
-            }],
-        );
+        let img = draw(&gray, 32, 32, &[OverlayBox { x0: 10, y0: 10, x1: 15, y1: 14, rgb: [255, 0, 0] }]);
         assert_eq!(img.get_pixel(9, 12).0, [255, 0, 0]);
         assert_eq!(img.get_pixel(15, 12).0, [255, 0, 0]);
         assert_eq!(img.get_pixel(12, 9).0, [255, 0, 0]);

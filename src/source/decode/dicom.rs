@@ -1,0 +1,199 @@
+//! DICOM decoding on dicom-rs: opens a Part 10 file, checks the declared geometry against limits
+//! before decoding, decompresses whatever transfer syntax dicom-pixeldata supports, and converts
+//! stored values to Hounsfield units (RescaleSlope/Intercept; signed or unsigned; any bits stored)
+//! — one `Slice` per frame. Reads only the given file.
+
+use super::{MAX_FRAMES, MAX_PIXELS_PER_FRAME};
+use crate::slice::{Pixels, SeriesId, Slice};
+use dicom_dictionary_std::tags;
+use dicom_object::{open_file, DefaultDicomObject};
+use dicom_pixeldata::PixelDecoder;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DicomError {
+    #[error("{path}: not a readable DICOM file ({reason}); drop DICOM Part 10 files (with the 'DICM' preamble)")]
+    Open { path: PathBuf, reason: String },
+    #[error("{path}: missing or invalid {attribute}; the file does not describe an image this daemon can read")]
+    Attribute { path: PathBuf, attribute: &'static str },
+    #[error("{path}: unsupported {what}; convert the file to an uncompressed or lossless transfer syntax")]
+    Unsupported { path: PathBuf, what: String },
+    #[error("{path}: declares {rows}x{columns} pixels x {frames} frame(s), beyond the limit of {limit}; refusing to allocate it")]
+    TooLarge { path: PathBuf, rows: u64, columns: u64, frames: u64, limit: String },
+    #[error("{path}: pixel data cannot be decoded ({reason}); the file may be truncated or damaged")]
+    Pixels { path: PathBuf, reason: String },
+}
+
+fn attr_u64(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<u64> {
+    obj.element_opt(tag).ok().flatten().and_then(|e| e.to_int::<u64>().ok())
+}
+
+fn attr_f64(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<f64> {
+    obj.element_opt(tag).ok().flatten().and_then(|e| e.to_float64().ok())
+}
+
+fn attr_str(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<String> {
+    obj.element_opt(tag)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+}
+
+/// Decodes every frame of a DICOM file into slices in Hounsfield units.
+pub fn decode_file(path: &Path) -> Result<Vec<Slice>, DicomError> {
+    let obj = open_file(path).map_err(|e| DicomError::Open { path: path.to_path_buf(), reason: e.to_string() })?;
+    let p = || path.to_path_buf();
+    let rows = attr_u64(&obj, tags::ROWS).ok_or(DicomError::Attribute { path: p(), attribute: "Rows (0028,0010)" })?;
+    let columns =
+        attr_u64(&obj, tags::COLUMNS).ok_or(DicomError::Attribute { path: p(), attribute: "Columns (0028,0011)" })?;
+    let frames = attr_u64(&obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1);
+    if rows == 0 || columns == 0 {
+        return Err(DicomError::Attribute { path: p(), attribute: "Rows/Columns (zero)" });
+    }
+    if rows * columns > MAX_PIXELS_PER_FRAME || frames > MAX_FRAMES {
+        return Err(DicomError::TooLarge {
+            path: p(),
+            rows,
+            columns,
+            frames,
+            limit: format!("{MAX_PIXELS_PER_FRAME} pixels per frame and {MAX_FRAMES} frames"),
+        });
+    }
+    let samples = attr_u64(&obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1);
+    if samples != 1 {
+        return Err(DicomError::Unsupported {
+            path: p(),
+            what: format!("{samples} samples per pixel (a CT slice has 1)"),
+        });
+    }
+    if obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
+        return Err(DicomError::Attribute { path: p(), attribute: "Pixel Data (7FE0,0010)" });
+    }
+    let series = attr_str(&obj, tags::SERIES_INSTANCE_UID).filter(|s| !s.is_empty());
+    let instance = attr_u64(&obj, tags::INSTANCE_NUMBER).map(|v| v as i32);
+    let position_z = obj
+        .element_opt(tags::IMAGE_POSITION_PATIENT)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_multi_float64().ok())
+        .and_then(|v| v.get(2).copied());
+    let decoded = obj.decode_pixel_data().map_err(|e| {
+        let reason = e.to_string();
+        if reason.contains("Unsupported") || reason.contains("unsupported") {
+            DicomError::Unsupported { path: p(), what: reason }
+        } else {
+            DicomError::Pixels { path: p(), reason }
+        }
+    })?;
+    let bits_allocated = decoded.bits_allocated();
+    let bits_stored = decoded.bits_stored().clamp(1, bits_allocated.max(1));
+    let signed = matches!(decoded.pixel_representation(), dicom_pixeldata::PixelRepresentation::Signed);
+    let (slope, intercept) = match decoded.rescale() {
+        Ok(r) if !r.is_empty() => (r[0].slope, r[0].intercept),
+        _ => {
+            (attr_f64(&obj, tags::RESCALE_SLOPE).unwrap_or(1.0), attr_f64(&obj, tags::RESCALE_INTERCEPT).unwrap_or(0.0))
+        }
+    };
+    let has_rescale = obj.element_opt(tags::RESCALE_INTERCEPT).ok().flatten().is_some();
+    let monochrome1 =
+        matches!(decoded.photometric_interpretation(), dicom_pixeldata::PhotometricInterpretation::Monochrome1);
+    let n = (rows * columns) as usize;
+    let mut out = Vec::with_capacity(frames as usize);
+    for f in 0..frames as u32 {
+        let bytes = decoded.frame_data(f).map_err(|e| DicomError::Pixels { path: p(), reason: e.to_string() })?;
+        let mut values = Vec::with_capacity(n);
+        stored_values(bytes, n, bits_allocated, bits_stored, signed, &mut values)
+            .map_err(|what| DicomError::Pixels { path: p(), reason: what })?;
+        let pixels = if has_rescale {
+            // HU are defined by the modality LUT; MONOCHROME1 changes only how they are displayed.
+            Pixels::Hu(values.iter().map(|&v| (v * slope + intercept) as f32).collect())
+        } else {
+            // No modality rescale: not HU. Scale to display gray, inverting MONOCHROME1.
+            let max =
+                if signed { (1i64 << (bits_stored - 1)) as f64 - 1.0 } else { ((1i64 << bits_stored) - 1) as f64 };
+            let min = if signed { -max - 1.0 } else { 0.0 };
+            Pixels::Gray(
+                values
+                    .iter()
+                    .map(|&v| {
+                        let g = ((v - min) / (max - min) * 255.0) as f32;
+                        if monochrome1 {
+                            255.0 - g
+                        } else {
+                            g
+                        }
+                    })
+                    .collect(),
+            )
+        };
+        out.push(Slice {
+            source: p(),
+            frame: f,
+            width: columns as u32,
+            height: rows as u32,
+            pixels,
+            series: SeriesId(
+                series.clone().unwrap_or_else(|| path.parent().map(|d| d.display().to_string()).unwrap_or_default()),
+            ),
+            instance,
+            position_z,
+        });
+    }
+    Ok(out)
+}
+
+/// Stored sample values of one frame (native little endian after decoding), sign-extended from
+/// `bits_stored`.
+fn stored_values(
+    bytes: &[u8],
+    n: usize,
+    bits_allocated: u16,
+    bits_stored: u16,
+    signed: bool,
+    out: &mut Vec<f64>,
+) -> Result<(), String> {
+    let bytes_per = match bits_allocated {
+        8 => 1,
+        16 => 2,
+        32 => 4,
+        b => return Err(format!("BitsAllocated {b} (expected 8, 16 or 32)")),
+    };
+    if bytes.len() < n * bytes_per {
+        return Err(format!("frame has {} bytes, expected {}", bytes.len(), n * bytes_per));
+    }
+    let mask: u64 = if bits_stored >= 64 { u64::MAX } else { (1u64 << bits_stored) - 1 };
+    for k in 0..n {
+        let raw = match bytes_per {
+            1 => u64::from(bytes[k]),
+            2 => u64::from(u16::from_le_bytes([bytes[2 * k], bytes[2 * k + 1]])),
+            _ => u64::from(u32::from_le_bytes([bytes[4 * k], bytes[4 * k + 1], bytes[4 * k + 2], bytes[4 * k + 3]])),
+        } & mask;
+        let v = if signed && bits_stored < 64 && raw >> (bits_stored - 1) & 1 == 1 {
+            raw as i64 - (1i64 << bits_stored)
+        } else {
+            raw as i64
+        };
+        out.push(v as f64);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sign_extension_follows_bits_stored() {
+        let mut out = Vec::new();
+        // 12 bits stored in 16: 0x0FFF is -1, 0x0800 is -2048, and high garbage bits are masked.
+        let bytes = [0xFF, 0x0F, 0x00, 0x08, 0xFF, 0xF7];
+        stored_values(&bytes, 3, 16, 12, true, &mut out).expect("valid");
+        assert_eq!(out, vec![-1.0, -2048.0, 2047.0]);
+        out.clear();
+        stored_values(&bytes, 3, 16, 12, false, &mut out).expect("valid");
+        assert_eq!(out, vec![4095.0, 2048.0, 2047.0]);
+        out.clear();
+        assert!(stored_values(&bytes, 4, 16, 12, false, &mut out).is_err());
+    }
+}
