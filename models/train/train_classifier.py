@@ -71,7 +71,7 @@ def main():
     x_plain = torch.from_numpy(plain)
     y_all = torch.from_numpy(ys)
 
-    net = Classifier(a.width)
+    net = Classifier(a.width).to(memory_format=torch.channels_last)
     head = set(id(p) for p in net.head_parameters())
     head_w = [p for p in net.head_parameters() if p.dim() > 1]
     rest = [p for p in net.parameters() if id(p) not in head or p.dim() == 1]
@@ -98,7 +98,7 @@ def main():
         x = torch.where(use_plain, x_plain[idx], x_all[idx]).float().unsqueeze(1) * common.SCALE
         y = y_all[idx]
         x = affine_batch(x, g)
-        logits = net(x)
+        logits = net(x.contiguous(memory_format=torch.channels_last))
         loss = F.cross_entropy(logits, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()

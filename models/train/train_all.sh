@@ -1,0 +1,112 @@
+#!/usr/bin/env bash
+# Retrain the shipped models from scratch, end to end, on CPU:
+#   phantoms (training + evaluation seeds) -> train classifier and detector (in parallel, one thread
+#   each) -> export ONNX + onnxruntime check + INT8 Q/DQ -> evaluate FP32 and INT8 -> manifests.
+#
+# usage: models/train/train_all.sh [--smoke]
+#   env: PYTHON        python of the training venv (default: python3; see requirements.txt)
+#        PE_SENTINEL_BIN  the pe-sentinel binary (default: target/debug/pe-sentinel; `cargo build` first)
+#        WORK_DIR      scratch folder for phantoms and checkpoints (default: /tmp/pe-sentinel-train)
+#        CLS_MINUTES / DET_MINUTES  training wall-clock budgets (default 42 each, run side by side)
+#        OUT_DIR       where the .onnx/.toml go (default: models/)
+#   --smoke: tiny data and one-minute budgets, output to $WORK_DIR/smoke-models (checks the plumbing)
+#
+# Seeds (the phantom's --seed, one run per seed; series inside a run get derived sub-seeds):
+#   training + INT8 calibration: run seeds 1000-1019 (range 1000-1999 reserved for training)
+#   evaluation:                  run seeds 1-6       (range 1-99 reserved for evaluation/tests)
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+PY="${PYTHON:-python3}"
+BIN="${PE_SENTINEL_BIN:-$REPO/target/debug/pe-sentinel}"
+WORK="${WORK_DIR:-/tmp/pe-sentinel-train}"
+OUT="${OUT_DIR:-$REPO/models}"
+CLS_MINUTES="${CLS_MINUTES:-42}"
+DET_MINUTES="${DET_MINUTES:-42}"
+# yolov4-tiny layout at half channel width: twice the training steps in the CPU budget (see README)
+DET_WIDTH="${DET_WIDTH:-0.5}"
+
+TRAIN_SEED_FIRST=1000; TRAIN_SEED_LAST=1019; TRAIN_SERIES=10; TRAIN_SLICES=48
+EVAL_SEED_FIRST=1;     EVAL_SEED_LAST=6;     EVAL_SERIES=4;   EVAL_SLICES=64
+CLS_STEPS=100000; DET_STEPS=100000   # the wall-clock budgets end training first
+SMOKE=0
+if [[ "${1:-}" == "--smoke" ]]; then
+  SMOKE=1
+  TRAIN_SEED_LAST=1001; TRAIN_SERIES=3; TRAIN_SLICES=24
+  EVAL_SEED_LAST=1; EVAL_SERIES=2; EVAL_SLICES=24
+  CLS_MINUTES=0.5; DET_MINUTES=0.5
+  OUT="$WORK/smoke-models"
+fi
+
+log() { printf '[train_all %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+START=$(date +%s)
+
+if [[ ! -x "$BIN" ]]; then
+  echo "no pe-sentinel binary at $BIN: run 'cargo build' in $REPO or set PE_SENTINEL_BIN" >&2
+  exit 2
+fi
+"$PY" -c 'import torch, onnx, onnxruntime' || { echo "install models/train/requirements.txt into $PY's environment" >&2; exit 2; }
+
+mkdir -p "$WORK" "$OUT"
+DATA="$WORK/data"
+rm -rf "$DATA"; mkdir -p "$DATA/train" "$DATA/eval"
+
+log "phantoms: training run seeds $TRAIN_SEED_FIRST-$TRAIN_SEED_LAST, evaluation run seeds $EVAL_SEED_FIRST-$EVAL_SEED_LAST"
+for s in $(seq "$TRAIN_SEED_FIRST" "$TRAIN_SEED_LAST"); do
+  "$BIN" phantom --out "$DATA/train/seed-$s" --series "$TRAIN_SERIES" --slices "$TRAIN_SLICES" --seed "$s" --format png --threads 2 >/dev/null
+done
+for s in $(seq "$EVAL_SEED_FIRST" "$EVAL_SEED_LAST"); do
+  "$BIN" phantom --out "$DATA/eval/seed-$s" --series "$EVAL_SERIES" --slices "$EVAL_SLICES" --seed "$s" --format png --threads 2 >/dev/null
+done
+GEN_VERSION=$("$PY" -c 'import json,sys; print(json.load(open(sys.argv[1]))["generator"])' "$DATA/train/seed-$TRAIN_SEED_FIRST/phantom.json")
+log "phantoms written ($GEN_VERSION)"
+
+cd "$HERE"
+log "training classifier (${CLS_MINUTES} min) and detector (${DET_MINUTES} min) side by side, one thread each"
+"$PY" train_classifier.py --data "$DATA/train" --out "$WORK/classifier.pt" --threads 1 \
+  --minutes "$CLS_MINUTES" --max-steps "$CLS_STEPS" > "$WORK/train_classifier.log" 2>&1 &
+CLS_PID=$!
+"$PY" train_detector.py --data "$DATA/train" --out "$WORK/detector.pt" --threads 1 \
+  --minutes "$DET_MINUTES" --max-steps "$DET_STEPS" --width "$DET_WIDTH" > "$WORK/train_detector.log" 2>&1 &
+DET_PID=$!
+fail=0
+wait "$CLS_PID" || { echo "classifier training failed, see $WORK/train_classifier.log" >&2; fail=1; }
+wait "$DET_PID" || { echo "detector training failed, see $WORK/train_detector.log" >&2; fail=1; }
+[[ $fail == 0 ]] || exit 1
+tail -n 1 "$WORK/train_classifier.log" "$WORK/train_detector.log"
+TRAINED=$(date +%s)
+
+log "export, onnxruntime check, INT8 quantization"
+"$PY" export_quant.py --kind classifier --weights "$WORK/classifier.pt" \
+  --fp32 "$OUT/classifier-fp32.onnx" --int8 "$OUT/classifier-int8.onnx" --calib "$DATA/train" --calib-count 128 --check "$DATA/train"
+"$PY" export_quant.py --kind detector --weights "$WORK/detector.pt" --width "$DET_WIDTH" \
+  --fp32 "$OUT/detector-fp32.onnx" --int8 "$OUT/detector-int8.onnx" --calib "$DATA/train" --calib-count 64 --check "$DATA/train"
+
+log "evaluation on evaluation-seed phantoms"
+"$PY" evaluate.py --data "$DATA/eval" \
+  --classifier "$OUT/classifier-fp32.onnx" "$OUT/classifier-int8.onnx" \
+  --detector "$OUT/detector-fp32.onnx" "$OUT/detector-int8.onnx" --out "$WORK/eval.json"
+
+"$PY" write_manifests.py --models "$OUT" --eval "$WORK/eval.json" \
+  --train-seeds "$TRAIN_SEED_FIRST-$TRAIN_SEED_LAST" --eval-seeds "$EVAL_SEED_FIRST-$EVAL_SEED_LAST" \
+  --script "models/train/train_all.sh"
+
+END=$(date +%s)
+"$PY" - "$WORK" "$START" "$TRAINED" "$END" "$GEN_VERSION" "$SMOKE" <<'EOF'
+import json, sys, pathlib
+work, start, trained, end, gen, smoke = sys.argv[1:]
+w = pathlib.Path(work)
+summary = {
+    "generator": gen,
+    "smoke": smoke == "1",
+    "minutes_total": round((int(end) - int(start)) / 60, 1),
+    "minutes_until_trained": round((int(trained) - int(start)) / 60, 1),
+    "classifier_training": {k: v for k, v in json.loads((w / "classifier.pt.json").read_text()).items() if k != "log"},
+    "detector_training": {k: v for k, v in json.loads((w / "detector.pt.json").read_text()).items() if k != "log"},
+    "eval": json.loads((w / "eval.json").read_text()),
+}
+(w / "run_summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+print(json.dumps(summary, indent=2))
+EOF
+log "done in $(( (END - START) / 60 )) min; models in $OUT, scratch in $WORK"

@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Runs every test of the project: formatting, lints, Rust unit and integration tests, and the
+# Python cross-checks against independent implementations (pydicom, onnxruntime).
+# Needs: Rust (cargo), Python 3.11 with venv/pip. Installs the Python test packages into a venv
+# outside the repository (PE_SENTINEL_VENV, default ~/.cache/pe-sentinel/venv).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV="${PE_SENTINEL_VENV:-$HOME/.cache/pe-sentinel/venv}"
+if [ ! -x "$VENV/bin/python" ]; then
+  python3 -m venv "$VENV"
+fi
+"$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/py/requirements.txt
+
+cargo fmt --check
+cargo clippy --all-targets --locked -- -D warnings
+cargo build --locked --all-targets
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+PE_SENTINEL_BIN="$TARGET_DIR/debug/pe-sentinel" "$VENV/bin/python" -m pytest -q tests/py
+cargo test --locked
