@@ -6,7 +6,7 @@ use pe_sentinel::phantom::geometry::V3;
 use pe_sentinel::phantom::render::{in_defect, Canvas, Grid, SIZE};
 use pe_sentinel::phantom::{generate, Format, PhantomOptions, SeriesPlan};
 use pe_sentinel::slice::Pixels;
-use pe_sentinel::source::decode::dicom::decode_file;
+use pe_sentinel::source::decode::dicom::{decode_file, Accept};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -12,7 +12,10 @@ use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DicomError {
-    #[error("{path}: not a readable DICOM file ({reason}); drop DICOM Part 10 files (with the 'DICM' preamble)")]
+    #[error(
+        "{path}: not a readable DICOM file ({reason}); it may be truncated, damaged or not DICOM Part 10 \
+         (with the 'DICM' preamble and file meta)"
+    )]
     Open { path: PathBuf, reason: String },
     #[error("{path}: missing or invalid {attribute}; the file does not describe an image this daemon can read")]
     Attribute { path: PathBuf, attribute: &'static str },
@@ -20,6 +23,8 @@ pub enum DicomError {
     Unsupported { path: PathBuf, what: String },
     #[error("{path}: declares {rows}x{columns} pixels x {frames} frame(s), beyond the limit of {limit}; refusing to allocate it")]
     TooLarge { path: PathBuf, rows: u64, columns: u64, frames: u64, limit: String },
+    #[error("{path}: modality '{modality}' is not CT; only CT slices are analysed")]
+    NotCt { path: PathBuf, modality: String },
     #[error("{path}: pixel data cannot be decoded ({reason}); the file may be truncated or damaged")]
     Pixels { path: PathBuf, reason: String },
 }
@@ -40,14 +45,55 @@ fn attr_str(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<String> {
         .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
 }
 
-/// Decodes every frame of a DICOM file into slices in Hounsfield units.
-pub fn decode_file(path: &Path) -> Result<Vec<Slice>, DicomError> {
+/// Which modalities `decode_file` accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Accept {
+    /// Only Modality CT: the daemon's drop folder.
+    CtOnly,
+    /// Any single-sample grayscale image (tests, tools).
+    AnyGrayscale,
+}
+
+/// Stored values of every frame of a file, with what is needed to turn them into HU.
+#[derive(Debug, Clone)]
+pub struct Stored {
+    pub rows: u32,
+    pub columns: u32,
+    pub frames: Vec<Vec<f64>>,
+    pub slope: f64,
+    pub intercept: f64,
+    /// RescaleIntercept present: the values map to a modality scale (HU for CT).
+    pub has_rescale: bool,
+    pub monochrome1: bool,
+    pub signed: bool,
+    pub bits_stored: u16,
+    pub modality: Option<String>,
+    pub transfer_syntax: String,
+    pub series: Option<String>,
+    pub instance: Option<i32>,
+    pub position_z: Option<f64>,
+}
+
+const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
+const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
+
+/// Opens a file, checks its declared image against limits and decodes its pixel data.
+pub fn decode_stored(path: &Path) -> Result<Stored, DicomError> {
     let obj = open_file(path).map_err(|e| DicomError::Open { path: path.to_path_buf(), reason: e.to_string() })?;
     let p = || path.to_path_buf();
+    if obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
+        return Err(DicomError::Attribute { path: p(), attribute: "Pixel Data (7FE0,0010)" });
+    }
     let rows = attr_u64(&obj, tags::ROWS).ok_or(DicomError::Attribute { path: p(), attribute: "Rows (0028,0010)" })?;
     let columns =
         attr_u64(&obj, tags::COLUMNS).ok_or(DicomError::Attribute { path: p(), attribute: "Columns (0028,0011)" })?;
-    let frames = attr_u64(&obj, tags::NUMBER_OF_FRAMES).unwrap_or(1).max(1);
+    let frames = match obj.element_opt(tags::NUMBER_OF_FRAMES).ok().flatten() {
+        None => 1,
+        Some(e) => e
+            .to_int::<u64>()
+            .map_err(|_| DicomError::Attribute { path: p(), attribute: "Number of Frames (0028,0008)" })?
+            .max(1),
+    };
     if rows == 0 || columns == 0 {
         return Err(DicomError::Attribute { path: p(), attribute: "Rows/Columns (zero)" });
     }
@@ -64,12 +110,41 @@ pub fn decode_file(path: &Path) -> Result<Vec<Slice>, DicomError> {
     if samples != 1 {
         return Err(DicomError::Unsupported {
             path: p(),
-            what: format!("{samples} samples per pixel (a CT slice has 1)"),
+            what: format!("{samples} samples per pixel (colour image; a CT slice has 1)"),
         });
     }
-    if obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
-        return Err(DicomError::Attribute { path: p(), attribute: "Pixel Data (7FE0,0010)" });
+    let photometric = attr_str(&obj, tags::PHOTOMETRIC_INTERPRETATION).unwrap_or_default();
+    if photometric != "MONOCHROME1" && photometric != "MONOCHROME2" {
+        return Err(DicomError::Unsupported {
+            path: p(),
+            what: format!("photometric interpretation '{photometric}' (expected MONOCHROME1 or MONOCHROME2)"),
+        });
     }
+    let bits_allocated_decl = attr_u64(&obj, tags::BITS_ALLOCATED).unwrap_or(0);
+    if !matches!(bits_allocated_decl, 8 | 16 | 32) {
+        return Err(DicomError::Unsupported {
+            path: p(),
+            what: format!("BitsAllocated {bits_allocated_decl} (expected 8, 16 or 32)"),
+        });
+    }
+    let transfer_syntax = obj.meta().transfer_syntax().trim_end_matches(['\0', ' ']).to_string();
+    let bits_stored_decl = attr_u64(&obj, tags::BITS_STORED).unwrap_or(bits_allocated_decl);
+    if transfer_syntax == JPEG_EXTENDED && bits_stored_decl > 8 {
+        return Err(DicomError::Unsupported {
+            path: p(),
+            what: format!(
+                "12-bit JPEG (JPEG Extended, transfer syntax {JPEG_EXTENDED}, {bits_stored_decl} bits stored), \
+                 which this build cannot decode"
+            ),
+        });
+    }
+    if transfer_syntax == RLE_LOSSLESS && bits_allocated_decl == 32 {
+        return Err(DicomError::Unsupported {
+            path: p(),
+            what: format!("RLE Lossless ({RLE_LOSSLESS}) with 32 bits allocated, which this build cannot decode"),
+        });
+    }
+    let modality = attr_str(&obj, tags::MODALITY).filter(|s| !s.is_empty());
     let series = attr_str(&obj, tags::SERIES_INSTANCE_UID).filter(|s| !s.is_empty());
     let instance = attr_u64(&obj, tags::INSTANCE_NUMBER).map(|v| v as i32);
     let position_z = obj
@@ -78,47 +153,78 @@ pub fn decode_file(path: &Path) -> Result<Vec<Slice>, DicomError> {
         .flatten()
         .and_then(|e| e.to_multi_float64().ok())
         .and_then(|v| v.get(2).copied());
-    let decoded = obj.decode_pixel_data().map_err(|e| {
-        let reason = e.to_string();
-        if reason.contains("Unsupported") || reason.contains("unsupported") {
-            DicomError::Unsupported { path: p(), what: reason }
-        } else {
-            DicomError::Pixels { path: p(), reason }
-        }
-    })?;
+    // A decoder bug must cost one file, not the daemon: contain a panic inside the codec.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
+        .map_err(|_| DicomError::Pixels { path: p(), reason: "the pixel decoder failed on this file".into() })?
+        .map_err(|e| {
+            let reason = e.to_string();
+            if reason.to_lowercase().contains("unsupported") {
+                DicomError::Unsupported { path: p(), what: reason }
+            } else {
+                DicomError::Pixels { path: p(), reason }
+            }
+        })?;
     let bits_allocated = decoded.bits_allocated();
     let bits_stored = decoded.bits_stored().clamp(1, bits_allocated.max(1));
     let signed = matches!(decoded.pixel_representation(), dicom_pixeldata::PixelRepresentation::Signed);
-    let (slope, intercept) = match decoded.rescale() {
-        Ok(r) if !r.is_empty() => (r[0].slope, r[0].intercept),
-        _ => {
-            (attr_f64(&obj, tags::RESCALE_SLOPE).unwrap_or(1.0), attr_f64(&obj, tags::RESCALE_INTERCEPT).unwrap_or(0.0))
-        }
-    };
     let has_rescale = obj.element_opt(tags::RESCALE_INTERCEPT).ok().flatten().is_some();
-    let monochrome1 =
-        matches!(decoded.photometric_interpretation(), dicom_pixeldata::PhotometricInterpretation::Monochrome1);
+    let slope = attr_f64(&obj, tags::RESCALE_SLOPE).filter(|v| v.is_finite() && *v != 0.0).unwrap_or(1.0);
+    let intercept = attr_f64(&obj, tags::RESCALE_INTERCEPT).filter(|v| v.is_finite()).unwrap_or(0.0);
     let n = (rows * columns) as usize;
-    let mut out = Vec::with_capacity(frames as usize);
+    let mut all = Vec::with_capacity(frames as usize);
     for f in 0..frames as u32 {
         let bytes = decoded.frame_data(f).map_err(|e| DicomError::Pixels { path: p(), reason: e.to_string() })?;
         let mut values = Vec::with_capacity(n);
         stored_values(bytes, n, bits_allocated, bits_stored, signed, &mut values)
-            .map_err(|what| DicomError::Pixels { path: p(), reason: what })?;
-        let pixels = if has_rescale {
+            .map_err(|what| DicomError::Pixels { path: p(), reason: format!("frame {f}: {what}") })?;
+        all.push(values);
+    }
+    Ok(Stored {
+        rows: rows as u32,
+        columns: columns as u32,
+        frames: all,
+        slope,
+        intercept,
+        has_rescale,
+        monochrome1: photometric == "MONOCHROME1",
+        signed,
+        bits_stored,
+        modality,
+        transfer_syntax,
+        series,
+        instance,
+        position_z,
+    })
+}
+
+/// Decodes every frame of a DICOM file into slices: Hounsfield units when the file has a modality
+/// rescale, otherwise display gray (MONOCHROME1 inverted).
+pub fn decode_file(path: &Path, accept: Accept) -> Result<Vec<Slice>, DicomError> {
+    let st = decode_stored(path)?;
+    if accept == Accept::CtOnly && st.modality.as_deref() != Some("CT") {
+        return Err(DicomError::NotCt { path: path.to_path_buf(), modality: st.modality.clone().unwrap_or_default() });
+    }
+    let series = SeriesId(
+        st.series.clone().unwrap_or_else(|| path.parent().map(|d| d.display().to_string()).unwrap_or_default()),
+    );
+    let mut out = Vec::with_capacity(st.frames.len());
+    for (f, values) in st.frames.iter().enumerate() {
+        let pixels = if st.has_rescale {
             // HU are defined by the modality LUT; MONOCHROME1 changes only how they are displayed.
-            Pixels::Hu(values.iter().map(|&v| (v * slope + intercept) as f32).collect())
+            Pixels::Hu(values.iter().map(|&v| (v * st.slope + st.intercept) as f32).collect())
         } else {
-            // No modality rescale: not HU. Scale to display gray, inverting MONOCHROME1.
-            let max =
-                if signed { (1i64 << (bits_stored - 1)) as f64 - 1.0 } else { ((1i64 << bits_stored) - 1) as f64 };
-            let min = if signed { -max - 1.0 } else { 0.0 };
+            let bits = i32::from(st.bits_stored.min(32));
+            let (min, max) = if st.signed {
+                (-(2f64.powi(bits - 1)), 2f64.powi(bits - 1) - 1.0)
+            } else {
+                (0.0, 2f64.powi(bits) - 1.0)
+            };
             Pixels::Gray(
                 values
                     .iter()
                     .map(|&v| {
                         let g = ((v - min) / (max - min) * 255.0) as f32;
-                        if monochrome1 {
+                        if st.monochrome1 {
                             255.0 - g
                         } else {
                             g
@@ -128,16 +234,14 @@ pub fn decode_file(path: &Path) -> Result<Vec<Slice>, DicomError> {
             )
         };
         out.push(Slice {
-            source: p(),
-            frame: f,
-            width: columns as u32,
-            height: rows as u32,
+            source: path.to_path_buf(),
+            frame: f as u32,
+            width: st.columns,
+            height: st.rows,
             pixels,
-            series: SeriesId(
-                series.clone().unwrap_or_else(|| path.parent().map(|d| d.display().to_string()).unwrap_or_default()),
-            ),
-            instance,
-            position_z,
+            series: series.clone(),
+            instance: st.instance,
+            position_z: st.position_z,
         });
     }
     Ok(out)
