@@ -1,7 +1,8 @@
-//! File decoders: DICOM (`dicom`) to Hounsfield units. Each returns typed errors that name the
+//! File decoders: DICOM (`dicom`) to Hounsfield units, PNG/JPEG (`raster`) to display gray. Each returns typed errors that name the
 //! file and what was wrong; nothing here panics on a file's content. Reads only the given file.
 
 pub mod dicom;
+pub mod raster;
 
 /// Largest image accepted (pixels per frame): a declared 60000x60000 image is refused before any
 /// pixel memory is allocated.

@@ -1,0 +1,170 @@
+//! PNG and JPEG decoding (console screenshots, the seed paper's JPEG exports): 8 or 16 bit, gray
+//! or RGB, to display gray 0..=255 — no HU window, used as shown. Dimensions are checked against
+//! limits before pixel memory is allocated. Reads only the given file.
+
+use super::MAX_PIXELS_PER_FRAME;
+use crate::slice::{Pixels, SeriesId, Slice};
+use image::{DynamicImage, ImageReader, Limits};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum RasterError {
+    #[error("{path}: cannot read the file ({reason}); check that it exists and is readable")]
+    Read { path: PathBuf, reason: String },
+    #[error("{path}: not a PNG or JPEG image ({reason}); drop PNG, JPEG or DICOM files")]
+    Format { path: PathBuf, reason: String },
+    #[error("{path}: declares {width}x{height} pixels, beyond the limit of {limit} pixels; refusing to allocate it")]
+    TooLarge { path: PathBuf, width: u32, height: u32, limit: u64 },
+    #[error("{path}: image data cannot be decoded ({reason}); the file may be truncated or damaged")]
+    Decode { path: PathBuf, reason: String },
+    #[error("{path}: {width}x{height} pixels is too small to be a CT slice (at least 16x16)")]
+    TooSmall { path: PathBuf, width: u32, height: u32 },
+}
+
+/// Smallest image accepted as a slice.
+pub const MIN_SIDE: u32 = 16;
+
+/// Decodes a PNG or JPEG into a gray slice. `series` is the drop folder's subfolder.
+pub fn decode_file(path: &Path, series: SeriesId) -> Result<Slice, RasterError> {
+    let p = || path.to_path_buf();
+    let reader = ImageReader::open(path)
+        .map_err(|e| RasterError::Read { path: p(), reason: e.to_string() })?
+        .with_guessed_format()
+        .map_err(|e| RasterError::Read { path: p(), reason: e.to_string() })?;
+    match reader.format() {
+        Some(image::ImageFormat::Png) | Some(image::ImageFormat::Jpeg) => {}
+        other => {
+            let reason = match other {
+                Some(f) => format!("detected {f:?}"),
+                None => "unrecognised content".to_string(),
+            };
+            return Err(RasterError::Format { path: p(), reason });
+        }
+    }
+    // Read the header first so that a declared 60000x60000 image is refused cheaply.
+    let (width, height) =
+        reader.into_dimensions().map_err(|e| RasterError::Decode { path: p(), reason: e.to_string() })?;
+    if u64::from(width) * u64::from(height) > MAX_PIXELS_PER_FRAME {
+        return Err(RasterError::TooLarge { path: p(), width, height, limit: MAX_PIXELS_PER_FRAME });
+    }
+    if width < MIN_SIDE || height < MIN_SIDE {
+        return Err(RasterError::TooSmall { path: p(), width, height });
+    }
+    let mut reader = ImageReader::open(path)
+        .map_err(|e| RasterError::Read { path: p(), reason: e.to_string() })?
+        .with_guessed_format()
+        .map_err(|e| RasterError::Read { path: p(), reason: e.to_string() })?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(8192);
+    limits.max_image_height = Some(8192);
+    limits.max_alloc = Some(MAX_PIXELS_PER_FRAME * 8);
+    reader.limits(limits);
+    let img = reader.decode().map_err(|e| RasterError::Decode { path: p(), reason: e.to_string() })?;
+    let gray: Vec<f32> = match &img {
+        DynamicImage::ImageLuma8(_)
+        | DynamicImage::ImageLumaA8(_)
+        | DynamicImage::ImageRgb8(_)
+        | DynamicImage::ImageRgba8(_) => img.to_luma8().into_raw().into_iter().map(f32::from).collect(),
+        _ => img.to_luma16().into_raw().into_iter().map(|v| f32::from(v) / 257.0).collect(),
+    };
+    Ok(Slice {
+        source: p(),
+        frame: 0,
+        width,
+        height,
+        pixels: Pixels::Gray(gray),
+        series,
+        instance: instance_from_name(path),
+        position_z: None,
+    })
+}
+
+/// The trailing number of a file stem (`slice-0012.png` -> 12), used to order raster slices.
+pub fn instance_from_name(path: &Path) -> Option<i32> {
+    let stem = path.file_stem()?.to_str()?;
+    let digits: String = stem.chars().rev().take_while(|c| c.is_ascii_digit()).collect();
+    let digits: String = digits.chars().rev().collect();
+    digits.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gray_rgb_and_16_bit_images_decode_to_the_same_gray() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let (w, h) = (32u32, 20u32);
+        let g8 = image::GrayImage::from_fn(w, h, |x, y| image::Luma([(x * 7 + y) as u8]));
+        let g16 = image::ImageBuffer::<image::Luma<u16>, _>::from_fn(w, h, |x, y| {
+            image::Luma([u16::from((x * 7 + y) as u8) * 257])
+        });
+        let rgb = image::RgbImage::from_fn(w, h, |x, y| {
+            let v = (x * 7 + y) as u8;
+            image::Rgb([v, v, v])
+        });
+        g8.save(t.path().join("a-1.png")).expect("png8");
+        g16.save(t.path().join("b-2.png")).expect("png16");
+        rgb.save(t.path().join("c-3.png")).expect("rgb");
+        rgb.save(t.path().join("d-4.jpg")).expect("jpeg");
+        let s = SeriesId("s".into());
+        let a = decode_file(&t.path().join("a-1.png"), s.clone()).expect("8-bit");
+        let b = decode_file(&t.path().join("b-2.png"), s.clone()).expect("16-bit");
+        let c = decode_file(&t.path().join("c-3.png"), s.clone()).expect("rgb");
+        let d = decode_file(&t.path().join("d-4.jpg"), s).expect("jpeg");
+        assert_eq!(a.pixels, b.pixels);
+        assert_eq!(a.pixels, c.pixels);
+        let worst = a.pixels.values().iter().zip(d.pixels.values()).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(worst < 12.0, "JPEG is lossy but close: {worst}");
+        assert_eq!((a.width, a.height, a.instance, d.instance), (32, 20, Some(1), Some(4)));
+    }
+
+    #[test]
+    fn garbage_tiny_and_huge_declared_images_are_refused() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let s = SeriesId("s".into());
+        std::fs::write(t.path().join("junk.png"), b"this is not an image at all").expect("write");
+        let e = decode_file(&t.path().join("junk.png"), s.clone()).expect_err("garbage");
+        assert!(e.to_string().contains("cannot be decoded"), "{e}");
+        std::fs::write(t.path().join("junk.bin"), b"this is not an image at all").expect("write");
+        let e = decode_file(&t.path().join("junk.bin"), s.clone()).expect_err("garbage");
+        assert!(e.to_string().contains("not a PNG or JPEG"), "{e}");
+        image::GrayImage::new(1, 1).save(t.path().join("one.png")).expect("1x1");
+        let e = decode_file(&t.path().join("one.png"), s.clone()).expect_err("1x1");
+        assert!(e.to_string().contains("too small"), "{e}");
+        // A PNG header that declares 60000x60000 pixels, with no data behind it.
+        let mut png = Vec::new();
+        png.extend_from_slice(&[0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n']);
+        let mut ihdr = b"IHDR".to_vec();
+        ihdr.extend_from_slice(&60000u32.to_be_bytes());
+        ihdr.extend_from_slice(&60000u32.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+        png.extend_from_slice(&13u32.to_be_bytes());
+        png.extend_from_slice(&ihdr);
+        png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+        for chunk in [&b"IDAT"[..], &b"IEND"[..]] {
+            png.extend_from_slice(&0u32.to_be_bytes());
+            png.extend_from_slice(chunk);
+            png.extend_from_slice(&crc32(chunk).to_be_bytes());
+        }
+        std::fs::write(t.path().join("huge.png"), &png).expect("write");
+        let e = decode_file(&t.path().join("huge.png"), s.clone()).expect_err("huge");
+        assert!(e.to_string().contains("60000x60000"), "{e}");
+        // Truncated: a valid PNG cut in half.
+        image::GrayImage::from_pixel(64, 64, image::Luma([9])).save(t.path().join("full.png")).expect("png");
+        let bytes = std::fs::read(t.path().join("full.png")).expect("read");
+        std::fs::write(t.path().join("cut.png"), &bytes[..bytes.len() / 2]).expect("write");
+        assert!(decode_file(&t.path().join("cut.png"), s).is_err());
+    }
+
+    fn crc32(data: &[u8]) -> u32 {
+        let mut c = 0xFFFF_FFFFu32;
+        for &b in data {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+        }
+        !c
+    }
+}
