@@ -2,3 +2,4 @@
 //! sources (core-path and capture issues) are built on it. Reads the files it is given.
 
 pub mod decode;
+pub mod drop_folder;
