@@ -9,14 +9,31 @@ use std::path::PathBuf;
 pub enum Pixels {
     /// Hounsfield units (DICOM CT after RescaleSlope/RescaleIntercept).
     Hu(Vec<f32>),
-    /// Display gray 0..=255 as shown on a console (PNG/JPEG, or DICOM without a rescale to HU).
-    Gray(Vec<f32>),
+    /// 8-bit display gray as shown on a console (PNG/JPEG).
+    Gray8(Vec<u8>),
+    /// 16-bit display gray (16-bit PNG, or DICOM without a modality rescale).
+    Gray16(Vec<u16>),
 }
 
 impl Pixels {
-    pub fn values(&self) -> &[f32] {
+    pub fn len(&self) -> usize {
         match self {
-            Pixels::Hu(v) | Pixels::Gray(v) => v,
+            Pixels::Hu(v) => v.len(),
+            Pixels::Gray8(v) => v.len(),
+            Pixels::Gray16(v) => v.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Display gray 0..=255 of pixel `i` (HU are not windowed here: this is for tests and tools).
+    pub fn gray(&self, i: usize) -> f32 {
+        match self {
+            Pixels::Hu(v) => v[i],
+            Pixels::Gray8(v) => f32::from(v[i]),
+            Pixels::Gray16(v) => f32::from(v[i]) / 257.0,
         }
     }
 }

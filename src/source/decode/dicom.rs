@@ -198,7 +198,7 @@ pub fn decode_stored(path: &Path) -> Result<Stored, DicomError> {
 }
 
 /// Decodes every frame of a DICOM file into slices: Hounsfield units when the file has a modality
-/// rescale, otherwise display gray (MONOCHROME1 inverted).
+/// rescale, otherwise 16-bit display gray scaled from the stored range (MONOCHROME1 inverted).
 pub fn decode_file(path: &Path, accept: Accept) -> Result<Vec<Slice>, DicomError> {
     let st = decode_stored(path)?;
     if accept == Accept::CtOnly && st.modality.as_deref() != Some("CT") {
@@ -219,13 +219,13 @@ pub fn decode_file(path: &Path, accept: Accept) -> Result<Vec<Slice>, DicomError
             } else {
                 (0.0, 2f64.powi(bits) - 1.0)
             };
-            Pixels::Gray(
+            Pixels::Gray16(
                 values
                     .iter()
                     .map(|&v| {
-                        let g = ((v - min) / (max - min) * 255.0) as f32;
+                        let g = ((v - min) / (max - min) * 65535.0).round().clamp(0.0, 65535.0) as u16;
                         if st.monochrome1 {
-                            255.0 - g
+                            65535 - g
                         } else {
                             g
                         }

@@ -60,19 +60,19 @@ pub fn decode_file(path: &Path, series: SeriesId) -> Result<Slice, RasterError> 
     limits.max_alloc = Some(MAX_PIXELS_PER_FRAME * 8);
     reader.limits(limits);
     let img = reader.decode().map_err(|e| RasterError::Decode { path: p(), reason: e.to_string() })?;
-    let gray: Vec<f32> = match &img {
+    let pixels = match &img {
         DynamicImage::ImageLuma8(_)
         | DynamicImage::ImageLumaA8(_)
         | DynamicImage::ImageRgb8(_)
-        | DynamicImage::ImageRgba8(_) => img.to_luma8().into_raw().into_iter().map(f32::from).collect(),
-        _ => img.to_luma16().into_raw().into_iter().map(|v| f32::from(v) / 257.0).collect(),
+        | DynamicImage::ImageRgba8(_) => Pixels::Gray8(img.to_luma8().into_raw()),
+        _ => Pixels::Gray16(img.to_luma16().into_raw()),
     };
     Ok(Slice {
         source: p(),
         frame: 0,
         width,
         height,
-        pixels: Pixels::Gray(gray),
+        pixels,
         series,
         instance: instance_from_name(path),
         position_z: None,
@@ -112,9 +112,10 @@ mod tests {
         let b = decode_file(&t.path().join("b-2.png"), s.clone()).expect("16-bit");
         let c = decode_file(&t.path().join("c-3.png"), s.clone()).expect("rgb");
         let d = decode_file(&t.path().join("d-4.jpg"), s).expect("jpeg");
-        assert_eq!(a.pixels, b.pixels);
+        assert!(matches!(a.pixels, Pixels::Gray8(_)) && matches!(b.pixels, Pixels::Gray16(_)));
+        assert!((0..a.pixels.len()).all(|i| a.pixels.gray(i) == b.pixels.gray(i)), "16-bit scales to the same gray");
         assert_eq!(a.pixels, c.pixels);
-        let worst = a.pixels.values().iter().zip(d.pixels.values()).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        let worst = (0..a.pixels.len()).map(|i| (a.pixels.gray(i) - d.pixels.gray(i)).abs()).fold(0.0f32, f32::max);
         assert!(worst < 12.0, "JPEG is lossy but close: {worst}");
         assert_eq!((a.width, a.height, a.instance, d.instance), (32, 20, Some(1), Some(4)));
     }
