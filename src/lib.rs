@@ -4,3 +4,4 @@
 //! in `main.rs` only parses the command line, calls into here and turns results into exit codes.
 //! Library code never prints: it returns values and errors.
 #![deny(unsafe_code)]
+pub mod engine;
