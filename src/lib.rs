@@ -5,3 +5,4 @@
 //! Library code never prints: it returns values and errors.
 #![deny(unsafe_code)]
 pub mod engine;
+pub mod model;
