@@ -6,3 +6,4 @@
 #![deny(unsafe_code)]
 pub mod engine;
 pub mod model;
+pub mod postprocess;
