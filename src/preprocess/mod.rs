@@ -100,6 +100,12 @@ pub struct Preprocessor {
     offset: [f32; 3],
     xtaps: Vec<Tap>,
     ytaps: Vec<Tap>,
+    /// One source row through the window/gray map (`MAX_SLICE_SIDE` long).
+    line: Vec<f32>,
+    /// Two source rows resampled horizontally, and which source rows they hold.
+    hrows: [Vec<f32>; 2],
+    hrow_of: [usize; 2],
+    /// One output row, after the vertical blend.
     row: Vec<f32>,
 }
 
@@ -153,6 +159,9 @@ impl Preprocessor {
             offset,
             xtaps: vec![Tap::default(); width],
             ytaps: vec![Tap::default(); height],
+            line: vec![0.0; MAX_SLICE_SIDE],
+            hrows: [vec![0.0; width], vec![0.0; width]],
+            hrow_of: [usize::MAX; 2],
             row: vec![0.0; width],
         }
     }
@@ -211,9 +220,13 @@ impl Preprocessor {
                 }
             }
         }
-        let window = self.window;
+        // Same arithmetic as `HuWindow::gray`, with its constants hoisted out of the loop.
+        let lo = self.window.center_hu - self.window.width_hu / 2.0;
+        let k = 255.0 / self.window.width_hu;
+        #[allow(clippy::manual_clamp)]
+        let hu_gray = move |v: f32| ((v - lo) * k).max(0.0).min(255.0);
         match slice.pixels {
-            Pixels::Hu(p) => self.resample(p, w, &lb, out, |v| window.gray(v)),
+            Pixels::Hu(p) => self.resample(p, w, &lb, out, hu_gray),
             Pixels::Gray8(p) => self.resample(p, w, &lb, out, |v| v as f32),
             Pixels::Gray16(p) => self.resample(p, w, &lb, out, |v| v as f32 * (255.0 / 65535.0)),
         }
@@ -221,6 +234,11 @@ impl Preprocessor {
     }
 
     /// Bilinear resample of `src` (row length `w`) through `gray`, one output row at a time.
+    ///
+    /// Separable: each source row that is needed goes through `gray` once and is resampled
+    /// horizontally once (kept for the next output row, which usually shares it); each output row
+    /// is then one vertical blend. Same arithmetic as the 2x2 formula, `top + (bottom - top) * wy`
+    /// with `top = a + (b - a) * wx`.
     #[inline(always)]
     fn resample<P: Copy>(
         &mut self,
@@ -231,18 +249,35 @@ impl Preprocessor {
         gray: impl Fn(P) -> f32,
     ) {
         let xtaps = &self.xtaps[..lb.inner_width];
-        let row = &mut self.row[..lb.inner_width];
-        for (y, ty) in self.ytaps[..lb.inner_height].iter().enumerate() {
-            let r0 = &src[ty.i0 * w..(ty.i0 + 1) * w];
-            let r1 = &src[ty.i1 * w..(ty.i1 + 1) * w];
+        let line = &mut self.line[..w];
+        let mut hrow = |r: usize, dst: &mut [f32]| {
+            for (l, &v) in line.iter_mut().zip(&src[r * w..(r + 1) * w]) {
+                *l = gray(v);
+            }
+            for (d, t) in dst.iter_mut().zip(xtaps) {
+                let (a, b) = (line[t.i0], line[t.i1]);
+                *d = a + (b - a) * t.w1;
+            }
+        };
+        self.hrow_of = [usize::MAX; 2];
+        for y in 0..lb.inner_height {
+            let ty = self.ytaps[y];
+            if self.hrow_of[0] != ty.i0 {
+                if self.hrow_of[1] == ty.i0 {
+                    self.hrows.swap(0, 1);
+                    self.hrow_of.swap(0, 1);
+                } else {
+                    hrow(ty.i0, &mut self.hrows[0][..lb.inner_width]);
+                    self.hrow_of[0] = ty.i0;
+                }
+            }
+            if self.hrow_of[1] != ty.i1 {
+                hrow(ty.i1, &mut self.hrows[1][..lb.inner_width]);
+                self.hrow_of[1] = ty.i1;
+            }
+            let row = &mut self.row[..lb.inner_width];
             let wy = ty.w1;
-            for (o, tx) in row.iter_mut().zip(xtaps) {
-                let a = gray(r0[tx.i0]);
-                let b = gray(r0[tx.i1]);
-                let c = gray(r1[tx.i0]);
-                let d = gray(r1[tx.i1]);
-                let top = a + (b - a) * tx.w1;
-                let bottom = c + (d - c) * tx.w1;
+            for ((o, &top), &bottom) in row.iter_mut().zip(&self.hrows[0]).zip(&self.hrows[1]) {
                 *o = top + (bottom - top) * wy;
             }
             let oy = y + lb.pad_y as usize;
