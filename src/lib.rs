@@ -6,7 +6,11 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod engine;
+pub mod model;
 pub mod phantom;
+pub mod postprocess;
+pub mod preprocess;
 pub mod slice;
 pub mod source;
 pub mod store;

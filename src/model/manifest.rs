@@ -1,0 +1,1261 @@
+//! The model manifest: everything a model needs that its ONNX file does not say.
+//!
+//! In: a TOML file (schema below, unknown keys rejected with their line). Out: a validated
+//! [`Manifest`] plus a list of [`ManifestWarning`]s for `check`, and the ONNX bytes once their
+//! sha256 matches ([`Manifest::read_verified_onnx`]). Touches: the manifest and the ONNX file it
+//! names, read only. Nothing here prints.
+//!
+//! ```toml
+//! [model]        # name, kind = "classifier"|"detector", file (relative to the manifest's folder),
+//!                # sha256 (64 hex), precision = "fp32"|"int8", opset
+//! [input]        # name, shape = [1, C, H, W] or [1, H, W, C], layout = "nchw"|"nhwc", dtype = "f32"
+//! [preprocess]   # window_center_hu, window_width_hu, resize = "stretch"|"letterbox", scale, mean, std
+//! [output]       # classifier only: name, kind = "probabilities"|"logits"
+//! [labels]       # names (output index order), positive (optional; `check` warns when absent)
+//! [detector]     # detector only: anchors, confidence_threshold, nms_iou, [[detector.heads]]
+//!                #   output, stride, mask, scale_x_y
+//! [provenance]   # script, commit, train_seeds, eval_seeds, date, framework (all strings)
+//! [metrics]      # free-form: key = number
+//! ```
+//!
+//! A manifest is parsed in two steps, as ripgrep turns low-level args into high-level ones: a raw
+//! serde form that keeps the TOML span of every value that is checked later, then the public,
+//! validated types, so an error can name the key *and* its line.
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+use std::io;
+use std::ops::Range;
+use std::path::{Component, Path, PathBuf};
+
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use toml::Spanned;
+
+/// Where the schema is documented, for error messages.
+const SCHEMA_HINT: &str = "see the schema at the top of src/model/manifest.rs";
+
+// ---------------------------------------------------------------------------------------------
+// Public, validated types.
+
+/// What kind of network a manifest describes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    Classifier,
+    Detector,
+}
+
+/// Numeric precision of the ONNX weights (INT8 means Q/DQ ONNX).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    Fp32,
+    Int8,
+}
+
+/// Memory order of the input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    Nchw,
+    Nhwc,
+}
+
+/// Element type of the input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DType {
+    F32,
+}
+
+/// How a slice is fitted to the network input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResizeMode {
+    /// Each axis scaled on its own to fill the input (aspect ratio not kept).
+    Stretch,
+    /// One scale for both axes, centred, the rest padded (aspect ratio kept).
+    Letterbox,
+}
+
+/// What a classifier's output holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputKind {
+    /// Already normalized (softmax inside the graph).
+    Probabilities,
+    /// Raw scores; softmax is applied by the head.
+    Logits,
+}
+
+/// `[model]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    pub name: String,
+    pub kind: ModelKind,
+    /// As written in the manifest (relative to its folder); see [`Manifest::onnx_path`].
+    pub file: PathBuf,
+    /// Lower-case hex.
+    pub sha256: String,
+    pub precision: Precision,
+    pub opset: u32,
+}
+
+/// `[input]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputSpec {
+    pub name: String,
+    pub shape: [usize; 4],
+    pub layout: Layout,
+    pub dtype: DType,
+}
+
+impl InputSpec {
+    pub fn channels(&self) -> usize {
+        match self.layout {
+            Layout::Nchw => self.shape[1],
+            Layout::Nhwc => self.shape[3],
+        }
+    }
+
+    pub fn height(&self) -> usize {
+        match self.layout {
+            Layout::Nchw => self.shape[2],
+            Layout::Nhwc => self.shape[1],
+        }
+    }
+
+    pub fn width(&self) -> usize {
+        match self.layout {
+            Layout::Nchw => self.shape[3],
+            Layout::Nhwc => self.shape[2],
+        }
+    }
+
+    /// Number of f32 elements in one input tensor.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Always false for a validated spec; here for clippy's `len_without_is_empty`.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// `[preprocess]`: `tensor = (gray * scale - mean[c]) / std[c]`, gray in 0..=255.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PreprocessSpec {
+    pub window_center_hu: f32,
+    pub window_width_hu: f32,
+    pub resize: ResizeMode,
+    pub scale: f32,
+    /// One value per channel, or one value for all channels.
+    pub mean: Vec<f32>,
+    /// One value per channel, or one value for all channels; all > 0.
+    pub std: Vec<f32>,
+}
+
+/// `[output]` of a classifier.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClassifierOutput {
+    pub name: String,
+    pub kind: OutputKind,
+}
+
+/// One `[[detector.heads]]` entry.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectorHead {
+    /// ONNX output tensor name; shape `[1, mask.len() * (5 + classes), H / stride, W / stride]`.
+    pub output: String,
+    pub stride: usize,
+    /// Indices into [`DetectorSpec::anchors`].
+    pub mask: Vec<usize>,
+    pub scale_x_y: f32,
+}
+
+/// `[detector]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DetectorSpec {
+    /// `[w, h]` in network-input pixels.
+    pub anchors: Vec<[f32; 2]>,
+    pub confidence_threshold: f32,
+    pub nms_iou: f32,
+    pub heads: Vec<DetectorHead>,
+}
+
+/// The model's output side, by kind.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Head {
+    Classifier(ClassifierOutput),
+    Detector(DetectorSpec),
+}
+
+/// `[labels]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Labels {
+    /// In output index order.
+    pub names: Vec<String>,
+    pub positive: Option<String>,
+}
+
+/// `[provenance]`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Provenance {
+    pub script: String,
+    pub commit: String,
+    pub train_seeds: String,
+    pub eval_seeds: String,
+    pub date: String,
+    pub framework: String,
+}
+
+/// An output tensor the model must produce: name and exact shape.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputSpec {
+    pub name: String,
+    pub shape: Vec<usize>,
+}
+
+/// Something `check` should report that does not stop the model from loading.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ManifestWarning {
+    /// `[labels] positive` is absent: no head can tell which label means PE.
+    PositiveLabelMissing { path: PathBuf, names: Vec<String> },
+}
+
+impl fmt::Display for ManifestWarning {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ManifestWarning::PositiveLabelMissing { path, names } => write!(
+                f,
+                "model manifest {}: [labels] has no `positive` key, so no score can be read as \
+                 P(PE); add `positive = \"...\"` naming one of {:?}",
+                path.display(),
+                names
+            ),
+        }
+    }
+}
+
+/// A validated model manifest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Manifest {
+    path: PathBuf,
+    onnx_path: PathBuf,
+    model: ModelInfo,
+    input: InputSpec,
+    preprocess: PreprocessSpec,
+    head: Head,
+    labels: Labels,
+    provenance: Provenance,
+    metrics: BTreeMap<String, f64>,
+    warnings: Vec<ManifestWarning>,
+}
+
+/// Errors from reading or validating a manifest or its ONNX file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManifestError {
+    #[error("cannot read model manifest {}: {source}; check the path and its permissions", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("model manifest {}{}: {message}; fix the file ({SCHEMA_HINT})", path.display(), at_line(*line))]
+    Syntax {
+        path: PathBuf,
+        line: Option<usize>,
+        message: String,
+    },
+    #[error("model manifest {}, key `{key}`{}: {problem}; {fix}", path.display(), at_line(*line))]
+    Invalid {
+        path: PathBuf,
+        key: String,
+        line: Option<usize>,
+        problem: String,
+        fix: String,
+    },
+    #[error("cannot read model file {} named by manifest {}: {source}; check `[model] file` and that the file was copied", onnx.display(), manifest.display())]
+    OnnxRead {
+        onnx: PathBuf,
+        manifest: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("model file {} has sha256 {found}, but manifest {} expects {expected}; the file is damaged or is not the model the manifest describes: copy the right file, or update `[model] sha256` if the model was deliberately replaced", onnx.display(), manifest.display())]
+    Sha256Mismatch {
+        onnx: PathBuf,
+        manifest: PathBuf,
+        expected: String,
+        found: String,
+    },
+}
+
+fn at_line(line: Option<usize>) -> String {
+    match line {
+        Some(l) => format!(", line {l}"),
+        None => String::new(),
+    }
+}
+
+/// Lower-case hex sha256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    let digest = Sha256::digest(bytes);
+    let mut s = String::with_capacity(64);
+    for b in digest {
+        s.push_str(&format!("{b:02x}"));
+    }
+    s
+}
+
+impl Manifest {
+    /// Reads, parses and validates the manifest at `path`. Does not read the ONNX file.
+    pub fn load(path: impl AsRef<Path>) -> Result<Manifest, ManifestError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Manifest::parse(&text, path)
+    }
+
+    /// Parses and validates manifest `text`; `path` is where it came from (for messages, and the
+    /// folder the ONNX path is relative to).
+    pub fn parse(text: &str, path: impl AsRef<Path>) -> Result<Manifest, ManifestError> {
+        let path = path.as_ref();
+        let raw: RawManifest = toml::from_str(text).map_err(|e| ManifestError::Syntax {
+            path: path.to_owned(),
+            line: e.span().map(|s| line_of(text, s.start)),
+            message: e.message().trim_end().to_string(),
+        })?;
+        Validator { path, text }.validate(raw)
+    }
+
+    /// The manifest file this came from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The ONNX file, resolved against the manifest's folder.
+    pub fn onnx_path(&self) -> &Path {
+        &self.onnx_path
+    }
+
+    pub fn model(&self) -> &ModelInfo {
+        &self.model
+    }
+
+    pub fn input(&self) -> &InputSpec {
+        &self.input
+    }
+
+    pub fn preprocess(&self) -> &PreprocessSpec {
+        &self.preprocess
+    }
+
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    pub fn labels(&self) -> &Labels {
+        &self.labels
+    }
+
+    pub fn provenance(&self) -> &Provenance {
+        &self.provenance
+    }
+
+    pub fn metrics(&self) -> &BTreeMap<String, f64> {
+        &self.metrics
+    }
+
+    /// Problems worth reporting that do not stop the model from loading.
+    pub fn warnings(&self) -> &[ManifestWarning] {
+        &self.warnings
+    }
+
+    /// Index of the positive label in output order, when the manifest names one.
+    pub fn positive_index(&self) -> Option<usize> {
+        let positive = self.labels.positive.as_ref()?;
+        self.labels.names.iter().position(|n| n == positive)
+    }
+
+    /// The output tensors this model must produce, with their exact shapes, in manifest order.
+    pub fn expected_outputs(&self) -> Vec<OutputSpec> {
+        let classes = self.labels.names.len();
+        match &self.head {
+            Head::Classifier(out) => vec![OutputSpec {
+                name: out.name.clone(),
+                shape: vec![1, classes],
+            }],
+            Head::Detector(det) => det
+                .heads
+                .iter()
+                .map(|h| OutputSpec {
+                    name: h.output.clone(),
+                    shape: vec![
+                        1,
+                        h.mask.len() * (5 + classes),
+                        self.input.height() / h.stride,
+                        self.input.width() / h.stride,
+                    ],
+                })
+                .collect(),
+        }
+    }
+
+    /// Reads the ONNX file and checks its sha256 against the manifest; returns the bytes, so the
+    /// engine loads exactly what was checked.
+    pub fn read_verified_onnx(&self) -> Result<Vec<u8>, ManifestError> {
+        let bytes = std::fs::read(&self.onnx_path).map_err(|source| ManifestError::OnnxRead {
+            onnx: self.onnx_path.clone(),
+            manifest: self.path.clone(),
+            source,
+        })?;
+        let found = sha256_hex(&bytes);
+        if found != self.model.sha256 {
+            return Err(ManifestError::Sha256Mismatch {
+                onnx: self.onnx_path.clone(),
+                manifest: self.path.clone(),
+                expected: self.model.sha256.clone(),
+                found,
+            });
+        }
+        Ok(bytes)
+    }
+}
+
+fn line_of(text: &str, offset: usize) -> usize {
+    let end = offset.min(text.len());
+    text.as_bytes()[..end]
+        .iter()
+        .filter(|&&b| b == b'\n')
+        .count()
+        + 1
+}
+
+// ---------------------------------------------------------------------------------------------
+// Raw serde form: every value checked later keeps its span.
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawManifest {
+    model: RawModel,
+    input: RawInput,
+    preprocess: RawPreprocess,
+    output: Option<Spanned<RawOutput>>,
+    labels: RawLabels,
+    detector: Option<Spanned<RawDetector>>,
+    provenance: Provenance,
+    #[serde(default)]
+    metrics: BTreeMap<String, f64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawModel {
+    name: String,
+    kind: Spanned<ModelKind>,
+    file: Spanned<String>,
+    sha256: Spanned<String>,
+    precision: Precision,
+    opset: Spanned<u32>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawInput {
+    name: Spanned<String>,
+    shape: Spanned<Vec<usize>>,
+    layout: Layout,
+    dtype: DType,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPreprocess {
+    window_center_hu: Spanned<f32>,
+    window_width_hu: Spanned<f32>,
+    resize: ResizeMode,
+    scale: Spanned<f32>,
+    mean: Spanned<Vec<f32>>,
+    std: Spanned<Vec<f32>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOutput {
+    name: Spanned<String>,
+    kind: OutputKind,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLabels {
+    names: Spanned<Vec<String>>,
+    positive: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDetector {
+    anchors: Spanned<Vec<[f32; 2]>>,
+    confidence_threshold: Spanned<f32>,
+    nms_iou: Spanned<f32>,
+    heads: Spanned<Vec<RawHead>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHead {
+    output: Spanned<String>,
+    stride: Spanned<usize>,
+    mask: Spanned<Vec<usize>>,
+    scale_x_y: Spanned<f32>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation.
+
+struct Validator<'a> {
+    path: &'a Path,
+    text: &'a str,
+}
+
+impl Validator<'_> {
+    fn err(
+        &self,
+        key: impl Into<String>,
+        span: Option<Range<usize>>,
+        problem: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> ManifestError {
+        ManifestError::Invalid {
+            path: self.path.to_owned(),
+            key: key.into(),
+            line: span.map(|s| line_of(self.text, s.start)),
+            problem: problem.into(),
+            fix: fix.into(),
+        }
+    }
+
+    fn validate(&self, raw: RawManifest) -> Result<Manifest, ManifestError> {
+        let mut warnings = Vec::new();
+        let (model, onnx_path) = self.model(raw.model)?;
+        let input = self.input(raw.input)?;
+        let preprocess = self.preprocess(raw.preprocess, input.channels())?;
+        let labels = self.labels(raw.labels, &mut warnings)?;
+        let head = match model.kind {
+            ModelKind::Classifier => {
+                if let Some(det) = &raw.detector {
+                    return Err(self.err(
+                        "detector",
+                        Some(det.span()),
+                        "a classifier manifest has a [detector] table",
+                        "remove it, or set `[model] kind = \"detector\"`",
+                    ));
+                }
+                let Some(out) = raw.output else {
+                    return Err(self.err(
+                        "output",
+                        None,
+                        "a classifier manifest has no [output] table",
+                        "add [output] with `name` and `kind = \"probabilities\"|\"logits\"`",
+                    ));
+                };
+                let out = out.into_inner();
+                if out.name.get_ref().is_empty() {
+                    return Err(self.err(
+                        "output.name",
+                        Some(out.name.span()),
+                        "the output name is empty",
+                        "give the ONNX output tensor's name",
+                    ));
+                }
+                if labels.names.len() < 2 {
+                    return Err(self.err(
+                        "labels.names",
+                        None,
+                        format!(
+                            "a classifier needs at least 2 labels, found {}",
+                            labels.names.len()
+                        ),
+                        "list every output index's label in order",
+                    ));
+                }
+                Head::Classifier(ClassifierOutput {
+                    name: out.name.into_inner(),
+                    kind: out.kind,
+                })
+            }
+            ModelKind::Detector => {
+                if let Some(out) = &raw.output {
+                    return Err(self.err(
+                        "output",
+                        Some(out.span()),
+                        "a detector manifest has an [output] table",
+                        "describe the outputs in [[detector.heads]] instead, or set `[model] kind = \"classifier\"`",
+                    ));
+                }
+                let Some(det) = raw.detector else {
+                    return Err(self.err(
+                        "detector",
+                        None,
+                        "a detector manifest has no [detector] table",
+                        "add [detector] with anchors, thresholds and [[detector.heads]]",
+                    ));
+                };
+                Head::Detector(self.detector(det.into_inner(), &input)?)
+            }
+        };
+        Ok(Manifest {
+            path: self.path.to_owned(),
+            onnx_path,
+            model,
+            input,
+            preprocess,
+            head,
+            labels,
+            provenance: raw.provenance,
+            metrics: raw.metrics,
+            warnings,
+        })
+    }
+
+    fn model(&self, m: RawModel) -> Result<(ModelInfo, PathBuf), ManifestError> {
+        let file = PathBuf::from(m.file.get_ref());
+        let plain = !m.file.get_ref().is_empty()
+            && file.components().all(|c| matches!(c, Component::Normal(_)));
+        if !plain {
+            return Err(self.err(
+                "model.file",
+                Some(m.file.span()),
+                format!("{:?} is not a plain relative path", m.file.get_ref()),
+                "name the ONNX file relative to the manifest's folder, without `..` or a leading `/`",
+            ));
+        }
+        let sha = m.sha256.get_ref().to_ascii_lowercase();
+        if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(self.err(
+                "model.sha256",
+                Some(m.sha256.span()),
+                format!("{:?} is not 64 hex digits", m.sha256.get_ref()),
+                "write the output of `sha256sum` on the ONNX file",
+            ));
+        }
+        if *m.opset.get_ref() == 0 {
+            return Err(self.err(
+                "model.opset",
+                Some(m.opset.span()),
+                "opset 0 does not exist",
+                "write the ONNX opset the model was exported with (e.g. 13)",
+            ));
+        }
+        let folder = self.path.parent().unwrap_or_else(|| Path::new(""));
+        let onnx_path = folder.join(&file);
+        Ok((
+            ModelInfo {
+                name: m.name,
+                kind: *m.kind.get_ref(),
+                file,
+                sha256: sha,
+                precision: m.precision,
+                opset: *m.opset.get_ref(),
+            },
+            onnx_path,
+        ))
+    }
+
+    fn input(&self, i: RawInput) -> Result<InputSpec, ManifestError> {
+        if i.name.get_ref().is_empty() {
+            return Err(self.err(
+                "input.name",
+                Some(i.name.span()),
+                "the input name is empty",
+                "give the ONNX input tensor's name",
+            ));
+        }
+        let span = Some(i.shape.span());
+        let dims = i.shape.get_ref();
+        let shape: [usize; 4] = dims.as_slice().try_into().map_err(|_| {
+            self.err(
+                "input.shape",
+                span.clone(),
+                format!("expected 4 dimensions, found {}", dims.len()),
+                "write [1, C, H, W] for nchw or [1, H, W, C] for nhwc",
+            )
+        })?;
+        if shape[0] != 1 {
+            return Err(self.err(
+                "input.shape",
+                span,
+                format!("batch size {} is not supported", shape[0]),
+                "export the model with batch size 1",
+            ));
+        }
+        let spec = InputSpec {
+            name: i.name.into_inner(),
+            shape,
+            layout: i.layout,
+            dtype: i.dtype,
+        };
+        if !matches!(spec.channels(), 1 | 3) {
+            return Err(self.err(
+                "input.shape",
+                span,
+                format!(
+                    "{} channels (layout {:?}) is neither 1 nor 3",
+                    spec.channels(),
+                    spec.layout
+                ),
+                "check `layout` against the shape's channel axis",
+            ));
+        }
+        if spec.height() == 0 || spec.width() == 0 || spec.height() > 8192 || spec.width() > 8192 {
+            return Err(self.err(
+                "input.shape",
+                span,
+                format!(
+                    "input size {}x{} is out of range",
+                    spec.width(),
+                    spec.height()
+                ),
+                "use a height and width between 1 and 8192",
+            ));
+        }
+        Ok(spec)
+    }
+
+    fn preprocess(
+        &self,
+        p: RawPreprocess,
+        channels: usize,
+    ) -> Result<PreprocessSpec, ManifestError> {
+        if !p.window_center_hu.get_ref().is_finite() {
+            return Err(self.err(
+                "preprocess.window_center_hu",
+                Some(p.window_center_hu.span()),
+                "the window centre is not a finite number",
+                "write the HU window centre, e.g. 100.0",
+            ));
+        }
+        let width = *p.window_width_hu.get_ref();
+        if !(width.is_finite() && width > 0.0) {
+            return Err(self.err(
+                "preprocess.window_width_hu",
+                Some(p.window_width_hu.span()),
+                format!("window width {width} is not a positive number"),
+                "write the HU window width, e.g. 700.0",
+            ));
+        }
+        let scale = *p.scale.get_ref();
+        if !(scale.is_finite() && scale > 0.0) {
+            return Err(self.err(
+                "preprocess.scale",
+                Some(p.scale.span()),
+                format!("scale {scale} is not a positive number"),
+                "write the factor applied to gray 0..255, e.g. 1/255 = 0.00392156862745098",
+            ));
+        }
+        for (key, values, positive) in [("mean", &p.mean, false), ("std", &p.std, true)] {
+            let v = values.get_ref();
+            if v.len() != 1 && v.len() != channels {
+                return Err(self.err(
+                    format!("preprocess.{key}"),
+                    Some(values.span()),
+                    format!("{} values for a {channels}-channel input", v.len()),
+                    format!("give one value per channel ({channels}) or one for all"),
+                ));
+            }
+            if v.iter().any(|x| !x.is_finite() || (positive && *x <= 0.0)) {
+                return Err(self.err(
+                    format!("preprocess.{key}"),
+                    Some(values.span()),
+                    format!(
+                        "{v:?} holds a value that is not finite{}",
+                        if positive { " and > 0" } else { "" }
+                    ),
+                    "fix the normalization constants used in training",
+                ));
+            }
+        }
+        Ok(PreprocessSpec {
+            window_center_hu: *p.window_center_hu.get_ref(),
+            window_width_hu: width,
+            resize: p.resize,
+            scale,
+            mean: p.mean.into_inner(),
+            std: p.std.into_inner(),
+        })
+    }
+
+    fn labels(
+        &self,
+        l: RawLabels,
+        warnings: &mut Vec<ManifestWarning>,
+    ) -> Result<Labels, ManifestError> {
+        let names = l.names.get_ref();
+        if names.is_empty() {
+            return Err(self.err(
+                "labels.names",
+                Some(l.names.span()),
+                "no labels",
+                "list the label of each output index, in order",
+            ));
+        }
+        let mut seen = HashSet::new();
+        if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
+            return Err(self.err(
+                "labels.names",
+                Some(l.names.span()),
+                format!("label {dup:?} appears twice"),
+                "give each output index its own label",
+            ));
+        }
+        let positive = match l.positive {
+            Some(p) => {
+                if !names.contains(p.get_ref()) {
+                    return Err(self.err(
+                        "labels.positive",
+                        Some(p.span()),
+                        format!("{:?} is not one of the labels {names:?}", p.get_ref()),
+                        "name the label that means PE, spelled as in `names`",
+                    ));
+                }
+                Some(p.into_inner())
+            }
+            None => {
+                warnings.push(ManifestWarning::PositiveLabelMissing {
+                    path: self.path.to_owned(),
+                    names: names.clone(),
+                });
+                None
+            }
+        };
+        Ok(Labels {
+            names: l.names.into_inner(),
+            positive,
+        })
+    }
+
+    fn detector(&self, d: RawDetector, input: &InputSpec) -> Result<DetectorSpec, ManifestError> {
+        let anchors = d.anchors.get_ref();
+        if anchors.is_empty()
+            || anchors
+                .iter()
+                .flatten()
+                .any(|v| !(v.is_finite() && *v > 0.0))
+        {
+            return Err(self.err(
+                "detector.anchors",
+                Some(d.anchors.span()),
+                "anchors must be a non-empty list of [w, h] pairs, all > 0",
+                "copy `anchors` from the darknet cfg, in network pixels",
+            ));
+        }
+        for (key, v) in [
+            ("detector.confidence_threshold", &d.confidence_threshold),
+            ("detector.nms_iou", &d.nms_iou),
+        ] {
+            let x = *v.get_ref();
+            if !(0.0..=1.0).contains(&x) {
+                return Err(self.err(
+                    key,
+                    Some(v.span()),
+                    format!("{x} is outside 0..=1"),
+                    "write a fraction between 0 and 1",
+                ));
+            }
+        }
+        let raw_heads = d.heads.get_ref();
+        if raw_heads.is_empty() {
+            return Err(self.err(
+                "detector.heads",
+                Some(d.heads.span()),
+                "no heads",
+                "add one [[detector.heads]] per YOLO output",
+            ));
+        }
+        let mut heads = Vec::with_capacity(raw_heads.len());
+        let mut outputs = HashSet::new();
+        for (ix, h) in d.heads.into_inner().into_iter().enumerate() {
+            let key = |k: &str| format!("detector.heads[{ix}].{k}");
+            if h.output.get_ref().is_empty() || !outputs.insert(h.output.get_ref().clone()) {
+                return Err(self.err(
+                    key("output"),
+                    Some(h.output.span()),
+                    format!(
+                        "output name {:?} is empty or used by another head",
+                        h.output.get_ref()
+                    ),
+                    "give each head its own ONNX output tensor name",
+                ));
+            }
+            let stride = *h.stride.get_ref();
+            if stride == 0 || input.height() % stride != 0 || input.width() % stride != 0 {
+                return Err(self.err(
+                    key("stride"),
+                    Some(h.stride.span()),
+                    format!(
+                        "stride {stride} does not divide the input size {}x{}",
+                        input.width(),
+                        input.height()
+                    ),
+                    "use the head's downsampling factor (8, 16 or 32 for YOLOv4)",
+                ));
+            }
+            let mask = h.mask.get_ref();
+            if mask.is_empty() || mask.iter().any(|&m| m >= anchors.len()) {
+                return Err(self.err(
+                    key("mask"),
+                    Some(h.mask.span()),
+                    format!(
+                        "mask {mask:?} must be non-empty and index into {} anchors",
+                        anchors.len()
+                    ),
+                    "copy `mask` from the darknet cfg",
+                ));
+            }
+            let s = *h.scale_x_y.get_ref();
+            if !(s.is_finite() && (1.0..=2.0).contains(&s)) {
+                return Err(self.err(
+                    key("scale_x_y"),
+                    Some(h.scale_x_y.span()),
+                    format!("scale_x_y {s} is outside 1.0..=2.0"),
+                    "copy `scale_x_y` from the darknet cfg (1.0 when absent)",
+                ));
+            }
+            heads.push(DetectorHead {
+                output: h.output.into_inner(),
+                stride,
+                mask: h.mask.into_inner(),
+                scale_x_y: s,
+            });
+        }
+        Ok(DetectorSpec {
+            anchors: d.anchors.into_inner(),
+            confidence_threshold: d.confidence_threshold.into_inner(),
+            nms_iou: d.nms_iou.into_inner(),
+            heads,
+        })
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) const CLASSIFIER: &str = r#"
+[model]
+name = "pe-classifier-mobilenetv2"
+kind = "classifier"
+file = "classifier-fp32.onnx"
+sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+precision = "fp32"
+opset = 13
+
+[input]
+name = "input"
+shape = [1, 1, 224, 224]
+layout = "nchw"
+dtype = "f32"
+
+[preprocess]
+window_center_hu = 100.0
+window_width_hu = 700.0
+resize = "stretch"
+scale = 0.003921568627451
+mean = [0.0]
+std = [1.0]
+
+[output]
+name = "probs"
+kind = "probabilities"
+
+[labels]
+names = ["negative", "positive"]
+positive = "positive"
+
+[provenance]
+script = "models/train/x.py"
+commit = "abc"
+train_seeds = "1000-1199"
+eval_seeds = "1-20"
+date = "2026-11-26"
+framework = "torch 2.x / onnxruntime 1.x"
+
+[metrics]
+slice_accuracy = 0.97
+"#;
+
+    pub(crate) const DETECTOR: &str = r#"
+[model]
+name = "pe-detector"
+kind = "detector"
+file = "det.onnx"
+sha256 = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855"
+precision = "int8"
+opset = 13
+
+[input]
+name = "input"
+shape = [1, 1, 416, 416]
+layout = "nchw"
+dtype = "f32"
+
+[preprocess]
+window_center_hu = 100
+window_width_hu = 700
+resize = "letterbox"
+scale = 0.003921568627451
+mean = [0.0]
+std = [1.0]
+
+[labels]
+names = ["embolus"]
+positive = "embolus"
+
+[detector]
+anchors = [[10, 14], [23, 27], [37, 58], [81, 82], [135, 169], [344, 319]]
+confidence_threshold = 0.6
+nms_iou = 0.45
+[[detector.heads]]
+output = "head_s32"
+stride = 32
+mask = [3, 4, 5]
+scale_x_y = 1.05
+[[detector.heads]]
+output = "head_s16"
+stride = 16
+mask = [0, 1, 2]
+scale_x_y = 1.1
+
+[provenance]
+script = "s"
+commit = "c"
+train_seeds = "1"
+eval_seeds = "2"
+date = "d"
+framework = "f"
+"#;
+
+    fn parse(text: &str) -> Result<Manifest, ManifestError> {
+        Manifest::parse(text, "/models/m.toml")
+    }
+
+    #[test]
+    fn parses_classifier() {
+        let m = parse(CLASSIFIER).unwrap();
+        assert_eq!(m.model().kind, ModelKind::Classifier);
+        assert_eq!(m.onnx_path(), Path::new("/models/classifier-fp32.onnx"));
+        assert_eq!(m.input().height(), 224);
+        assert_eq!(m.input().channels(), 1);
+        assert_eq!(m.positive_index(), Some(1));
+        assert!(m.warnings().is_empty());
+        assert_eq!(m.metrics()["slice_accuracy"], 0.97);
+        assert_eq!(
+            m.expected_outputs(),
+            vec![OutputSpec {
+                name: "probs".into(),
+                shape: vec![1, 2]
+            }]
+        );
+    }
+
+    #[test]
+    fn parses_detector_with_integer_floats_and_upper_hex() {
+        let m = parse(DETECTOR).unwrap();
+        assert_eq!(m.model().precision, Precision::Int8);
+        assert_eq!(
+            m.model().sha256,
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+        assert_eq!(m.preprocess().window_width_hu, 700.0);
+        let Head::Detector(d) = m.head() else {
+            panic!("not a detector")
+        };
+        assert_eq!(d.anchors[5], [344.0, 319.0]);
+        assert_eq!(
+            m.expected_outputs(),
+            vec![
+                OutputSpec {
+                    name: "head_s32".into(),
+                    shape: vec![1, 18, 13, 13]
+                },
+                OutputSpec {
+                    name: "head_s16".into(),
+                    shape: vec![1, 18, 26, 26]
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn missing_positive_is_a_warning() {
+        let text = CLASSIFIER.replace("positive = \"positive\"\n", "");
+        let m = parse(&text).unwrap();
+        assert_eq!(m.positive_index(), None);
+        assert_eq!(m.warnings().len(), 1);
+        assert!(m.warnings()[0].to_string().contains("positive"));
+    }
+
+    fn invalid(text: &str) -> (String, Option<usize>, String) {
+        match parse(text) {
+            Err(e @ ManifestError::Invalid { .. }) => {
+                let msg = e.to_string();
+                let ManifestError::Invalid { key, line, .. } = e else {
+                    unreachable!()
+                };
+                (key, line, msg)
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_line() {
+        let text = CLASSIFIER.replace("dtype = \"f32\"", "dtype = \"f32\"\ncolour = \"red\"");
+        let err = parse(&text).unwrap_err();
+        let ManifestError::Syntax { line, .. } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(*line, Some(15));
+        let msg = err.to_string();
+        assert!(msg.contains("colour") && msg.contains("line 15"), "{msg}");
+    }
+
+    #[test]
+    fn bad_enum_value_names_the_choices() {
+        let text = CLASSIFIER.replace("layout = \"nchw\"", "layout = \"chw\"");
+        let msg = parse(&text).unwrap_err().to_string();
+        assert!(
+            msg.contains("nchw") && msg.contains("nhwc") && msg.contains("line 13"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn positive_must_be_a_label() {
+        let text = CLASSIFIER.replace("positive = \"positive\"", "positive = \"pe\"");
+        let (key, line, msg) = invalid(&text);
+        assert_eq!(key, "labels.positive");
+        assert_eq!(line, Some(30));
+        assert!(msg.contains("\"pe\"") && msg.contains("m.toml"), "{msg}");
+    }
+
+    #[test]
+    fn mask_must_index_into_anchors() {
+        let text = DETECTOR.replace("mask = [0, 1, 2]", "mask = [0, 1, 6]");
+        let (key, _, msg) = invalid(&text);
+        assert_eq!(key, "detector.heads[1].mask");
+        assert!(msg.contains("6 anchors"), "{msg}");
+    }
+
+    #[test]
+    fn rejects_bad_values() {
+        let cases = [
+            (
+                CLASSIFIER.replace("[1, 1, 224, 224]", "[1, 224, 224]"),
+                "input.shape",
+            ),
+            (
+                CLASSIFIER.replace("[1, 1, 224, 224]", "[2, 1, 224, 224]"),
+                "input.shape",
+            ),
+            (
+                CLASSIFIER.replace("[1, 1, 224, 224]", "[1, 2, 224, 224]"),
+                "input.shape",
+            ),
+            (
+                CLASSIFIER.replace("window_width_hu = 700.0", "window_width_hu = 0.0"),
+                "preprocess.window_width_hu",
+            ),
+            (
+                CLASSIFIER.replace("std = [1.0]", "std = [0.0]"),
+                "preprocess.std",
+            ),
+            (
+                CLASSIFIER.replace("mean = [0.0]", "mean = [0.0, 0.0]"),
+                "preprocess.mean",
+            ),
+            (
+                CLASSIFIER.replace("classifier-fp32.onnx", "../x.onnx"),
+                "model.file",
+            ),
+            (CLASSIFIER.replace("e3b0c4", "zzb0c4"), "model.sha256"),
+            (
+                CLASSIFIER.replace(
+                    "names = [\"negative\", \"positive\"]",
+                    "names = [\"positive\", \"positive\"]",
+                ),
+                "labels.names",
+            ),
+            (
+                DETECTOR.replace("confidence_threshold = 0.6", "confidence_threshold = 1.6"),
+                "detector.confidence_threshold",
+            ),
+            (
+                DETECTOR.replace("nms_iou = 0.45", "nms_iou = -0.1"),
+                "detector.nms_iou",
+            ),
+            (
+                DETECTOR.replace("stride = 32", "stride = 30"),
+                "detector.heads[0].stride",
+            ),
+            (
+                DETECTOR.replace("scale_x_y = 1.05", "scale_x_y = 0.5"),
+                "detector.heads[0].scale_x_y",
+            ),
+            (
+                DETECTOR.replace("output = \"head_s16\"", "output = \"head_s32\""),
+                "detector.heads[1].output",
+            ),
+            (
+                DETECTOR.replace("kind = \"detector\"", "kind = \"classifier\""),
+                "detector",
+            ),
+        ];
+        for (text, want) in cases {
+            let (key, line, msg) = invalid(&text);
+            assert_eq!(key, want, "{msg}");
+            if want != "labels.names" {
+                assert!(line.is_some(), "{msg}");
+            }
+        }
+    }
+
+    #[test]
+    fn sha256_is_checked_before_use() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("classifier-fp32.onnx"), b"not the model").unwrap();
+        let path = dir.path().join("m.toml");
+        std::fs::write(&path, CLASSIFIER).unwrap();
+        let m = Manifest::load(&path).unwrap();
+        let err = m.read_verified_onnx().unwrap_err();
+        let found = sha256_hex(b"not the model");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(&found) && msg.contains(&m.model().sha256),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("classifier-fp32.onnx") && msg.contains("m.toml"),
+            "{msg}"
+        );
+
+        std::fs::write(dir.path().join("classifier-fp32.onnx"), b"").unwrap();
+        assert_eq!(m.read_verified_onnx().unwrap(), b"");
+    }
+
+    #[test]
+    fn missing_manifest_says_which_file() {
+        let msg = Manifest::load("/nonexistent/m.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("/nonexistent/m.toml"), "{msg}");
+    }
+}
