@@ -9,3 +9,4 @@ pub mod phantom;
 pub mod slice;
 pub mod source;
 pub mod store;
+pub mod verdict;
