@@ -5,6 +5,7 @@
 //! Library code never prints: it returns values and errors.
 #![deny(unsafe_code)]
 
+pub mod eval;
 pub mod phantom;
 pub mod slice;
 pub mod source;
