@@ -7,7 +7,7 @@ pub mod series;
 
 pub use fusion::{FusionConfig, FusionPolicy, SliceScores, SliceVerdict};
 pub use series::{
-    CloseReason, SeriesConfig, SeriesEvent, SeriesSummary, SeriesTracker, SeriesVerdict, SliceObservation,
+    CloseReason, SeriesConfig, SeriesEvent, SeriesSummary, SeriesTracker, SeriesVerdict, SliceObservation, TrackedSlice,
 };
 
 /// A verdict setting that cannot work, found when the configuration is resolved (before the first

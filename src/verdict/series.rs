@@ -244,13 +244,17 @@ pub enum SeriesEvent {
 /// At most three events follow one slice: another series evicted, this one reopened, this one positive.
 pub type ObserveEvents = heapless::Vec<SeriesEvent, 3>;
 
-#[derive(Debug, Clone, Copy)]
-struct SliceEntry {
-    instance: i32,
-    p: f32,
-    max_confidence: f32,
-    boxes: u16,
-    suspicious: bool,
+/// One stored slice of a tracked series (instances are unique within a series; a repeated
+/// instance is merged into its entry).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TrackedSlice {
+    pub instance: i32,
+    /// Highest classifier probability seen for this instance.
+    pub p: f32,
+    pub max_confidence: f32,
+    /// Detector boxes (saturating at 65535).
+    pub boxes: u16,
+    pub suspicious: bool,
 }
 
 #[derive(Debug)]
@@ -259,7 +263,7 @@ struct Slot {
     series: String,
     summary: SeriesSummary,
     /// Sorted by instance, unique instances; capacity fixed at construction.
-    slices: Vec<SliceEntry>,
+    slices: Vec<TrackedSlice>,
 }
 
 #[derive(Debug)]
@@ -352,7 +356,7 @@ impl SeriesTracker {
         summary.boxes = summary.boxes.saturating_add(slice.boxes);
         summary.last_seen_ms = summary.last_seen_ms.max(now_ms);
 
-        let entry = SliceEntry {
+        let entry = TrackedSlice {
             instance: slice.instance,
             p: slice.p,
             max_confidence: slice.max_confidence,
@@ -438,14 +442,10 @@ impl SeriesTracker {
         self.slots.iter().filter(|s| s.in_use && s.summary.is_open()).count()
     }
 
-    /// Stored slice entries of `series` as (instance, suspicious, p, boxes, max_confidence), in
-    /// instance order: for review and tests.
-    pub fn stored_slices(&self, series: &str) -> Vec<(i32, bool, f32, u16, f32)> {
-        self.slots
-            .iter()
-            .find(|s| s.in_use && s.series == series)
-            .map(|s| s.slices.iter().map(|e| (e.instance, e.suspicious, e.p, e.boxes, e.max_confidence)).collect())
-            .unwrap_or_default()
+    /// The stored slices of `series` in instance order (empty when it holds no slot): for
+    /// review and tests.
+    pub fn stored_slices(&self, series: &str) -> &[TrackedSlice] {
+        self.slots.iter().find(|s| s.in_use && s.series == series).map_or(&[], |s| s.slices.as_slice())
     }
 
     /// Finds a slot for a new series: a free one, else the one closed longest ago (moved to the
@@ -513,7 +513,7 @@ fn push(events: &mut ObserveEvents, event: SeriesEvent) {
 /// suspicious slices: the stored ones (sorted, unique instances) plus the new one when it could
 /// not be stored. Only windows containing the new slice can have changed, so only those are
 /// checked: at most n windows of at most n entries.
-fn window_met(stored_sorted: &[SliceEntry], instance: i32, stored: bool, k: u16, n: u16) -> bool {
+fn window_met(stored_sorted: &[TrackedSlice], instance: i32, stored: bool, k: u16, n: u16) -> bool {
     let (k, n) = (usize::from(k), i64::from(n));
     let new = i64::from(instance);
     for start in (new - (n - 1))..=new {
@@ -614,7 +614,8 @@ mod tests {
     #[test]
     fn window_edges() {
         // (k, n, slices, positive?)
-        let cases: &[(u16, u16, &[(i32, bool)], bool)] = &[
+        type Case<'a> = (u16, u16, &'a [(i32, bool)], bool);
+        let cases: &[Case] = &[
             (2, 5, &[(1, true), (5, true)], true),  // exactly n apart-inclusive
             (2, 5, &[(1, true), (6, true)], false), // one too far
             (2, 5, &[(6, true), (1, true)], false), // same, reversed
@@ -667,7 +668,7 @@ mod tests {
                 let verdict = if want { SeriesVerdict::Positive } else { SeriesVerdict::Open };
                 let sus = slices.iter().filter(|x| x.1).count() as u32;
                 assert_eq!(s, Some((verdict, len as u32, sus)));
-                let stored: Vec<i32> = t.stored_slices("s").iter().map(|e| e.0).collect();
+                let stored: Vec<i32> = t.stored_slices("s").iter().map(|e| e.instance).collect();
                 assert_eq!(stored, (1..=len as i32).collect::<Vec<_>>());
             }
         }
@@ -795,7 +796,7 @@ mod tests {
         t.observe("s", SliceObservation { p: 0.95, ..obs(3, true) }, 1);
         let stored = t.stored_slices("s");
         assert_eq!(stored.len(), 1);
-        assert!(stored[0].1 && stored[0].2 == 0.95);
+        assert!(stored[0].suspicious && stored[0].p == 0.95);
         assert_eq!(t.summary("s").map(|s| (s.slices, s.duplicate_slices, s.max_p)), Some((2, 1, 0.95)));
     }
 
