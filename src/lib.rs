@@ -6,11 +6,17 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod daemon;
 pub mod engine;
+pub mod eval;
+pub mod evaluate;
+pub mod infer;
 pub mod model;
 pub mod phantom;
+pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
 pub mod slice;
 pub mod source;
 pub mod store;
+pub mod verdict;

@@ -3,8 +3,13 @@
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use pe_sentinel::phantom;
-use std::path::PathBuf;
+use pe_sentinel::config::{self, Precision, Resolved};
+use pe_sentinel::daemon::{self, Daemon};
+use pe_sentinel::evaluate::{self, InputKind};
+use pe_sentinel::pipeline::{ModelSet, Pipeline, SliceScores};
+use pe_sentinel::store::journal::Journal;
+use pe_sentinel::{infer, phantom};
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -16,8 +21,72 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// The daemon: watch the drop folder, analyse every slice, record verdicts.
+    Run {
+        /// Board profile (default: the shipped x86 CPU profile).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Drop folder, overriding the profile's.
+        #[arg(long)]
+        drop: Option<PathBuf>,
+        /// State folder (journal, overlays), overriding the profile's.
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// Analyse files once: one JSON object per slice on stdout.
+    Infer {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum)]
+        precision: Option<PrecisionArg>,
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Validate a board profile, its models, folders and engines; non-zero exit on problems.
+    Check {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Accuracy against ground truth on a labelled dataset (`pe-sentinel phantom` layout).
+    Eval {
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long, value_enum)]
+        precision: Option<PrecisionArg>,
+        /// Which files of each series to read.
+        #[arg(long, value_enum, default_value = "png")]
+        input: InputArg,
+        /// Also write the figures as JSON.
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+    /// Recent series and their verdicts from the journal.
+    History {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        state: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// Write synthetic CTPA series with known emboli (DICOM, PNG, YOLO labels, truth JSON).
     Phantom(PhantomArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum PrecisionArg {
+    Fp32,
+    Int8,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum InputArg {
+    Png,
+    Dicom,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -60,10 +129,15 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let result = match cli.command {
+        Command::Run { config, drop, state } => run(config, drop, state),
+        Command::Infer { config, precision, files } => run_infer(config, precision, &files),
+        Command::Check { config } => run_check(config),
+        Command::Eval { data, config, precision, input, json } => run_eval(&data, config, precision, input, json),
+        Command::History { config, state, json, limit } => run_history(config, state, json, limit),
         Command::Phantom(a) => run_phantom(a),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
@@ -71,7 +145,169 @@ fn main() -> ExitCode {
     }
 }
 
-fn run_phantom(a: PhantomArgs) -> anyhow::Result<()> {
+fn load_config(path: Option<PathBuf>, drop: Option<&Path>, state: Option<&Path>) -> anyhow::Result<Resolved> {
+    let path = path.unwrap_or_else(config::default_profile_path);
+    Ok(Resolved::load(&path, drop, state)?)
+}
+
+fn with_precision(mut cfg: Resolved, precision: Option<PrecisionArg>) -> anyhow::Result<Resolved> {
+    match precision {
+        Some(PrecisionArg::Fp32) => cfg.set_precision(Precision::Fp32),
+        Some(PrecisionArg::Int8) => cfg.set_precision(Precision::Int8),
+        None => {}
+    }
+    Ok(cfg)
+}
+
+fn pipeline_for(cfg: &Resolved) -> anyhow::Result<Pipeline> {
+    let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
+    Ok(Pipeline::new(&models, cfg.profile.engine.threads)?)
+}
+
+fn run(config: Option<PathBuf>, drop: Option<PathBuf>, state: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(config, drop.as_deref(), state.as_deref())?;
+    let stop = daemon::stop_flag()?;
+    let mut d = Daemon::open(&cfg)?;
+    d.run(&stop)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_infer(config: Option<PathBuf>, precision: Option<PrecisionArg>, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let cfg = with_precision(load_config(config, None, None)?, precision)?;
+    let mut pipeline = pipeline_for(&cfg)?;
+    let fusion = cfg.profile.verdict.fusion_config();
+    let mut scores = SliceScores::default();
+    let mut failed = 0;
+    for f in files {
+        match infer::infer_file(&mut pipeline, &fusion, f, &mut scores) {
+            Ok(answers) => {
+                for a in answers {
+                    println!("{}", serde_json::to_string(&a)?);
+                }
+            }
+            Err(reason) => {
+                eprintln!("error: {reason}");
+                failed += 1;
+            }
+        }
+    }
+    Ok(if failed > 0 { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn run_check(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let path = config.unwrap_or_else(config::default_profile_path);
+    let mut problems = 0;
+    let mut line = |ok: bool, what: String| {
+        println!("{} {what}", if ok { "ok     " } else { "PROBLEM" });
+        if !ok {
+            problems += 1;
+        }
+    };
+    let cfg = match Resolved::load(&path, None, None) {
+        Ok(c) => {
+            line(true, format!("profile {} ({})", path.display(), c.profile.board.name));
+            c
+        }
+        Err(e) => {
+            line(false, format!("{e}"));
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    let p = &cfg.profile;
+    line(true, format!("engine {:?}, precision {}, {} thread(s)", p.engine.kind, p.engine.precision.as_str(), p.engine.threads));
+    match ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest) {
+        Ok(models) => {
+            for m in [&models.classifier, &models.detector] {
+                line(true, format!("model {} ({}): sha256 {} matches", m.model().name, m.path().display(), m.model().sha256));
+                for w in m.warnings() {
+                    println!("warning {}: {w}", m.path().display());
+                }
+            }
+            let t = std::time::Instant::now();
+            match Pipeline::new(&models, p.engine.threads) {
+                Ok(_) => line(true, format!("engine {} loaded and warmed up in {} ms", "tract", t.elapsed().as_millis())),
+                Err(e) => line(false, format!("{e}")),
+            }
+        }
+        Err(e) => line(false, format!("{e}")),
+    }
+    for (what, dir) in [("drop folder", &cfg.drop_dir), ("state folder", &cfg.state_dir)] {
+        let probe = dir.join(".pe-sentinel-check");
+        let ok = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&probe, b"x")).and_then(|_| std::fs::remove_file(&probe));
+        match ok {
+            Ok(()) => line(true, format!("{what} {} is writable", dir.display())),
+            Err(e) => line(false, format!("{what} {}: {e}; create it and give the daemon's user write access", dir.display())),
+        }
+    }
+    let jp = Journal::path_in(&cfg.state_dir);
+    if jp.exists() {
+        match Journal::open(&jp).and_then(|j| j.integrity_check()) {
+            Ok(true) => line(true, format!("journal {} passes integrity_check", jp.display())),
+            Ok(false) => line(false, format!("journal {} fails integrity_check; move it aside and restart", jp.display())),
+            Err(e) => line(false, format!("{e}")),
+        }
+    }
+    println!("{}", if problems == 0 { "check passed".to_string() } else { format!("check found {problems} problem(s)") });
+    Ok(if problems == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn run_eval(
+    data: &Path,
+    config: Option<PathBuf>,
+    precision: Option<PrecisionArg>,
+    input: InputArg,
+    json: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let cfg = with_precision(load_config(config, None, None)?, precision)?;
+    let mut pipeline = pipeline_for(&cfg)?;
+    let v = &cfg.profile.verdict;
+    let kind = match input {
+        InputArg::Png => InputKind::Png,
+        InputArg::Dicom => InputKind::Dicom,
+    };
+    let mut out = evaluate::evaluate(data, kind, &mut pipeline, &v.fusion_config(), &v.series_config(), |name, n| {
+        log::info!("eval {name}: {n} slice(s)")
+    })?;
+    out.precision = cfg.profile.engine.precision.as_str().to_string();
+    let r = &out.report;
+    let f = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.4}"));
+    println!("eval of {} ({} series, {} slices, {} input, {} models)", data.display(), r.series, r.slices, out.input, out.precision);
+    println!("  detector AP50 (darknet -map, all-point) {}", f(r.ap50_voc));
+    println!("  detector AP50 (COCO 101-point)          {}", f(r.ap50_coco));
+    println!("  classifier slice accuracy               {}", f(r.slice_accuracy));
+    println!("  classifier slice sensitivity            {}", f(r.slice_sensitivity));
+    println!("  classifier slice specificity            {}", f(r.slice_specificity));
+    println!("  fused slice accuracy                    {}", f(out.fused_slice_accuracy));
+    println!("  series sensitivity                      {}", f(r.series_sensitivity));
+    println!("  series specificity                      {}", f(r.series_specificity));
+    if let Some(path) = json {
+        std::fs::write(&path, serde_json::to_string_pretty(&out)? + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_history(config: Option<PathBuf>, state: Option<PathBuf>, json: bool, limit: usize) -> anyhow::Result<ExitCode> {
+    let state = match state {
+        Some(s) => s,
+        None => load_config(config, None, None)?.state_dir,
+    };
+    let path = Journal::path_in(&state);
+    if !path.exists() {
+        anyhow::bail!("no journal at {}; give the daemon's --state folder", path.display());
+    }
+    let rows = Journal::open(&path)?.recent_series(limit)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        println!("{:<66} {:>6} {:>10} {:>6} {:>6}  verdict", "series", "slices", "suspicious", "max P", "boxes");
+        for r in rows {
+            println!("{:<66} {:>6} {:>10} {:>6.3} {:>6}  {}", r.series, r.slices, r.suspicious_slices, r.max_p, r.boxes, r.verdict.as_str());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_phantom(a: PhantomArgs) -> anyhow::Result<ExitCode> {
     let mut o = phantom::PhantomOptions::new(&a.out);
     o.series = a.series;
     o.slices = a.slices;
@@ -104,5 +340,5 @@ fn run_phantom(a: PhantomArgs) -> anyhow::Result<()> {
             s.labelled_slices
         );
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

@@ -26,6 +26,8 @@ pub struct Resolved {
     pub state_dir: PathBuf,
     pub classifier_manifest: PathBuf,
     pub detector_manifest: PathBuf,
+    /// The profile's models folder, absolute.
+    pub models_dir: PathBuf,
 }
 
 impl Resolved {
@@ -49,7 +51,20 @@ impl Resolved {
             state_dir: state_override.map(Path::to_path_buf).unwrap_or_else(|| abs(&profile.paths.state_dir)),
             classifier_manifest,
             detector_manifest,
+            models_dir: models,
             profile,
         })
+    }
+
+    /// Switches precision (`--precision`): the manifests follow unless the profile names them.
+    pub fn set_precision(&mut self, precision: Precision) {
+        self.profile.engine.precision = precision;
+        let p = precision.as_str();
+        if self.profile.models.classifier.is_none() {
+            self.classifier_manifest = self.models_dir.join(format!("classifier-{p}.toml"));
+        }
+        if self.profile.models.detector.is_none() {
+            self.detector_manifest = self.models_dir.join(format!("detector-{p}.toml"));
+        }
     }
 }

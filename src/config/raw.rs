@@ -84,20 +84,45 @@ pub struct Paths {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Verdict {
+    /// How the two models' answers make one slice suspicious.
+    pub fusion: crate::verdict::fusion::FusionPolicy,
     /// P(positive) at or above which the classifier calls a slice suspicious.
-    #[serde(default = "default_classifier_threshold")]
     pub classifier_threshold: f32,
-}
-
-fn default_classifier_threshold() -> f32 {
-    0.5
+    /// k: suspicious slices needed within a window of `window_slices` adjacent slices.
+    pub suspicious_min: u16,
+    /// n: the window, in adjacent slices.
+    pub window_slices: u16,
+    /// A series with no new slice for this many seconds is closed (negative unless it alerted).
+    pub quiet_s: f64,
 }
 
 impl Default for Verdict {
     fn default() -> Self {
-        Self { classifier_threshold: default_classifier_threshold() }
+        let s = crate::verdict::series::SeriesConfig::default();
+        Self {
+            fusion: crate::verdict::fusion::FusionPolicy::default(),
+            classifier_threshold: 0.5,
+            suspicious_min: s.suspicious_min,
+            window_slices: s.window_slices,
+            quiet_s: s.quiet_ms as f64 / 1000.0,
+        }
+    }
+}
+
+impl Verdict {
+    pub fn fusion_config(&self) -> crate::verdict::fusion::FusionConfig {
+        crate::verdict::fusion::FusionConfig::new(self.fusion, self.classifier_threshold)
+    }
+
+    pub fn series_config(&self) -> crate::verdict::series::SeriesConfig {
+        crate::verdict::series::SeriesConfig {
+            suspicious_min: self.suspicious_min,
+            window_slices: self.window_slices,
+            quiet_ms: (self.quiet_s * 1000.0) as u64,
+            ..Default::default()
+        }
     }
 }
 
@@ -128,6 +153,16 @@ impl BoardProfile {
         let t = self.verdict.classifier_threshold;
         if !(0.0..=1.0).contains(&t) || t.is_nan() {
             return Err(range("verdict.classifier_threshold", t.to_string(), "0.0 to 1.0"));
+        }
+        let v = &self.verdict;
+        if !(1..=64).contains(&v.window_slices) {
+            return Err(range("verdict.window_slices", v.window_slices.to_string(), "1 to 64"));
+        }
+        if v.suspicious_min < 1 || v.suspicious_min > v.window_slices {
+            return Err(range("verdict.suspicious_min", v.suspicious_min.to_string(), "1 to verdict.window_slices"));
+        }
+        if !(0.5..=3600.0).contains(&v.quiet_s) {
+            return Err(range("verdict.quiet_s", v.quiet_s.to_string(), "0.5 to 3600 seconds"));
         }
         Ok(())
     }
@@ -187,5 +222,9 @@ state_dir = "/tmp/state"
         assert!(e.contains("pathz"), "{e}");
         let e = err(&format!("{GOOD}\n[verdict]\nclassifier_threshold = 1.5\n"));
         assert!(e.contains("verdict.classifier_threshold") && e.contains("0.0 to 1.0"), "{e}");
+        let e = err(&format!("{GOOD}\n[verdict]\nfusion = \"majority\"\n"));
+        assert!(e.contains("majority") && e.contains("either") && e.contains("line 14"), "{e}");
+        let e = err(&format!("{GOOD}\n[verdict]\nsuspicious_min = 9\nwindow_slices = 5\n"));
+        assert!(e.contains("verdict.suspicious_min"), "{e}");
     }
 }

@@ -86,6 +86,16 @@ impl YoloDecoder {
     }
 
     /// Number of values each head's output must hold, in manifest order.
+    /// Keeps boxes at or above `t` from now on (evaluation lowers it to trace the whole
+    /// precision-recall curve, as darknet's `-map` does with 0.005).
+    pub fn set_threshold(&mut self, t: f32) {
+        self.threshold = t;
+    }
+
+    pub fn threshold(&self) -> f32 {
+        self.threshold
+    }
+
     pub fn head_len(&self, head: usize) -> Option<usize> {
         self.heads
             .get(head)

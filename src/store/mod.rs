@@ -1,4 +1,5 @@
-//! Where results go: the review overlays (and, with the core path, the SQLite journal).
-//! Writes only the files it is asked to write.
+//! Where results go: the SQLite journal of every slice, series and rejected input, and the review
+//! overlays. Writes only the files it is asked to write.
 
+pub mod journal;
 pub mod overlay;

@@ -1,0 +1,392 @@
+//! `pe-sentinel run`: the daemon's wiring. Opens the journal, the drop folder and both models,
+//! then loops: take a complete file, skip it if its content was analysed before, decode it
+//! (rejecting with a reason what cannot be read), run every slice through the pipeline, fuse,
+//! aggregate per series, commit the slice and series rows, draw an overlay for suspicious slices,
+//! and only then move the file to `done/`. Quiet series are closed as they time out. SIGTERM and
+//! SIGINT finish the file in hand and stop. Touches the drop folder, the state folder and the
+//! model files.
+//!
+//! Threads: the inotify watcher runs in its own thread (inside `notify`); decoding, inference and
+//! the journal share this loop for now — the display and budget issues split the sink off.
+
+use crate::config::Resolved;
+use crate::pipeline::{ModelSet, Pipeline, SliceScores};
+use crate::slice::{Pixels, Slice};
+use crate::source::decode::{dicom, raster};
+use crate::source::drop_folder::DropFolder;
+use crate::store::journal::{hex, Journal, RejectedRow, SeriesRow, SliceRecord, StageLatencyUs};
+use crate::store::overlay::{self, OverlayBox};
+use crate::verdict::fusion::{fuse, FusionConfig, SliceScores as FusionScores};
+use crate::verdict::series::{SeriesEvent, SeriesSummary, SeriesTracker, SliceObservation};
+use anyhow::Context;
+use sha2::{Digest, Sha256};
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Files larger than this are rejected unread (a CT slice is well under 100 MB even multi-frame).
+pub const MAX_FILE_BYTES: u64 = 1 << 30;
+
+/// Counters of one run, for the log and tests.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RunStats {
+    pub files: u64,
+    pub slices: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    pub alerts: u64,
+}
+
+/// Everything the loop needs.
+pub struct Daemon {
+    drop: DropFolder,
+    journal: Journal,
+    pipeline: Pipeline,
+    models: ModelSet,
+    fusion: FusionConfig,
+    tracker: SeriesTracker,
+    overlays: PathBuf,
+    start: Instant,
+    start_unix_ms: i64,
+    /// Series seen in this run (restored from the journal on first sight).
+    known: HashSet<String>,
+    scores: SliceScores,
+    pub stats: RunStats,
+}
+
+fn unix_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl Daemon {
+    pub fn open(cfg: &Resolved) -> anyhow::Result<Daemon> {
+        let p = &cfg.profile;
+        log::info!(
+            "board profile {} ({}), engine {:?}, precision {}, {} thread(s)",
+            p.board.name,
+            cfg.profile_path.display(),
+            p.engine.kind,
+            p.engine.precision.as_str(),
+            p.engine.threads
+        );
+        std::fs::create_dir_all(&cfg.state_dir)
+            .with_context(|| format!("cannot create state folder {}", cfg.state_dir.display()))?;
+        let journal = Journal::open(&Journal::path_in(&cfg.state_dir))?;
+        let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
+        for m in [&models.classifier, &models.detector] {
+            log::info!("model {} sha256 {} ({})", m.model().name, m.model().sha256, m.path().display());
+            for w in m.warnings() {
+                log::warn!("{}: {w}", m.path().display());
+            }
+        }
+        let t = Instant::now();
+        let pipeline = Pipeline::new(&models, p.engine.threads)?;
+        log::info!("engine {} loaded and warmed up in {} ms", pipeline.engine_name(), t.elapsed().as_millis());
+        let drop = DropFolder::open(&cfg.drop_dir)?;
+        log::info!("watching drop folder {}", drop.root().display());
+        let fusion = p.verdict.fusion_config();
+        let series = p.verdict.series_config();
+        log::info!(
+            "verdict: fusion {}, classifier P >= {}, positive at {} suspicious of {} adjacent slices, close after {} s quiet",
+            fusion.policy.as_str(),
+            fusion.classifier_p,
+            series.suspicious_min,
+            series.window_slices,
+            p.verdict.quiet_s
+        );
+        Ok(Daemon {
+            drop,
+            journal,
+            pipeline,
+            models,
+            fusion,
+            tracker: SeriesTracker::new(series),
+            overlays: cfg.state_dir.join("overlays"),
+            start: Instant::now(),
+            start_unix_ms: unix_ms(),
+            known: HashSet::new(),
+            scores: SliceScores::default(),
+            stats: RunStats::default(),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.start.elapsed().as_millis() as u64
+    }
+
+    fn to_unix(&self, ms: u64) -> i64 {
+        self.start_unix_ms + ms as i64
+    }
+
+    /// Runs until `stop` is set; the file in hand is finished first.
+    pub fn run(&mut self, stop: &AtomicBool) -> anyhow::Result<RunStats> {
+        while !stop.load(Ordering::Relaxed) {
+            let wait = match self.tracker.next_deadline_ms() {
+                Some(d) => Duration::from_millis(d.saturating_sub(self.now_ms()).clamp(10, 250)),
+                None => Duration::from_millis(250),
+            };
+            if let Some(path) = self.drop.next(wait) {
+                self.process_file(&path)?;
+            }
+            let events = self.tracker.close_quiet(self.now_ms());
+            for e in events {
+                self.on_event(e)?;
+            }
+        }
+        log::info!(
+            "stopping: {} file(s), {} slice(s), {} rejected, {} duplicate(s), {} alert(s)",
+            self.stats.files,
+            self.stats.slices,
+            self.stats.rejected,
+            self.stats.duplicates,
+            self.stats.alerts
+        );
+        Ok(self.stats)
+    }
+
+    /// One file from the drop folder to `done/` or `rejected/`. Errors returned are the daemon's
+    /// own (journal, folder), not the file's: a bad file is rejected and the loop goes on.
+    fn process_file(&mut self, path: &Path) -> anyhow::Result<()> {
+        self.stats.files += 1;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let t_decode = Instant::now();
+        let bytes = match std::fs::metadata(path) {
+            Ok(m) if m.len() > MAX_FILE_BYTES => {
+                return self.reject(path, None, &format!("{}: {} bytes, larger than the {} byte limit", path.display(), m.len(), MAX_FILE_BYTES));
+            }
+            Ok(m) if m.len() == 0 => return self.reject(path, None, &format!("{}: empty file (0 bytes)", path.display())),
+            Ok(_) => match std::fs::read(path) {
+                Ok(b) => b,
+                Err(e) => {
+                    log::warn!("cannot read {}: {e}; will retry", path.display());
+                    self.drop.release(path);
+                    return Ok(());
+                }
+            },
+            Err(_) => {
+                // Gone (moved away by someone else): nothing to do.
+                self.drop.release(path);
+                return Ok(());
+            }
+        };
+        let sha: [u8; 32] = Sha256::digest(&bytes).into();
+        if self.journal.seen(&sha, 0)? {
+            self.stats.duplicates += 1;
+            log::info!("{name}: same content as a file already analysed (sha256 {}); not analysed again", hex(&sha));
+            self.drop.finish_done(path)?;
+            return Ok(());
+        }
+        let is_dicom = bytes.len() >= 132 && &bytes[128..132] == b"DICM"
+            || path.extension().is_some_and(|e| e.eq_ignore_ascii_case("dcm"));
+        drop(bytes);
+        let slices = if is_dicom {
+            dicom::decode_file(path, dicom::Accept::CtOnly).map_err(|e| e.to_string())
+        } else {
+            raster::decode_file(path, self.drop.series_of(path)).map(|s| vec![s]).map_err(|e| e.to_string())
+        };
+        let slices = match slices {
+            Ok(s) => s,
+            Err(reason) => return self.reject(path, Some(sha), &reason),
+        };
+        let decode_us = t_decode.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+        for slice in &slices {
+            if let Err(e) = self.pipeline.run(slice, &mut self.scores) {
+                return self.reject(path, Some(sha), &e.to_string());
+            }
+            self.record(slice, &name, sha, decode_us)?;
+        }
+        self.drop.finish_done(path)?;
+        Ok(())
+    }
+
+    fn reject(&mut self, path: &Path, sha: Option<[u8; 32]>, reason: &str) -> anyhow::Result<()> {
+        self.stats.rejected += 1;
+        log::warn!("rejected: {reason}");
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        self.journal.record_rejected(&RejectedRow { source_file: name, sha256: sha, reason: reason.to_string(), created_unix_ms: unix_ms() })?;
+        self.drop.finish_rejected(path, reason)?;
+        Ok(())
+    }
+
+    /// Restores a series' state from the journal the first time this run sees it, so a restart
+    /// neither forgets its slices nor alerts twice.
+    fn restore(&mut self, series: &str) -> anyhow::Result<()> {
+        if !self.known.insert(series.to_string()) {
+            return Ok(());
+        }
+        let rows = self.journal.series_slices(series)?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let now = self.now_ms();
+        for r in &rows {
+            let obs = SliceObservation {
+                instance: r.record.instance.unwrap_or(r.record.frame as i32),
+                suspicious: r.record.suspicious,
+                p: r.record.p,
+                boxes: r.record.boxes.len() as u32,
+                max_confidence: r.record.boxes.iter().map(|b| b[4]).fold(0.0, f32::max),
+            };
+            // Events of the replay were already acted on before the restart.
+            let _ = self.tracker.observe(series, obs, now);
+        }
+        log::info!("series {series}: restored {} slice(s) from the journal", rows.len());
+        Ok(())
+    }
+
+    fn record(&mut self, slice: &Slice, name: &str, sha: [u8; 32], decode_us: u32) -> anyhow::Result<()> {
+        let t_verdict = Instant::now();
+        let series = slice.series.0.clone();
+        self.restore(&series)?;
+        let det = &self.scores.detections;
+        let fs = FusionScores {
+            p: self.scores.p,
+            boxes: det.boxes.len() as u32,
+            max_confidence: det.boxes.iter().map(|d| d.confidence).fold(0.0, f32::max),
+        };
+        let verdict = fuse(&self.fusion, &fs);
+        let instance = slice.instance.unwrap_or(slice.frame as i32 + 1);
+        let events = self.tracker.observe(
+            &series,
+            SliceObservation { instance, suspicious: verdict.suspicious, p: fs.p, boxes: fs.boxes, max_confidence: fs.max_confidence },
+            self.now_ms(),
+        );
+        let verdict_us = t_verdict.elapsed().as_micros() as u32;
+        let t_store = Instant::now();
+        let summary = self.tracker.summary(&series);
+        let boxes: Vec<[f32; 5]> =
+            det.boxes.iter().map(|d| [d.bbox.x0, d.bbox.y0, d.bbox.x1, d.bbox.y1, d.confidence]).collect();
+        let t = self.scores.times;
+        let mut rec = SliceRecord {
+            source_file: name.to_string(),
+            sha256: sha,
+            frame: slice.frame,
+            series: series.clone(),
+            instance: Some(instance),
+            p: fs.p,
+            boxes,
+            suspicious: verdict.suspicious,
+            latency: StageLatencyUs {
+                decode: decode_us,
+                preprocess: t.preprocess_us,
+                classifier: t.classifier_us,
+                detector: t.detector_us,
+                heads: t.heads_us,
+                verdict: verdict_us,
+                store: 0,
+            },
+            classifier_sha256: self.models.classifier.model().sha256.clone(),
+            detector_sha256: self.models.detector.model().sha256.clone(),
+            created_unix_ms: unix_ms(),
+        };
+        rec.latency.store = t_store.elapsed().as_micros() as u32;
+        match summary {
+            Some(s) => {
+                let row = self.series_row(&series, &s);
+                self.journal.record_slice_with_series(&rec, &row)?;
+            }
+            None => {
+                self.journal.record_slice(&rec)?;
+            }
+        }
+        self.stats.slices += 1;
+        if verdict.suspicious {
+            self.overlay(slice, name)?;
+        }
+        log::debug!("{name} frame {}: P {:.3}, {} box(es), suspicious {}", slice.frame, fs.p, fs.boxes, verdict.suspicious);
+        for e in events {
+            self.on_event(e)?;
+        }
+        Ok(())
+    }
+
+    fn series_row(&self, series: &str, s: &SeriesSummary) -> SeriesRow {
+        SeriesRow {
+            series: series.to_string(),
+            slices: s.slices,
+            suspicious_slices: s.suspicious_slices,
+            max_p: s.max_p,
+            boxes: s.boxes,
+            verdict: s.verdict,
+            first_seen_unix_ms: self.to_unix(s.first_seen_ms),
+            last_seen_unix_ms: self.to_unix(s.last_seen_ms),
+            closed_unix_ms: s.closed_at_ms.map(|m| self.to_unix(m)),
+            alerted: s.alerted,
+        }
+    }
+
+    fn on_event(&mut self, e: SeriesEvent) -> anyhow::Result<()> {
+        match e {
+            SeriesEvent::Positive { series, summary } => {
+                let before = self.journal.series(&series)?.is_some_and(|r| r.alerted);
+                self.journal.update_series(&self.series_row(&series, &summary))?;
+                if before {
+                    log::info!("series {series}: positive (already alerted before a restart)");
+                } else {
+                    self.stats.alerts += 1;
+                    log::warn!(
+                        "ALERT series {series}: POSITIVE — {} suspicious of {} slices, max P {:.3}, {} box(es)",
+                        summary.suspicious_slices,
+                        summary.slices,
+                        summary.max_p,
+                        summary.boxes
+                    );
+                }
+            }
+            SeriesEvent::Closed { series, summary, reason } => {
+                self.journal.update_series(&self.series_row(&series, &summary))?;
+                log::info!(
+                    "series {series}: closed {} ({reason:?}) — {} slices, {} suspicious, max P {:.3}",
+                    summary.verdict.as_str(),
+                    summary.slices,
+                    summary.suspicious_slices,
+                    summary.max_p
+                );
+            }
+            SeriesEvent::Reopened { series, summary } => {
+                self.journal.update_series(&self.series_row(&series, &summary))?;
+                log::info!("series {series}: reopened by a late slice");
+            }
+        }
+        Ok(())
+    }
+
+    fn overlay(&self, slice: &Slice, name: &str) -> anyhow::Result<()> {
+        let win = crate::preprocess::HuWindow {
+            center_hu: self.models.classifier.preprocess().window_center_hu,
+            width_hu: self.models.classifier.preprocess().window_width_hu,
+        };
+        let gray: Vec<u8> = match &slice.pixels {
+            Pixels::Hu(v) => v.iter().map(|&h| win.gray(h).round() as u8).collect(),
+            Pixels::Gray8(v) => v.clone(),
+            Pixels::Gray16(v) => v.iter().map(|&g| (g / 257) as u8).collect(),
+        };
+        let boxes: Vec<OverlayBox> = self
+            .scores
+            .detections
+            .boxes
+            .iter()
+            .map(|d| OverlayBox { x0: d.bbox.x0 as u32, y0: d.bbox.y0 as u32, x1: d.bbox.x1.ceil() as u32, y1: d.bbox.y1.ceil() as u32, rgb: [255, 40, 40] })
+            .collect();
+        let safe: String = slice.series.0.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+        let dir = self.overlays.join(safe);
+        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create overlay folder {}", dir.display()))?;
+        let path = dir.join(format!("{name}-f{}.png", slice.frame));
+        if let Err(e) = overlay::save(&path, &gray, slice.width, slice.height, &boxes) {
+            // An overlay is for review; failing to draw one must not stop the analysis.
+            log::warn!("cannot write overlay {}: {e}", path.display());
+        }
+        Ok(())
+    }
+}
+
+/// Sets the returned flag on SIGTERM or SIGINT.
+pub fn stop_flag() -> anyhow::Result<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(sig, Arc::clone(&stop)).context("cannot install the signal handler")?;
+    }
+    Ok(stop)
+}

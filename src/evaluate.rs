@@ -1,0 +1,130 @@
+//! `pe-sentinel eval`: runs the models over a labelled dataset in the phantom's layout
+//! (`DIR/<series>/{png,dicom}/NAME` with darknet labels in `DIR/<series>/labels/NAME.txt`) and
+//! measures them: detector AP at IoU 0.5 (darknet-style and COCO-style), the classifier's slice
+//! accuracy, sensitivity and specificity, and series sensitivity and specificity under the
+//! profile's fusion and series rule. Reads the dataset; writes nothing.
+
+use crate::eval::{Detection, EvalReport, Outcome, TruthBox};
+use crate::infer::decode_any;
+use crate::pipeline::{Pipeline, SliceScores};
+use crate::verdict::fusion::{fuse, FusionConfig, SliceScores as FusionScores};
+use crate::verdict::series::{SeriesConfig, SeriesTracker, SeriesVerdict, SliceObservation};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Detector threshold while evaluating AP: darknet's `-map` keeps boxes down to 0.005.
+pub const AP_THRESHOLD: f32 = 0.005;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputKind {
+    Png,
+    Dicom,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalRunError {
+    #[error("dataset {0}: no series folders with labels/ and {1}/ found; point --data at a `pe-sentinel phantom` output")]
+    Empty(PathBuf, &'static str),
+    #[error("dataset {path}: {reason}")]
+    Bad { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Metrics(#[from] crate::eval::EvalError),
+}
+
+/// The report plus what the fused decision gave per slice.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalOutcome {
+    #[serde(flatten)]
+    pub report: EvalReport,
+    /// Slice accuracy of the fused decision (classifier and detector by the fusion policy).
+    pub fused_slice_accuracy: Option<f64>,
+    pub precision: String,
+    pub input: String,
+}
+
+fn label_boxes(path: &Path, w: f64, h: f64, image: u64, out: &mut Vec<TruthBox>) -> Result<usize, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut n = 0;
+    for (i, line) in text.lines().enumerate() {
+        let f: Vec<f64> = line.split_whitespace().filter_map(|t| t.parse().ok()).collect();
+        if line.trim().is_empty() {
+            continue;
+        }
+        if f.len() != 5 {
+            return Err(format!("{} line {}: expected `class cx cy w h`", path.display(), i + 1));
+        }
+        let (cx, cy, bw, bh) = (f[1] * w, f[2] * h, f[3] * w, f[4] * h);
+        out.push(TruthBox { image, bbox: [cx - bw / 2.0, cy - bh / 2.0, cx + bw / 2.0, cy + bh / 2.0] });
+        n += 1;
+    }
+    Ok(n)
+}
+
+/// Evaluates every series folder under `data`.
+pub fn evaluate(
+    data: &Path,
+    input: InputKind,
+    pipeline: &mut Pipeline,
+    fusion: &FusionConfig,
+    series_cfg: &SeriesConfig,
+    mut progress: impl FnMut(&str, usize),
+) -> Result<EvalOutcome, EvalRunError> {
+    let sub = match input {
+        InputKind::Png => "png",
+        InputKind::Dicom => "dicom",
+    };
+    let mut series_dirs: Vec<PathBuf> = std::fs::read_dir(data)
+        .map_err(|e| EvalRunError::Bad { path: data.to_path_buf(), reason: e.to_string() })?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("labels").is_dir() && p.join(sub).is_dir())
+        .collect();
+    series_dirs.sort();
+    if series_dirs.is_empty() {
+        return Err(EvalRunError::Empty(data.to_path_buf(), sub));
+    }
+    let detector_threshold = pipeline.detector_threshold();
+    pipeline.set_detector_threshold(AP_THRESHOLD);
+    let (mut truths, mut dets) = (Vec::new(), Vec::new());
+    let (mut slice_out, mut fused_out, mut series_out) = (Vec::new(), Vec::new(), Vec::new());
+    let mut scores = SliceScores::default();
+    let mut image: u64 = 0;
+    for dir in &series_dirs {
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(dir.join(sub)).map_err(|e| EvalRunError::Bad { path: dir.clone(), reason: e.to_string() })?.flatten().map(|e| e.path()).collect();
+        files.sort();
+        let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        progress(&name, files.len());
+        let mut tracker = SeriesTracker::new(series_cfg.clone());
+        let mut truth_positive = false;
+        for (k, f) in files.iter().enumerate() {
+            let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            let slices = decode_any(f).map_err(|reason| EvalRunError::Bad { path: f.clone(), reason })?;
+            for s in &slices {
+                pipeline.run(s, &mut scores).map_err(|e| EvalRunError::Bad { path: f.clone(), reason: e.to_string() })?;
+                let n_truth = label_boxes(&dir.join("labels").join(format!("{stem}.txt")), f64::from(s.width), f64::from(s.height), image, &mut truths)
+                    .map_err(|reason| EvalRunError::Bad { path: f.clone(), reason })?;
+                let truth = n_truth > 0;
+                truth_positive |= truth;
+                for d in &scores.detections.boxes {
+                    let b = d.bbox;
+                    dets.push(Detection { image, bbox: [f64::from(b.x0), f64::from(b.y0), f64::from(b.x1), f64::from(b.y1)], score: f64::from(d.confidence) });
+                }
+                let kept: Vec<f32> = scores.detections.boxes.iter().map(|d| d.confidence).filter(|&c| c >= detector_threshold).collect();
+                let fs = FusionScores { p: scores.p, boxes: kept.len() as u32, max_confidence: kept.iter().copied().fold(0.0, f32::max) };
+                let v = fuse(fusion, &fs);
+                slice_out.push(Outcome { predicted: scores.p >= fusion.classifier_p, truth });
+                fused_out.push(Outcome { predicted: v.suspicious, truth });
+                let instance = s.instance.unwrap_or(k as i32 + 1);
+                let _ = tracker.observe(&name, SliceObservation { instance, suspicious: v.suspicious, p: fs.p, boxes: fs.boxes, max_confidence: fs.max_confidence }, 0);
+                image += 1;
+            }
+        }
+        let predicted = tracker.summary(&name).is_some_and(|s| s.verdict == SeriesVerdict::Positive);
+        series_out.push(Outcome { predicted, truth: truth_positive });
+    }
+    pipeline.set_detector_threshold(detector_threshold);
+    let report = EvalReport::compute(&truths, &dets, &slice_out, &series_out)?;
+    let fused = crate::eval::Confusion::from_outcomes(&fused_out);
+    Ok(EvalOutcome { report, fused_slice_accuracy: fused.accuracy(), precision: String::new(), input: sub.to_string() })
+}

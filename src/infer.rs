@@ -1,0 +1,82 @@
+//! One-shot analysis of files (`pe-sentinel infer`, `eval`, `bench`): decode a DICOM, PNG or JPEG
+//! file into slices and run each through the pipeline, returning plain results. Reads the files
+//! it is given; writes nothing.
+
+use crate::pipeline::{Pipeline, SliceScores};
+use crate::slice::{SeriesId, Slice};
+use crate::source::decode::{dicom, raster};
+use crate::verdict::fusion::{fuse, FusionConfig, SliceScores as FusionScores};
+use serde::Serialize;
+use std::path::Path;
+
+/// One slice's answer, as `infer` prints it (one JSON object per line).
+#[derive(Debug, Clone, Serialize)]
+pub struct SliceAnswer {
+    pub file: String,
+    pub frame: u32,
+    pub series: String,
+    pub instance: Option<i32>,
+    /// Classifier P(positive).
+    pub p: f32,
+    /// Detector boxes `[x0, y0, x1, y1, confidence]` in the slice's pixels.
+    pub boxes: Vec<[f32; 5]>,
+    /// "suspicious" or "clear", by the profile's fusion policy.
+    pub verdict: &'static str,
+}
+
+/// Decodes any supported file: DICOM by its preamble or `.dcm`, else PNG/JPEG (series = parent folder).
+pub fn decode_any(path: &Path) -> Result<Vec<Slice>, String> {
+    let mut head = [0u8; 132];
+    let is_dicom = match std::fs::File::open(path) {
+        Ok(mut f) => {
+            use std::io::Read;
+            let n = f.read(&mut head).unwrap_or(0);
+            n == 132 && &head[128..132] == b"DICM"
+        }
+        Err(e) => return Err(format!("{}: cannot open ({e})", path.display())),
+    } || path.extension().is_some_and(|e| e.eq_ignore_ascii_case("dcm"));
+    if is_dicom {
+        dicom::decode_file(path, dicom::Accept::CtOnly).map_err(|e| e.to_string())
+    } else {
+        let series = path
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        raster::decode_file(path, SeriesId(series)).map(|s| vec![s]).map_err(|e| e.to_string())
+    }
+}
+
+/// Runs every slice of `path`; an unreadable file is an `Err` with a one-line reason.
+pub fn infer_file(
+    pipeline: &mut Pipeline,
+    fusion: &FusionConfig,
+    path: &Path,
+    scores: &mut SliceScores,
+) -> Result<Vec<SliceAnswer>, String> {
+    let slices = decode_any(path)?;
+    let mut out = Vec::with_capacity(slices.len());
+    for s in &slices {
+        pipeline.run(s, scores).map_err(|e| e.to_string())?;
+        out.push(answer(s, scores, fusion));
+    }
+    Ok(out)
+}
+
+pub fn answer(s: &Slice, scores: &SliceScores, fusion: &FusionConfig) -> SliceAnswer {
+    let d = &scores.detections.boxes;
+    let fs = FusionScores {
+        p: scores.p,
+        boxes: d.len() as u32,
+        max_confidence: d.iter().map(|b| b.confidence).fold(0.0, f32::max),
+    };
+    SliceAnswer {
+        file: s.source.display().to_string(),
+        frame: s.frame,
+        series: s.series.0.clone(),
+        instance: s.instance,
+        p: scores.p,
+        boxes: d.iter().map(|b| [b.bbox.x0, b.bbox.y0, b.bbox.x1, b.bbox.y1, b.confidence]).collect(),
+        verdict: if fuse(fusion, &fs).suspicious { "suspicious" } else { "clear" },
+    }
+}

@@ -1,0 +1,174 @@
+//! One slice through preprocess -> engine -> heads for both models, with the time of each stage.
+//! Everything is sized once from the manifests in `Pipeline::new` (input tensors, output
+//! buffers, detections); `run` writes into those buffers and allocates nothing of its own. Loads
+//! the model files named by the manifests (sha256 checked first), touches nothing else.
+
+use crate::engine::{Engine, EngineError, Outputs, TractOptions, TractPlan};
+use crate::model::{Head, Manifest, ManifestError, ModelKind};
+use crate::postprocess::classifier::ClassifierHead;
+use crate::postprocess::yolo::YoloDecoder;
+use crate::postprocess::{Detections, HeadError};
+use crate::preprocess::{PreprocessError, Preprocessor, SliceView};
+use crate::slice::{Pixels, Slice};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("model {path}: {problem}; point the board profile at a {expected} manifest")]
+    WrongKind { path: PathBuf, problem: String, expected: &'static str },
+    #[error("{0}")]
+    Head(#[from] HeadError),
+    #[error("{file}: cannot preprocess ({err})")]
+    Preprocess { file: PathBuf, err: PreprocessError },
+}
+
+/// The two models of a board profile, manifests loaded and validated.
+#[derive(Debug, Clone)]
+pub struct ModelSet {
+    pub classifier: Manifest,
+    pub detector: Manifest,
+}
+
+impl ModelSet {
+    pub fn load(classifier: &Path, detector: &Path) -> Result<ModelSet, PipelineError> {
+        let c = Manifest::load(classifier)?;
+        let d = Manifest::load(detector)?;
+        if c.model().kind != ModelKind::Classifier {
+            return Err(PipelineError::WrongKind {
+                path: classifier.to_path_buf(),
+                problem: "is not a classifier".into(),
+                expected: "classifier",
+            });
+        }
+        if d.model().kind != ModelKind::Detector {
+            return Err(PipelineError::WrongKind {
+                path: detector.to_path_buf(),
+                problem: "is not a detector".into(),
+                expected: "detector",
+            });
+        }
+        Ok(ModelSet { classifier: c, detector: d })
+    }
+}
+
+/// Microseconds per stage of one slice (decode is timed by the caller).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    pub preprocess_us: u32,
+    pub classifier_us: u32,
+    pub detector_us: u32,
+    pub heads_us: u32,
+}
+
+/// What one slice gave.
+#[derive(Debug, Clone, Default)]
+pub struct SliceScores {
+    /// Classifier P(positive label).
+    pub p: f32,
+    /// Detector boxes in the slice's pixels, after threshold and NMS.
+    pub detections: Detections,
+    pub times: StageTimes,
+}
+
+/// Both models ready on this thread, with every buffer they need.
+pub struct Pipeline {
+    cls_pre: Preprocessor,
+    det_pre: Preprocessor,
+    cls_in: Vec<f32>,
+    det_in: Vec<f32>,
+    cls: Box<dyn Engine>,
+    det: Box<dyn Engine>,
+    cls_out: Outputs,
+    det_out: Outputs,
+    cls_head: ClassifierHead,
+    cls_output: String,
+    yolo: YoloDecoder,
+    engine_name: &'static str,
+}
+
+fn us(t: Instant) -> u32 {
+    t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32
+}
+
+impl Pipeline {
+    /// Loads, optimizes and warms up both models on tract with `threads` threads.
+    pub fn new(models: &ModelSet, threads: usize) -> Result<Pipeline, PipelineError> {
+        let opts = TractOptions::default().threads(threads);
+        let cls: Box<dyn Engine> = Box::new(TractPlan::load(&models.classifier, &opts)?.spawn()?);
+        let det: Box<dyn Engine> = Box::new(TractPlan::load(&models.detector, &opts)?.spawn()?);
+        let cls_output = match models.classifier.head() {
+            Head::Classifier(o) => o.name.clone(),
+            Head::Detector(_) => {
+                return Err(PipelineError::WrongKind {
+                    path: models.classifier.path().to_path_buf(),
+                    problem: "has a detector head".into(),
+                    expected: "classifier",
+                })
+            }
+        };
+        let cls_pre = Preprocessor::new(&models.classifier);
+        let det_pre = Preprocessor::new(&models.detector);
+        Ok(Pipeline {
+            cls_in: vec![0.0; cls_pre.input_len()],
+            det_in: vec![0.0; det_pre.input_len()],
+            cls_pre,
+            det_pre,
+            cls_out: Outputs::new(cls.output_specs()),
+            det_out: Outputs::new(det.output_specs()),
+            cls_head: ClassifierHead::new(&models.classifier)?,
+            cls_output,
+            yolo: YoloDecoder::new(&models.detector)?,
+            engine_name: cls.name(),
+            cls,
+            det,
+        })
+    }
+
+    /// Changes the detector's confidence threshold (see `YoloDecoder::set_threshold`).
+    pub fn set_detector_threshold(&mut self, t: f32) {
+        self.yolo.set_threshold(t);
+    }
+
+    pub fn detector_threshold(&self) -> f32 {
+        self.yolo.threshold()
+    }
+
+    pub fn engine_name(&self) -> &'static str {
+        self.engine_name
+    }
+
+    /// Runs both models on one slice; results go into `out` (its buffers are reused).
+    pub fn run(&mut self, slice: &Slice, out: &mut SliceScores) -> Result<(), PipelineError> {
+        let view = SliceView {
+            width: slice.width as usize,
+            height: slice.height as usize,
+            pixels: match &slice.pixels {
+                Pixels::Hu(v) => crate::preprocess::Pixels::Hu(v),
+                Pixels::Gray8(v) => crate::preprocess::Pixels::Gray8(v),
+                Pixels::Gray16(v) => crate::preprocess::Pixels::Gray16(v),
+            },
+        };
+        let pre_err = |err| PipelineError::Preprocess { file: slice.source.clone(), err };
+        let t = Instant::now();
+        self.cls_pre.run(view, &mut self.cls_in).map_err(pre_err)?;
+        let letterbox = self.det_pre.run(view, &mut self.det_in).map_err(pre_err)?;
+        out.times.preprocess_us = us(t);
+        let t = Instant::now();
+        self.cls.run(&self.cls_in, &mut self.cls_out)?;
+        out.times.classifier_us = us(t);
+        let t = Instant::now();
+        self.det.run(&self.det_in, &mut self.det_out)?;
+        out.times.detector_us = us(t);
+        let t = Instant::now();
+        let probs = self.cls_out.get(&self.cls_output).unwrap_or(&[]);
+        out.p = self.cls_head.p_positive(probs)?;
+        self.yolo.decode(self.det_out.data(), &letterbox, &mut out.detections)?;
+        out.times.heads_us = us(t);
+        Ok(())
+    }
+}
