@@ -154,9 +154,15 @@ impl Daemon {
         let t_decode = Instant::now();
         let bytes = match std::fs::metadata(path) {
             Ok(m) if m.len() > MAX_FILE_BYTES => {
-                return self.reject(path, None, &format!("{}: {} bytes, larger than the {} byte limit", path.display(), m.len(), MAX_FILE_BYTES));
+                return self.reject(
+                    path,
+                    None,
+                    &format!("{}: {} bytes, larger than the {} byte limit", path.display(), m.len(), MAX_FILE_BYTES),
+                );
             }
-            Ok(m) if m.len() == 0 => return self.reject(path, None, &format!("{}: empty file (0 bytes)", path.display())),
+            Ok(m) if m.len() == 0 => {
+                return self.reject(path, None, &format!("{}: empty file (0 bytes)", path.display()))
+            }
             Ok(_) => match std::fs::read(path) {
                 Ok(b) => b,
                 Err(e) => {
@@ -205,7 +211,12 @@ impl Daemon {
         self.stats.rejected += 1;
         log::warn!("rejected: {reason}");
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        self.journal.record_rejected(&RejectedRow { source_file: name, sha256: sha, reason: reason.to_string(), created_unix_ms: unix_ms() })?;
+        self.journal.record_rejected(&RejectedRow {
+            source_file: name,
+            sha256: sha,
+            reason: reason.to_string(),
+            created_unix_ms: unix_ms(),
+        })?;
         self.drop.finish_rejected(path, reason)?;
         Ok(())
     }
@@ -250,7 +261,13 @@ impl Daemon {
         let instance = slice.instance.unwrap_or(slice.frame as i32 + 1);
         let events = self.tracker.observe(
             &series,
-            SliceObservation { instance, suspicious: verdict.suspicious, p: fs.p, boxes: fs.boxes, max_confidence: fs.max_confidence },
+            SliceObservation {
+                instance,
+                suspicious: verdict.suspicious,
+                p: fs.p,
+                boxes: fs.boxes,
+                max_confidence: fs.max_confidence,
+            },
             self.now_ms(),
         );
         let verdict_us = t_verdict.elapsed().as_micros() as u32;
@@ -295,7 +312,13 @@ impl Daemon {
         if verdict.suspicious {
             self.overlay(slice, name)?;
         }
-        log::debug!("{name} frame {}: P {:.3}, {} box(es), suspicious {}", slice.frame, fs.p, fs.boxes, verdict.suspicious);
+        log::debug!(
+            "{name} frame {}: P {:.3}, {} box(es), suspicious {}",
+            slice.frame,
+            fs.p,
+            fs.boxes,
+            verdict.suspicious
+        );
         for e in events {
             self.on_event(e)?;
         }
@@ -368,9 +391,20 @@ impl Daemon {
             .detections
             .boxes
             .iter()
-            .map(|d| OverlayBox { x0: d.bbox.x0 as u32, y0: d.bbox.y0 as u32, x1: d.bbox.x1.ceil() as u32, y1: d.bbox.y1.ceil() as u32, rgb: [255, 40, 40] })
+            .map(|d| OverlayBox {
+                x0: d.bbox.x0 as u32,
+                y0: d.bbox.y0 as u32,
+                x1: d.bbox.x1.ceil() as u32,
+                y1: d.bbox.y1.ceil() as u32,
+                rgb: [255, 40, 40],
+            })
             .collect();
-        let safe: String = slice.series.0.chars().map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' }).collect();
+        let safe: String = slice
+            .series
+            .0
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+            .collect();
         let dir = self.overlays.join(safe);
         std::fs::create_dir_all(&dir).with_context(|| format!("cannot create overlay folder {}", dir.display()))?;
         let path = dir.join(format!("{name}-f{}.png", slice.frame));

@@ -23,7 +23,9 @@ pub enum InputKind {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalRunError {
-    #[error("dataset {0}: no series folders with labels/ and {1}/ found; point --data at a `pe-sentinel phantom` output")]
+    #[error(
+        "dataset {0}: no series folders with labels/ and {1}/ found; point --data at a `pe-sentinel phantom` output"
+    )]
     Empty(PathBuf, &'static str),
     #[error("dataset {path}: {reason}")]
     Bad { path: PathBuf, reason: String },
@@ -90,33 +92,63 @@ pub fn evaluate(
     let mut scores = SliceScores::default();
     let mut image: u64 = 0;
     for dir in &series_dirs {
-        let mut files: Vec<PathBuf> =
-            std::fs::read_dir(dir.join(sub)).map_err(|e| EvalRunError::Bad { path: dir.clone(), reason: e.to_string() })?.flatten().map(|e| e.path()).collect();
+        let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(sub))
+            .map_err(|e| EvalRunError::Bad { path: dir.clone(), reason: e.to_string() })?
+            .flatten()
+            .map(|e| e.path())
+            .collect();
         files.sort();
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         progress(&name, files.len());
-        let mut tracker = SeriesTracker::new(series_cfg.clone());
+        let mut tracker = SeriesTracker::new(*series_cfg);
         let mut truth_positive = false;
         for (k, f) in files.iter().enumerate() {
             let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             let slices = decode_any(f).map_err(|reason| EvalRunError::Bad { path: f.clone(), reason })?;
             for s in &slices {
-                pipeline.run(s, &mut scores).map_err(|e| EvalRunError::Bad { path: f.clone(), reason: e.to_string() })?;
-                let n_truth = label_boxes(&dir.join("labels").join(format!("{stem}.txt")), f64::from(s.width), f64::from(s.height), image, &mut truths)
-                    .map_err(|reason| EvalRunError::Bad { path: f.clone(), reason })?;
+                pipeline
+                    .run(s, &mut scores)
+                    .map_err(|e| EvalRunError::Bad { path: f.clone(), reason: e.to_string() })?;
+                let n_truth = label_boxes(
+                    &dir.join("labels").join(format!("{stem}.txt")),
+                    f64::from(s.width),
+                    f64::from(s.height),
+                    image,
+                    &mut truths,
+                )
+                .map_err(|reason| EvalRunError::Bad { path: f.clone(), reason })?;
                 let truth = n_truth > 0;
                 truth_positive |= truth;
                 for d in &scores.detections.boxes {
                     let b = d.bbox;
-                    dets.push(Detection { image, bbox: [f64::from(b.x0), f64::from(b.y0), f64::from(b.x1), f64::from(b.y1)], score: f64::from(d.confidence) });
+                    dets.push(Detection {
+                        image,
+                        bbox: [f64::from(b.x0), f64::from(b.y0), f64::from(b.x1), f64::from(b.y1)],
+                        score: f64::from(d.confidence),
+                    });
                 }
-                let kept: Vec<f32> = scores.detections.boxes.iter().map(|d| d.confidence).filter(|&c| c >= detector_threshold).collect();
-                let fs = FusionScores { p: scores.p, boxes: kept.len() as u32, max_confidence: kept.iter().copied().fold(0.0, f32::max) };
+                let kept: Vec<f32> =
+                    scores.detections.boxes.iter().map(|d| d.confidence).filter(|&c| c >= detector_threshold).collect();
+                let fs = FusionScores {
+                    p: scores.p,
+                    boxes: kept.len() as u32,
+                    max_confidence: kept.iter().copied().fold(0.0, f32::max),
+                };
                 let v = fuse(fusion, &fs);
                 slice_out.push(Outcome { predicted: scores.p >= fusion.classifier_p, truth });
                 fused_out.push(Outcome { predicted: v.suspicious, truth });
                 let instance = s.instance.unwrap_or(k as i32 + 1);
-                let _ = tracker.observe(&name, SliceObservation { instance, suspicious: v.suspicious, p: fs.p, boxes: fs.boxes, max_confidence: fs.max_confidence }, 0);
+                let _ = tracker.observe(
+                    &name,
+                    SliceObservation {
+                        instance,
+                        suspicious: v.suspicious,
+                        p: fs.p,
+                        boxes: fs.boxes,
+                        max_confidence: fs.max_confidence,
+                    },
+                    0,
+                );
                 image += 1;
             }
         }

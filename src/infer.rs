@@ -38,11 +38,8 @@ pub fn decode_any(path: &Path) -> Result<Vec<Slice>, String> {
     if is_dicom {
         dicom::decode_file(path, dicom::Accept::CtOnly).map_err(|e| e.to_string())
     } else {
-        let series = path
-            .parent()
-            .and_then(|p| p.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        let series =
+            path.parent().and_then(|p| p.file_name()).map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         raster::decode_file(path, SeriesId(series)).map(|s| vec![s]).map_err(|e| e.to_string())
     }
 }

@@ -12,6 +12,20 @@ use pe_sentinel::{infer, phantom};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+/// Prints a line on stdout; a closed pipe (`| head`) ends the program quietly, as in ripgrep.
+fn emit(line: &str) {
+    use std::io::Write;
+    if let Err(e) = writeln!(std::io::stdout().lock(), "{line}") {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
+macro_rules! outln {
+    ($($t:tt)*) => { emit(&format!($($t)*)) };
+}
+
 #[derive(Parser)]
 #[command(name = "pe-sentinel", version, about = "Pulmonary-embolism alerts beside the CT scanner console")]
 struct Cli {
@@ -182,7 +196,7 @@ fn run_infer(config: Option<PathBuf>, precision: Option<PrecisionArg>, files: &[
         match infer::infer_file(&mut pipeline, &fusion, f, &mut scores) {
             Ok(answers) => {
                 for a in answers {
-                    println!("{}", serde_json::to_string(&a)?);
+                    outln!("{}", serde_json::to_string(&a)?);
                 }
             }
             Err(reason) => {
@@ -198,7 +212,7 @@ fn run_check(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let path = config.unwrap_or_else(config::default_profile_path);
     let mut problems = 0;
     let mut line = |ok: bool, what: String| {
-        println!("{} {what}", if ok { "ok     " } else { "PROBLEM" });
+        outln!("{} {what}", if ok { "ok     " } else { "PROBLEM" });
         if !ok {
             problems += 1;
         }
@@ -214,18 +228,31 @@ fn run_check(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
         }
     };
     let p = &cfg.profile;
-    line(true, format!("engine {:?}, precision {}, {} thread(s)", p.engine.kind, p.engine.precision.as_str(), p.engine.threads));
+    line(
+        true,
+        format!(
+            "engine {:?}, precision {}, {} thread(s)",
+            p.engine.kind,
+            p.engine.precision.as_str(),
+            p.engine.threads
+        ),
+    );
     match ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest) {
         Ok(models) => {
             for m in [&models.classifier, &models.detector] {
-                line(true, format!("model {} ({}): sha256 {} matches", m.model().name, m.path().display(), m.model().sha256));
+                line(
+                    true,
+                    format!("model {} ({}): sha256 {} matches", m.model().name, m.path().display(), m.model().sha256),
+                );
                 for w in m.warnings() {
-                    println!("warning {}: {w}", m.path().display());
+                    outln!("warning {}: {w}", m.path().display());
                 }
             }
             let t = std::time::Instant::now();
             match Pipeline::new(&models, p.engine.threads) {
-                Ok(_) => line(true, format!("engine {} loaded and warmed up in {} ms", "tract", t.elapsed().as_millis())),
+                Ok(_) => {
+                    line(true, format!("engine {} loaded and warmed up in {} ms", "tract", t.elapsed().as_millis()))
+                }
                 Err(e) => line(false, format!("{e}")),
             }
         }
@@ -233,21 +260,27 @@ fn run_check(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     }
     for (what, dir) in [("drop folder", &cfg.drop_dir), ("state folder", &cfg.state_dir)] {
         let probe = dir.join(".pe-sentinel-check");
-        let ok = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&probe, b"x")).and_then(|_| std::fs::remove_file(&probe));
+        let ok = std::fs::create_dir_all(dir)
+            .and_then(|_| std::fs::write(&probe, b"x"))
+            .and_then(|_| std::fs::remove_file(&probe));
         match ok {
             Ok(()) => line(true, format!("{what} {} is writable", dir.display())),
-            Err(e) => line(false, format!("{what} {}: {e}; create it and give the daemon's user write access", dir.display())),
+            Err(e) => {
+                line(false, format!("{what} {}: {e}; create it and give the daemon's user write access", dir.display()))
+            }
         }
     }
     let jp = Journal::path_in(&cfg.state_dir);
     if jp.exists() {
         match Journal::open(&jp).and_then(|j| j.integrity_check()) {
             Ok(true) => line(true, format!("journal {} passes integrity_check", jp.display())),
-            Ok(false) => line(false, format!("journal {} fails integrity_check; move it aside and restart", jp.display())),
+            Ok(false) => {
+                line(false, format!("journal {} fails integrity_check; move it aside and restart", jp.display()))
+            }
             Err(e) => line(false, format!("{e}")),
         }
     }
-    println!("{}", if problems == 0 { "check passed".to_string() } else { format!("check found {problems} problem(s)") });
+    outln!("{}", if problems == 0 { "check passed".to_string() } else { format!("check found {problems} problem(s)") });
     Ok(if problems == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
@@ -271,17 +304,25 @@ fn run_eval(
     out.precision = cfg.profile.engine.precision.as_str().to_string();
     let r = &out.report;
     let f = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.4}"));
-    println!("eval of {} ({} series, {} slices, {} input, {} models)", data.display(), r.series, r.slices, out.input, out.precision);
-    println!("  detector AP50 (darknet -map, all-point) {}", f(r.ap50_voc));
-    println!("  detector AP50 (COCO 101-point)          {}", f(r.ap50_coco));
-    println!("  classifier slice accuracy               {}", f(r.slice_accuracy));
-    println!("  classifier slice sensitivity            {}", f(r.slice_sensitivity));
-    println!("  classifier slice specificity            {}", f(r.slice_specificity));
-    println!("  fused slice accuracy                    {}", f(out.fused_slice_accuracy));
-    println!("  series sensitivity                      {}", f(r.series_sensitivity));
-    println!("  series specificity                      {}", f(r.series_specificity));
+    outln!(
+        "eval of {} ({} series, {} slices, {} input, {} models)",
+        data.display(),
+        r.series,
+        r.slices,
+        out.input,
+        out.precision
+    );
+    outln!("  detector AP50 (darknet -map, all-point) {}", f(r.ap50_voc));
+    outln!("  detector AP50 (COCO 101-point)          {}", f(r.ap50_coco));
+    outln!("  classifier slice accuracy               {}", f(r.slice_accuracy));
+    outln!("  classifier slice sensitivity            {}", f(r.slice_sensitivity));
+    outln!("  classifier slice specificity            {}", f(r.slice_specificity));
+    outln!("  fused slice accuracy                    {}", f(out.fused_slice_accuracy));
+    outln!("  series sensitivity                      {}", f(r.series_sensitivity));
+    outln!("  series specificity                      {}", f(r.series_specificity));
     if let Some(path) = json {
-        std::fs::write(&path, serde_json::to_string_pretty(&out)? + "\n").with_context(|| format!("cannot write {}", path.display()))?;
+        std::fs::write(&path, serde_json::to_string_pretty(&out)? + "\n")
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -297,11 +338,19 @@ fn run_history(config: Option<PathBuf>, state: Option<PathBuf>, json: bool, limi
     }
     let rows = Journal::open(&path)?.recent_series(limit)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&rows)?);
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
     } else {
-        println!("{:<66} {:>6} {:>10} {:>6} {:>6}  verdict", "series", "slices", "suspicious", "max P", "boxes");
+        outln!("{:<66} {:>6} {:>10} {:>6} {:>6}  verdict", "series", "slices", "suspicious", "max P", "boxes");
         for r in rows {
-            println!("{:<66} {:>6} {:>10} {:>6.3} {:>6}  {}", r.series, r.slices, r.suspicious_slices, r.max_p, r.boxes, r.verdict.as_str());
+            outln!(
+                "{:<66} {:>6} {:>10} {:>6.3} {:>6}  {}",
+                r.series,
+                r.slices,
+                r.suspicious_slices,
+                r.max_p,
+                r.boxes,
+                r.verdict.as_str()
+            );
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -323,7 +372,7 @@ fn run_phantom(a: PhantomArgs) -> anyhow::Result<ExitCode> {
     let start = std::time::Instant::now();
     let summary = phantom::generate(&o).with_context(|| format!("phantom into {}", a.out.display()))?;
     let total = summary.series.len() as u32 * summary.slices;
-    println!(
+    outln!(
         "wrote {} series x {} slices ({} slices) to {} in {:.1} s",
         summary.series.len(),
         summary.slices,
@@ -332,7 +381,7 @@ fn run_phantom(a: PhantomArgs) -> anyhow::Result<ExitCode> {
         start.elapsed().as_secs_f64()
     );
     for s in &summary.series {
-        println!(
+        outln!(
             "  {}  {}  emboli {}  labelled slices {}",
             s.folder,
             if s.positive { "positive" } else { "negative" },

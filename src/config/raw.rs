@@ -223,7 +223,7 @@ state_dir = "/tmp/state"
         let e = err(&format!("{GOOD}\n[verdict]\nclassifier_threshold = 1.5\n"));
         assert!(e.contains("verdict.classifier_threshold") && e.contains("0.0 to 1.0"), "{e}");
         let e = err(&format!("{GOOD}\n[verdict]\nfusion = \"majority\"\n"));
-        assert!(e.contains("majority") && e.contains("either") && e.contains("line 14"), "{e}");
+        assert!(e.contains("majority") && e.contains("either") && e.contains("line 15"), "{e}");
         let e = err(&format!("{GOOD}\n[verdict]\nsuspicious_min = 9\nwindow_slices = 5\n"));
         assert!(e.contains("verdict.suspicious_min"), "{e}");
     }

@@ -51,20 +51,14 @@ impl Outputs {
         Outputs {
             tensors: specs
                 .iter()
-                .map(|s| OutputTensor {
-                    spec: s.clone(),
-                    data: vec![0.0; s.shape.iter().product()],
-                })
+                .map(|s| OutputTensor { spec: s.clone(), data: vec![0.0; s.shape.iter().product()] })
                 .collect(),
         }
     }
 
     /// The values of the output called `name`.
     pub fn get(&self, name: &str) -> Option<&[f32]> {
-        self.tensors
-            .iter()
-            .find(|t| t.spec.name == name)
-            .map(|t| t.data.as_slice())
+        self.tensors.iter().find(|t| t.spec.name == name).map(|t| t.data.as_slice())
     }
 
     /// All outputs, manifest order.
@@ -99,42 +93,17 @@ pub enum EngineError {
     #[error(transparent)]
     Manifest(#[from] ManifestError),
     #[error("model {}: {stage} failed: {detail}; check that the file is a valid ONNX model for this manifest", model.display())]
-    Load {
-        model: PathBuf,
-        stage: &'static str,
-        detail: String,
-    },
+    Load { model: PathBuf, stage: &'static str, detail: String },
     #[error("model {} has inputs {found:?}, the manifest expects exactly one called `{expected}`; fix `[input] name`", model.display())]
-    InputName {
-        model: PathBuf,
-        expected: String,
-        found: Vec<String>,
-    },
+    InputName { model: PathBuf, expected: String, found: Vec<String> },
     #[error("model {} has no output `{name}` (outputs: {available:?}); fix the output name in the manifest", model.display())]
-    OutputMissing {
-        model: PathBuf,
-        name: String,
-        available: Vec<String>,
-    },
+    OutputMissing { model: PathBuf, name: String, available: Vec<String> },
     #[error("model {} output `{name}` has shape {found}, the manifest implies {expected:?}; check labels, input shape, anchors mask and strides", model.display())]
-    OutputShape {
-        model: PathBuf,
-        name: String,
-        expected: Vec<usize>,
-        found: String,
-    },
+    OutputShape { model: PathBuf, name: String, expected: Vec<usize>, found: String },
     #[error("cannot start {threads} inference threads for model {}: {detail}; lower the thread count in the board profile", model.display())]
-    Threads {
-        model: PathBuf,
-        threads: usize,
-        detail: String,
-    },
+    Threads { model: PathBuf, threads: usize, detail: String },
     #[error("model {} takes {expected} input values, got {found}; size the input buffer from the engine", model.display())]
-    InputLen {
-        model: PathBuf,
-        expected: usize,
-        found: usize,
-    },
+    InputLen { model: PathBuf, expected: usize, found: usize },
     #[error("output buffers do not match model {}; build them with Outputs::new(engine.output_specs())", model.display())]
     OutputBuffers { model: PathBuf },
     #[error("model {}: inference failed: {detail}", model.display())]
@@ -148,14 +117,8 @@ mod tests {
     #[test]
     fn outputs_lookup_by_name() {
         let specs = [
-            OutputSpec {
-                name: "a".into(),
-                shape: vec![1, 2],
-            },
-            OutputSpec {
-                name: "b".into(),
-                shape: vec![1, 3, 2, 2],
-            },
+            OutputSpec { name: "a".into(), shape: vec![1, 2] },
+            OutputSpec { name: "b".into(), shape: vec![1, 3, 2, 2] },
         ];
         let o = Outputs::new(&specs);
         assert_eq!(o.get("b").map(<[f32]>::len), Some(12));

@@ -266,19 +266,9 @@ pub enum ManifestError {
         source: io::Error,
     },
     #[error("model manifest {}{}: {message}; fix the file ({SCHEMA_HINT})", path.display(), at_line(*line))]
-    Syntax {
-        path: PathBuf,
-        line: Option<usize>,
-        message: String,
-    },
+    Syntax { path: PathBuf, line: Option<usize>, message: String },
     #[error("model manifest {}, key `{key}`{}: {problem}; {fix}", path.display(), at_line(*line))]
-    Invalid {
-        path: PathBuf,
-        key: String,
-        line: Option<usize>,
-        problem: String,
-        fix: String,
-    },
+    Invalid { path: PathBuf, key: String, line: Option<usize>, problem: String, fix: String },
     #[error("cannot read model file {} named by manifest {}: {source}; check `[model] file` and that the file was copied", onnx.display(), manifest.display())]
     OnnxRead {
         onnx: PathBuf,
@@ -287,12 +277,7 @@ pub enum ManifestError {
         source: io::Error,
     },
     #[error("model file {} has sha256 {found}, but manifest {} expects {expected}; the file is damaged or is not the model the manifest describes: copy the right file, or update `[model] sha256` if the model was deliberately replaced", onnx.display(), manifest.display())]
-    Sha256Mismatch {
-        onnx: PathBuf,
-        manifest: PathBuf,
-        expected: String,
-        found: String,
-    },
+    Sha256Mismatch { onnx: PathBuf, manifest: PathBuf, expected: String, found: String },
 }
 
 fn at_line(line: Option<usize>) -> String {
@@ -316,10 +301,8 @@ impl Manifest {
     /// Reads, parses and validates the manifest at `path`. Does not read the ONNX file.
     pub fn load(path: impl AsRef<Path>) -> Result<Manifest, ManifestError> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|source| ManifestError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ManifestError::Read { path: path.to_owned(), source })?;
         Manifest::parse(&text, path)
     }
 
@@ -388,10 +371,7 @@ impl Manifest {
     pub fn expected_outputs(&self) -> Vec<OutputSpec> {
         let classes = self.labels.names.len();
         match &self.head {
-            Head::Classifier(out) => vec![OutputSpec {
-                name: out.name.clone(),
-                shape: vec![1, classes],
-            }],
+            Head::Classifier(out) => vec![OutputSpec { name: out.name.clone(), shape: vec![1, classes] }],
             Head::Detector(det) => det
                 .heads
                 .iter()
@@ -431,11 +411,7 @@ impl Manifest {
 
 fn line_of(text: &str, offset: usize) -> usize {
     let end = offset.min(text.len());
-    text.as_bytes()[..end]
-        .iter()
-        .filter(|&&b| b == b'\n')
-        .count()
-        + 1
+    text.as_bytes()[..end].iter().filter(|&&b| b == b'\n').count() + 1
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -580,17 +556,11 @@ impl Validator<'_> {
                     return Err(self.err(
                         "labels.names",
                         None,
-                        format!(
-                            "a classifier needs at least 2 labels, found {}",
-                            labels.names.len()
-                        ),
+                        format!("a classifier needs at least 2 labels, found {}", labels.names.len()),
                         "list every output index's label in order",
                     ));
                 }
-                Head::Classifier(ClassifierOutput {
-                    name: out.name.into_inner(),
-                    kind: out.kind,
-                })
+                Head::Classifier(ClassifierOutput { name: out.name.into_inner(), kind: out.kind })
             }
             ModelKind::Detector => {
                 if let Some(out) = &raw.output {
@@ -628,8 +598,7 @@ impl Validator<'_> {
 
     fn model(&self, m: RawModel) -> Result<(ModelInfo, PathBuf), ManifestError> {
         let file = PathBuf::from(m.file.get_ref());
-        let plain = !m.file.get_ref().is_empty()
-            && file.components().all(|c| matches!(c, Component::Normal(_)));
+        let plain = !m.file.get_ref().is_empty() && file.components().all(|c| matches!(c, Component::Normal(_)));
         if !plain {
             return Err(self.err(
                 "model.file",
@@ -697,21 +666,12 @@ impl Validator<'_> {
                 "export the model with batch size 1",
             ));
         }
-        let spec = InputSpec {
-            name: i.name.into_inner(),
-            shape,
-            layout: i.layout,
-            dtype: i.dtype,
-        };
+        let spec = InputSpec { name: i.name.into_inner(), shape, layout: i.layout, dtype: i.dtype };
         if !matches!(spec.channels(), 1 | 3) {
             return Err(self.err(
                 "input.shape",
                 span,
-                format!(
-                    "{} channels (layout {:?}) is neither 1 nor 3",
-                    spec.channels(),
-                    spec.layout
-                ),
+                format!("{} channels (layout {:?}) is neither 1 nor 3", spec.channels(), spec.layout),
                 "check `layout` against the shape's channel axis",
             ));
         }
@@ -719,22 +679,14 @@ impl Validator<'_> {
             return Err(self.err(
                 "input.shape",
                 span,
-                format!(
-                    "input size {}x{} is out of range",
-                    spec.width(),
-                    spec.height()
-                ),
+                format!("input size {}x{} is out of range", spec.width(), spec.height()),
                 "use a height and width between 1 and 8192",
             ));
         }
         Ok(spec)
     }
 
-    fn preprocess(
-        &self,
-        p: RawPreprocess,
-        channels: usize,
-    ) -> Result<PreprocessSpec, ManifestError> {
+    fn preprocess(&self, p: RawPreprocess, channels: usize) -> Result<PreprocessSpec, ManifestError> {
         if !p.window_center_hu.get_ref().is_finite() {
             return Err(self.err(
                 "preprocess.window_center_hu",
@@ -775,10 +727,7 @@ impl Validator<'_> {
                 return Err(self.err(
                     format!("preprocess.{key}"),
                     Some(values.span()),
-                    format!(
-                        "{v:?} holds a value that is not finite{}",
-                        if positive { " and > 0" } else { "" }
-                    ),
+                    format!("{v:?} holds a value that is not finite{}", if positive { " and > 0" } else { "" }),
                     "fix the normalization constants used in training",
                 ));
             }
@@ -793,11 +742,7 @@ impl Validator<'_> {
         })
     }
 
-    fn labels(
-        &self,
-        l: RawLabels,
-        warnings: &mut Vec<ManifestWarning>,
-    ) -> Result<Labels, ManifestError> {
+    fn labels(&self, l: RawLabels, warnings: &mut Vec<ManifestWarning>) -> Result<Labels, ManifestError> {
         let names = l.names.get_ref();
         if names.is_empty() {
             return Err(self.err(
@@ -829,27 +774,17 @@ impl Validator<'_> {
                 Some(p.into_inner())
             }
             None => {
-                warnings.push(ManifestWarning::PositiveLabelMissing {
-                    path: self.path.to_owned(),
-                    names: names.clone(),
-                });
+                warnings
+                    .push(ManifestWarning::PositiveLabelMissing { path: self.path.to_owned(), names: names.clone() });
                 None
             }
         };
-        Ok(Labels {
-            names: l.names.into_inner(),
-            positive,
-        })
+        Ok(Labels { names: l.names.into_inner(), positive })
     }
 
     fn detector(&self, d: RawDetector, input: &InputSpec) -> Result<DetectorSpec, ManifestError> {
         let anchors = d.anchors.get_ref();
-        if anchors.is_empty()
-            || anchors
-                .iter()
-                .flatten()
-                .any(|v| !(v.is_finite() && *v > 0.0))
-        {
+        if anchors.is_empty() || anchors.iter().flatten().any(|v| !(v.is_finite() && *v > 0.0)) {
             return Err(self.err(
                 "detector.anchors",
                 Some(d.anchors.span()),
@@ -857,10 +792,7 @@ impl Validator<'_> {
                 "copy `anchors` from the darknet cfg, in network pixels",
             ));
         }
-        for (key, v) in [
-            ("detector.confidence_threshold", &d.confidence_threshold),
-            ("detector.nms_iou", &d.nms_iou),
-        ] {
+        for (key, v) in [("detector.confidence_threshold", &d.confidence_threshold), ("detector.nms_iou", &d.nms_iou)] {
             let x = *v.get_ref();
             if !(0.0..=1.0).contains(&x) {
                 return Err(self.err(
@@ -888,10 +820,7 @@ impl Validator<'_> {
                 return Err(self.err(
                     key("output"),
                     Some(h.output.span()),
-                    format!(
-                        "output name {:?} is empty or used by another head",
-                        h.output.get_ref()
-                    ),
+                    format!("output name {:?} is empty or used by another head", h.output.get_ref()),
                     "give each head its own ONNX output tensor name",
                 ));
             }
@@ -900,11 +829,7 @@ impl Validator<'_> {
                 return Err(self.err(
                     key("stride"),
                     Some(h.stride.span()),
-                    format!(
-                        "stride {stride} does not divide the input size {}x{}",
-                        input.width(),
-                        input.height()
-                    ),
+                    format!("stride {stride} does not divide the input size {}x{}", input.width(), input.height()),
                     "use the head's downsampling factor (8, 16 or 32 for YOLOv4)",
                 ));
             }
@@ -913,10 +838,7 @@ impl Validator<'_> {
                 return Err(self.err(
                     key("mask"),
                     Some(h.mask.span()),
-                    format!(
-                        "mask {mask:?} must be non-empty and index into {} anchors",
-                        anchors.len()
-                    ),
+                    format!("mask {mask:?} must be non-empty and index into {} anchors", anchors.len()),
                     "copy `mask` from the darknet cfg",
                 ));
             }
@@ -929,12 +851,7 @@ impl Validator<'_> {
                     "copy `scale_x_y` from the darknet cfg (1.0 when absent)",
                 ));
             }
-            heads.push(DetectorHead {
-                output: h.output.into_inner(),
-                stride,
-                mask: h.mask.into_inner(),
-                scale_x_y: s,
-            });
+            heads.push(DetectorHead { output: h.output.into_inner(), stride, mask: h.mask.into_inner(), scale_x_y: s });
         }
         Ok(DetectorSpec {
             anchors: d.anchors.into_inner(),
@@ -1057,39 +974,22 @@ framework = "f"
         assert_eq!(m.positive_index(), Some(1));
         assert!(m.warnings().is_empty());
         assert_eq!(m.metrics()["slice_accuracy"], 0.97);
-        assert_eq!(
-            m.expected_outputs(),
-            vec![OutputSpec {
-                name: "probs".into(),
-                shape: vec![1, 2]
-            }]
-        );
+        assert_eq!(m.expected_outputs(), vec![OutputSpec { name: "probs".into(), shape: vec![1, 2] }]);
     }
 
     #[test]
     fn parses_detector_with_integer_floats_and_upper_hex() {
         let m = parse(DETECTOR).unwrap();
         assert_eq!(m.model().precision, Precision::Int8);
-        assert_eq!(
-            m.model().sha256,
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(m.model().sha256, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
         assert_eq!(m.preprocess().window_width_hu, 700.0);
-        let Head::Detector(d) = m.head() else {
-            panic!("not a detector")
-        };
+        let Head::Detector(d) = m.head() else { panic!("not a detector") };
         assert_eq!(d.anchors[5], [344.0, 319.0]);
         assert_eq!(
             m.expected_outputs(),
             vec![
-                OutputSpec {
-                    name: "head_s32".into(),
-                    shape: vec![1, 18, 13, 13]
-                },
-                OutputSpec {
-                    name: "head_s16".into(),
-                    shape: vec![1, 18, 26, 26]
-                },
+                OutputSpec { name: "head_s32".into(), shape: vec![1, 18, 13, 13] },
+                OutputSpec { name: "head_s16".into(), shape: vec![1, 18, 26, 26] },
             ]
         );
     }
@@ -1107,9 +1007,7 @@ framework = "f"
         match parse(text) {
             Err(e @ ManifestError::Invalid { .. }) => {
                 let msg = e.to_string();
-                let ManifestError::Invalid { key, line, .. } = e else {
-                    unreachable!()
-                };
+                let ManifestError::Invalid { key, line, .. } = e else { unreachable!() };
                 (key, line, msg)
             }
             other => panic!("expected Invalid, got {other:?}"),
@@ -1120,9 +1018,7 @@ framework = "f"
     fn unknown_key_is_rejected_with_line() {
         let text = CLASSIFIER.replace("dtype = \"f32\"", "dtype = \"f32\"\ncolour = \"red\"");
         let err = parse(&text).unwrap_err();
-        let ManifestError::Syntax { line, .. } = &err else {
-            panic!("{err:?}")
-        };
+        let ManifestError::Syntax { line, .. } = &err else { panic!("{err:?}") };
         assert_eq!(*line, Some(15));
         let msg = err.to_string();
         assert!(msg.contains("colour") && msg.contains("line 15"), "{msg}");
@@ -1132,10 +1028,7 @@ framework = "f"
     fn bad_enum_value_names_the_choices() {
         let text = CLASSIFIER.replace("layout = \"nchw\"", "layout = \"chw\"");
         let msg = parse(&text).unwrap_err().to_string();
-        assert!(
-            msg.contains("nchw") && msg.contains("nhwc") && msg.contains("line 13"),
-            "{msg}"
-        );
+        assert!(msg.contains("nchw") && msg.contains("nhwc") && msg.contains("line 13"), "{msg}");
     }
 
     #[test]
@@ -1158,66 +1051,27 @@ framework = "f"
     #[test]
     fn rejects_bad_values() {
         let cases = [
-            (
-                CLASSIFIER.replace("[1, 1, 224, 224]", "[1, 224, 224]"),
-                "input.shape",
-            ),
-            (
-                CLASSIFIER.replace("[1, 1, 224, 224]", "[2, 1, 224, 224]"),
-                "input.shape",
-            ),
-            (
-                CLASSIFIER.replace("[1, 1, 224, 224]", "[1, 2, 224, 224]"),
-                "input.shape",
-            ),
-            (
-                CLASSIFIER.replace("window_width_hu = 700.0", "window_width_hu = 0.0"),
-                "preprocess.window_width_hu",
-            ),
-            (
-                CLASSIFIER.replace("std = [1.0]", "std = [0.0]"),
-                "preprocess.std",
-            ),
-            (
-                CLASSIFIER.replace("mean = [0.0]", "mean = [0.0, 0.0]"),
-                "preprocess.mean",
-            ),
-            (
-                CLASSIFIER.replace("classifier-fp32.onnx", "../x.onnx"),
-                "model.file",
-            ),
+            (CLASSIFIER.replace("[1, 1, 224, 224]", "[1, 224, 224]"), "input.shape"),
+            (CLASSIFIER.replace("[1, 1, 224, 224]", "[2, 1, 224, 224]"), "input.shape"),
+            (CLASSIFIER.replace("[1, 1, 224, 224]", "[1, 2, 224, 224]"), "input.shape"),
+            (CLASSIFIER.replace("window_width_hu = 700.0", "window_width_hu = 0.0"), "preprocess.window_width_hu"),
+            (CLASSIFIER.replace("std = [1.0]", "std = [0.0]"), "preprocess.std"),
+            (CLASSIFIER.replace("mean = [0.0]", "mean = [0.0, 0.0]"), "preprocess.mean"),
+            (CLASSIFIER.replace("classifier-fp32.onnx", "../x.onnx"), "model.file"),
             (CLASSIFIER.replace("e3b0c4", "zzb0c4"), "model.sha256"),
             (
-                CLASSIFIER.replace(
-                    "names = [\"negative\", \"positive\"]",
-                    "names = [\"positive\", \"positive\"]",
-                ),
+                CLASSIFIER.replace("names = [\"negative\", \"positive\"]", "names = [\"positive\", \"positive\"]"),
                 "labels.names",
             ),
             (
                 DETECTOR.replace("confidence_threshold = 0.6", "confidence_threshold = 1.6"),
                 "detector.confidence_threshold",
             ),
-            (
-                DETECTOR.replace("nms_iou = 0.45", "nms_iou = -0.1"),
-                "detector.nms_iou",
-            ),
-            (
-                DETECTOR.replace("stride = 32", "stride = 30"),
-                "detector.heads[0].stride",
-            ),
-            (
-                DETECTOR.replace("scale_x_y = 1.05", "scale_x_y = 0.5"),
-                "detector.heads[0].scale_x_y",
-            ),
-            (
-                DETECTOR.replace("output = \"head_s16\"", "output = \"head_s32\""),
-                "detector.heads[1].output",
-            ),
-            (
-                DETECTOR.replace("kind = \"detector\"", "kind = \"classifier\""),
-                "detector",
-            ),
+            (DETECTOR.replace("nms_iou = 0.45", "nms_iou = -0.1"), "detector.nms_iou"),
+            (DETECTOR.replace("stride = 32", "stride = 30"), "detector.heads[0].stride"),
+            (DETECTOR.replace("scale_x_y = 1.05", "scale_x_y = 0.5"), "detector.heads[0].scale_x_y"),
+            (DETECTOR.replace("output = \"head_s16\"", "output = \"head_s32\""), "detector.heads[1].output"),
+            (DETECTOR.replace("kind = \"detector\"", "kind = \"classifier\""), "detector"),
         ];
         for (text, want) in cases {
             let (key, line, msg) = invalid(&text);
@@ -1238,14 +1092,8 @@ framework = "f"
         let err = m.read_verified_onnx().unwrap_err();
         let found = sha256_hex(b"not the model");
         let msg = err.to_string();
-        assert!(
-            msg.contains(&found) && msg.contains(&m.model().sha256),
-            "{msg}"
-        );
-        assert!(
-            msg.contains("classifier-fp32.onnx") && msg.contains("m.toml"),
-            "{msg}"
-        );
+        assert!(msg.contains(&found) && msg.contains(&m.model().sha256), "{msg}");
+        assert!(msg.contains("classifier-fp32.onnx") && msg.contains("m.toml"), "{msg}");
 
         std::fs::write(dir.path().join("classifier-fp32.onnx"), b"").unwrap();
         assert_eq!(m.read_verified_onnx().unwrap(), b"");
@@ -1253,9 +1101,7 @@ framework = "f"
 
     #[test]
     fn missing_manifest_says_which_file() {
-        let msg = Manifest::load("/nonexistent/m.toml")
-            .unwrap_err()
-            .to_string();
+        let msg = Manifest::load("/nonexistent/m.toml").unwrap_err().to_string();
         assert!(msg.contains("/nonexistent/m.toml"), "{msg}");
     }
 }

@@ -26,15 +26,8 @@ impl ClassifierHead {
         };
         let positive = manifest
             .positive_index()
-            .ok_or_else(|| HeadError::NoPositiveLabel {
-                manifest: manifest.path().to_owned(),
-            })?;
-        Ok(ClassifierHead {
-            name: out.name.clone(),
-            kind: out.kind,
-            classes: manifest.labels().names.len(),
-            positive,
-        })
+            .ok_or_else(|| HeadError::NoPositiveLabel { manifest: manifest.path().to_owned() })?;
+        Ok(ClassifierHead { name: out.name.clone(), kind: out.kind, classes: manifest.labels().names.len(), positive })
     }
 
     /// Index of the positive label in the output.
@@ -45,16 +38,10 @@ impl ClassifierHead {
     /// P(positive) from the raw output.
     pub fn p_positive(&self, output: &[f32]) -> Result<f32, HeadError> {
         if output.len() != self.classes {
-            return Err(HeadError::OutputLen {
-                name: self.name.clone(),
-                expected: self.classes,
-                found: output.len(),
-            });
+            return Err(HeadError::OutputLen { name: self.name.clone(), expected: self.classes, found: output.len() });
         }
         if output.iter().any(|v| !v.is_finite()) {
-            return Err(HeadError::NonFinite {
-                name: self.name.clone(),
-            });
+            return Err(HeadError::NonFinite { name: self.name.clone() });
         }
         let p = match self.kind {
             OutputKind::Probabilities => output[self.positive],
@@ -88,14 +75,8 @@ mod tests {
     fn probabilities_follow_label_order() {
         let h = head(CLASSIFIER).unwrap();
         assert_eq!(h.p_positive(&[0.2, 0.8]).unwrap(), 0.8);
-        let swapped = CLASSIFIER.replace(
-            "[\"negative\", \"positive\"]",
-            "[\"positive\", \"negative\"]",
-        );
-        assert_eq!(
-            head(&swapped).unwrap().p_positive(&[0.2, 0.8]).unwrap(),
-            0.2
-        );
+        let swapped = CLASSIFIER.replace("[\"negative\", \"positive\"]", "[\"positive\", \"negative\"]");
+        assert_eq!(head(&swapped).unwrap().p_positive(&[0.2, 0.8]).unwrap(), 0.2);
     }
 
     #[test]
@@ -115,13 +96,7 @@ mod tests {
         let err = head(&no_pos).unwrap_err();
         assert!(err.to_string().contains("m.toml"));
         let h = head(CLASSIFIER).unwrap();
-        assert!(matches!(
-            h.p_positive(&[0.1]),
-            Err(HeadError::OutputLen { .. })
-        ));
-        assert!(matches!(
-            h.p_positive(&[f32::NAN, 0.1]),
-            Err(HeadError::NonFinite { .. })
-        ));
+        assert!(matches!(h.p_positive(&[0.1]), Err(HeadError::OutputLen { .. })));
+        assert!(matches!(h.p_positive(&[f32::NAN, 0.1]), Err(HeadError::NonFinite { .. })));
     }
 }

@@ -76,19 +76,11 @@ impl Detections {
 #[non_exhaustive]
 pub enum HeadError {
     #[error("model manifest {} describes a {found}, not a {expected}; pass the right manifest", manifest.display())]
-    WrongKind {
-        manifest: PathBuf,
-        expected: &'static str,
-        found: &'static str,
-    },
+    WrongKind { manifest: PathBuf, expected: &'static str, found: &'static str },
     #[error("model manifest {} has no `positive` label, so P(positive) is undefined; add `positive = \"...\"` under [labels]", manifest.display())]
     NoPositiveLabel { manifest: PathBuf },
     #[error("output `{name}` holds {found} values, expected {expected}; the model does not match its manifest")]
-    OutputLen {
-        name: String,
-        expected: usize,
-        found: usize,
-    },
+    OutputLen { name: String, expected: usize, found: usize },
     #[error("output `{name}` holds a value that is not a finite number; the model or its input is broken")]
     NonFinite { name: String },
     #[error("got {found} detector head outputs, the manifest lists {expected}; pass every head in manifest order")]

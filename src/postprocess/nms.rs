@@ -29,18 +29,12 @@ pub fn iou(a: &BBox, b: &BBox) -> f32 {
 
 /// Greedy NMS in place. Returns `k`: `cands[..k]` are the survivors, strongest first.
 pub fn nms_in_place(cands: &mut [Candidate], iou_threshold: f32) -> usize {
-    cands.sort_unstable_by(|a, b| {
-        b.det
-            .confidence
-            .total_cmp(&a.det.confidence)
-            .then(a.seq.cmp(&b.seq))
-    });
+    cands.sort_unstable_by(|a, b| b.det.confidence.total_cmp(&a.det.confidence).then(a.seq.cmp(&b.seq)));
     let mut kept = 0;
     for i in 0..cands.len() {
         let c = cands[i].det;
-        let suppressed = cands[..kept]
-            .iter()
-            .any(|k| k.det.class == c.class && iou(&k.det.bbox, &c.bbox) > iou_threshold);
+        let suppressed =
+            cands[..kept].iter().any(|k| k.det.class == c.class && iou(&k.det.bbox, &c.bbox) > iou_threshold);
         if !suppressed {
             cands.swap(kept, i);
             kept += 1;
@@ -119,11 +113,7 @@ mod tests {
             v.into_iter()
                 .enumerate()
                 .map(|(i, (bbox, c, class))| Candidate {
-                    det: Detection {
-                        bbox,
-                        confidence: 0.5 + c as f32 / 16.0,
-                        class,
-                    },
+                    det: Detection { bbox, confidence: 0.5 + c as f32 / 16.0, class },
                     seq: i as u32,
                 })
                 .collect()
@@ -149,46 +139,20 @@ mod tests {
 
     #[test]
     fn keeps_strongest_first_not_weakest() {
-        let b = BBox {
-            x0: 0.0,
-            y0: 0.0,
-            x1: 10.0,
-            y1: 10.0,
-        };
-        let mut c = [0.7f32, 0.9, 0.8].map(|confidence| Candidate {
-            det: Detection {
-                bbox: b,
-                confidence,
-                class: 0,
-            },
-            seq: 0,
-        });
+        let b = BBox { x0: 0.0, y0: 0.0, x1: 10.0, y1: 10.0 };
+        let mut c =
+            [0.7f32, 0.9, 0.8].map(|confidence| Candidate { det: Detection { bbox: b, confidence, class: 0 }, seq: 0 });
         assert_eq!(nms_in_place(&mut c, 0.45), 1);
         assert_eq!(c[0].det.confidence, 0.9);
     }
 
     #[test]
     fn iou_of_identical_and_disjoint() {
-        let a = BBox {
-            x0: 0.0,
-            y0: 0.0,
-            x1: 2.0,
-            y1: 2.0,
-        };
-        let b = BBox {
-            x0: 1.0,
-            y0: 1.0,
-            x1: 3.0,
-            y1: 3.0,
-        };
+        let a = BBox { x0: 0.0, y0: 0.0, x1: 2.0, y1: 2.0 };
+        let b = BBox { x0: 1.0, y0: 1.0, x1: 3.0, y1: 3.0 };
         assert_eq!(iou(&a, &a), 1.0);
         assert!((iou(&a, &b) - 1.0 / 7.0).abs() < 1e-7);
-        let far = BBox {
-            x0: 5.0,
-            y0: 5.0,
-            x1: 6.0,
-            y1: 6.0,
-        };
+        let far = BBox { x0: 5.0, y0: 5.0, x1: 6.0, y1: 6.0 };
         assert_eq!(iou(&a, &far), 0.0);
         assert_eq!(iou(&BBox::default(), &BBox::default()), 0.0);
     }

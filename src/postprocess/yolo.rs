@@ -70,10 +70,7 @@ impl YoloDecoder {
                 scale_x_y: h.scale_x_y,
             })
             .collect();
-        let capacity = heads
-            .iter()
-            .map(|h| h.grid_w * h.grid_h * h.anchors.len() * classes)
-            .sum();
+        let capacity = heads.iter().map(|h| h.grid_w * h.grid_h * h.anchors.len() * classes).sum();
         Ok(YoloDecoder {
             heads,
             classes,
@@ -97,9 +94,7 @@ impl YoloDecoder {
     }
 
     pub fn head_len(&self, head: usize) -> Option<usize> {
-        self.heads
-            .get(head)
-            .map(|h| h.anchors.len() * (5 + self.classes) * h.grid_w * h.grid_h)
+        self.heads.get(head).map(|h| h.anchors.len() * (5 + self.classes) * h.grid_w * h.grid_h)
     }
 
     /// Decodes every head (in manifest order), suppresses overlaps, and writes the survivors in
@@ -115,18 +110,11 @@ impl YoloDecoder {
         let mut seen = 0;
         for (ix, data) in outputs.into_iter().enumerate() {
             let Some(head) = self.heads.get(ix) else {
-                return Err(HeadError::HeadCount {
-                    expected: self.heads.len(),
-                    found: ix + 1,
-                });
+                return Err(HeadError::HeadCount { expected: self.heads.len(), found: ix + 1 });
             };
             let expected = head.anchors.len() * (5 + self.classes) * head.grid_w * head.grid_h;
             if data.len() != expected {
-                return Err(HeadError::OutputLen {
-                    name: head.name.clone(),
-                    expected,
-                    found: data.len(),
-                });
+                return Err(HeadError::OutputLen { name: head.name.clone(), expected, found: data.len() });
             }
             decode_head(
                 head,
@@ -140,10 +128,7 @@ impl YoloDecoder {
             seen = ix + 1;
         }
         if seen != self.heads.len() {
-            return Err(HeadError::HeadCount {
-                expected: self.heads.len(),
-                found: seen,
-            });
+            return Err(HeadError::HeadCount { expected: self.heads.len(), found: seen });
         }
         out.candidates = self.candidates.len();
         let kept = nms_in_place(&mut self.candidates, self.nms_iou);
@@ -182,14 +167,8 @@ fn decode_head(
     let s = head.scale_x_y;
     let bias = (s - 1.0) / 2.0;
     // network-relative -> slice-relative, one affine map per axis.
-    let (sx, ox) = (
-        net_w / (lb.scale_x * lb.slice_width as f32),
-        lb.pad_x / (lb.scale_x * lb.slice_width as f32),
-    );
-    let (sy, oy) = (
-        net_h / (lb.scale_y * lb.slice_height as f32),
-        lb.pad_y / (lb.scale_y * lb.slice_height as f32),
-    );
+    let (sx, ox) = (net_w / (lb.scale_x * lb.slice_width as f32), lb.pad_x / (lb.scale_x * lb.slice_width as f32));
+    let (sy, oy) = (net_h / (lb.scale_y * lb.slice_height as f32), lb.pad_y / (lb.scale_y * lb.slice_height as f32));
     for (a, anchor) in head.anchors.iter().enumerate() {
         let base = a * (5 + classes) * plane;
         let at = |field: usize, cell: usize| data[base + field * plane + cell];
@@ -211,10 +190,7 @@ fn decode_head(
                     x1: (x + w / 2.0) * sx - ox,
                     y1: (y + h / 2.0) * sy - oy,
                 };
-                if ![bbox.x0, bbox.y0, bbox.x1, bbox.y1]
-                    .iter()
-                    .all(|v| v.is_finite())
-                {
+                if ![bbox.x0, bbox.y0, bbox.x1, bbox.y1].iter().all(|v| v.is_finite()) {
                     continue;
                 }
                 for k in 0..classes {
@@ -223,14 +199,7 @@ fn decode_head(
                     // no-allocation promise even if that arithmetic is ever wrong.
                     if confidence >= threshold && cands.len() < cands.capacity() {
                         let seq = cands.len() as u32;
-                        cands.push(Candidate {
-                            det: Detection {
-                                bbox,
-                                confidence,
-                                class: k,
-                            },
-                            seq,
-                        });
+                        cands.push(Candidate { det: Detection { bbox, confidence, class: k }, seq });
                     }
                 }
             }
@@ -275,14 +244,7 @@ mod tests {
         let (_, mut d, mut s32, s16) = setup("\"stretch\"");
         // Head s32, anchor slot 1 = anchors[4] = 135x169; cell row 6, col 4.
         let (tx, ty, tw, th) = (0.3f32, -0.2f32, 0.1f32, -0.4f32);
-        set(
-            &mut s32,
-            13,
-            1,
-            6,
-            4,
-            [tx, ty, tw, th, logit(0.9), logit(0.8)],
-        );
+        set(&mut s32, 13, 1, 6, 4, [tx, ty, tw, th, logit(0.9), logit(0.8)]);
         let lb = Letterbox::new(ResizeMode::Stretch, 512, 512, 416, 416);
         let mut out = Detections::default();
         d.decode([&s32[..], &s16[..]], &lb, &mut out).unwrap();
@@ -294,12 +256,7 @@ mod tests {
         let y = (sig(ty) * s - (s - 1.0) / 2.0 + 6.0) / 13.0;
         let w = tw.exp() * 135.0 / 416.0;
         let h = th.exp() * 169.0 / 416.0;
-        let want = [
-            (x - w / 2.0) * 512.0,
-            (y - h / 2.0) * 512.0,
-            (x + w / 2.0) * 512.0,
-            (y + h / 2.0) * 512.0,
-        ];
+        let want = [(x - w / 2.0) * 512.0, (y - h / 2.0) * 512.0, (x + w / 2.0) * 512.0, (y + h / 2.0) * 512.0];
         let got = [det.bbox.x0, det.bbox.y0, det.bbox.x1, det.bbox.y1];
         for (g, w) in got.iter().zip(want) {
             assert!((g - w).abs() < 1e-3, "{got:?} vs {want:?}");
@@ -316,14 +273,7 @@ mod tests {
         // so use tx = ty = logit of the offset that lands on 13.0 cells.
         let s = 1.1f32;
         let frac = (1.0 + (s - 1.0) / 2.0) / s; // sigmoid value giving offset 1.0 within cell 12
-        set(
-            &mut s16,
-            26,
-            0,
-            12,
-            12,
-            [logit(frac), logit(frac), 0.0, 0.0, logit(0.95), logit(0.95)],
-        );
+        set(&mut s16, 26, 0, 12, 12, [logit(frac), logit(frac), 0.0, 0.0, logit(0.95), logit(0.95)]);
         let lb = Letterbox::new(ResizeMode::Letterbox, 512, 256, 416, 416);
         let mut out = Detections::default();
         d.decode([&s32[..], &s16[..]], &lb, &mut out).unwrap();
@@ -331,10 +281,7 @@ mod tests {
         let b = out.boxes[0].bbox;
         let cx = (b.x0 + b.x1) / 2.0;
         let cy = (b.y0 + b.y1) / 2.0;
-        assert!(
-            (cx - 256.0).abs() < 1e-2 && (cy - 128.0).abs() < 1e-2,
-            "{b:?}"
-        );
+        assert!((cx - 256.0).abs() < 1e-2 && (cy - 128.0).abs() < 1e-2, "{b:?}");
         // Anchor 0 is 10x14 network pixels = 12.3x17.2 slice pixels at scale 416/512.
         assert!((b.width() - 10.0 * 512.0 / 416.0).abs() < 1e-2, "{b:?}");
         assert!((b.height() - 14.0 * 512.0 / 416.0).abs() < 1e-2, "{b:?}");
@@ -344,38 +291,10 @@ mod tests {
     fn threshold_nms_and_overflow() {
         let (_, mut d, mut s32, mut s16) = setup("\"stretch\"");
         // Below threshold: 0.59.
-        set(
-            &mut s32,
-            13,
-            0,
-            0,
-            0,
-            [0.0, 0.0, 0.0, 0.0, logit(0.99), logit(0.59 / 0.99)],
-        );
+        set(&mut s32, 13, 0, 0, 0, [0.0, 0.0, 0.0, 0.0, logit(0.99), logit(0.59 / 0.99)]);
         // Two overlapping boxes in the same place from neighbouring anchors: NMS keeps one.
-        set(
-            &mut s16,
-            26,
-            0,
-            5,
-            5,
-            [0.0, 0.0, 0.0, 0.0, logit(0.9), logit(0.9)],
-        );
-        set(
-            &mut s16,
-            26,
-            1,
-            5,
-            5,
-            [
-                0.0,
-                0.0,
-                (10.0f32 / 23.0).ln(),
-                (14.0f32 / 27.0).ln(),
-                logit(0.9),
-                logit(0.8),
-            ],
-        );
+        set(&mut s16, 26, 0, 5, 5, [0.0, 0.0, 0.0, 0.0, logit(0.9), logit(0.9)]);
+        set(&mut s16, 26, 1, 5, 5, [0.0, 0.0, (10.0f32 / 23.0).ln(), (14.0f32 / 27.0).ln(), logit(0.9), logit(0.8)]);
         let lb = Letterbox::new(ResizeMode::Stretch, 416, 416, 416, 416);
         let mut out = Detections::default();
         d.decode([&s32[..], &s16[..]], &lb, &mut out).unwrap();
@@ -386,14 +305,7 @@ mod tests {
         // Every s16 cell of anchor 0 on: 676 separate small boxes, 64 kept, the rest counted.
         for row in 0..26 {
             for col in 0..26 {
-                set(
-                    &mut s16,
-                    26,
-                    0,
-                    row,
-                    col,
-                    [0.0, 0.0, -2.0, -2.0, logit(0.9), logit(0.9)],
-                );
+                set(&mut s16, 26, 0, row, col, [0.0, 0.0, -2.0, -2.0, logit(0.9), logit(0.9)]);
             }
         }
         d.decode([&s32[..], &s16[..]], &lb, &mut out).unwrap();
@@ -406,23 +318,11 @@ mod tests {
         let (m, mut d, s32, s16) = setup("\"stretch\"");
         let lb = Letterbox::new(ResizeMode::Stretch, 416, 416, 416, 416);
         let mut out = Detections::default();
-        assert!(matches!(
-            d.decode([&s32[..]], &lb, &mut out),
-            Err(HeadError::HeadCount { .. })
-        ));
-        assert!(matches!(
-            d.decode([&s16[..], &s32[..]], &lb, &mut out),
-            Err(HeadError::OutputLen { .. })
-        ));
-        assert!(matches!(
-            d.decode([&s32[..], &s16[..], &s16[..]], &lb, &mut out),
-            Err(HeadError::HeadCount { .. })
-        ));
+        assert!(matches!(d.decode([&s32[..]], &lb, &mut out), Err(HeadError::HeadCount { .. })));
+        assert!(matches!(d.decode([&s16[..], &s32[..]], &lb, &mut out), Err(HeadError::OutputLen { .. })));
+        assert!(matches!(d.decode([&s32[..], &s16[..], &s16[..]], &lb, &mut out), Err(HeadError::HeadCount { .. })));
         let c = Manifest::parse(crate::model::manifest::tests::CLASSIFIER, "c.toml").unwrap();
-        assert!(matches!(
-            YoloDecoder::new(&c),
-            Err(HeadError::WrongKind { .. })
-        ));
+        assert!(matches!(YoloDecoder::new(&c), Err(HeadError::WrongKind { .. })));
         let _ = m;
     }
 
@@ -443,10 +343,7 @@ mod tests {
         d.decode([&s32[..], &s16[..]], &lb, &mut out).unwrap();
         for det in &out.boxes {
             let b = det.bbox;
-            assert!(
-                b.x0 >= 0.0 && b.x1 <= 300.0 && b.y0 >= 0.0 && b.y1 <= 200.0,
-                "{b:?}"
-            );
+            assert!(b.x0 >= 0.0 && b.x1 <= 300.0 && b.y0 >= 0.0 && b.y1 <= 200.0, "{b:?}");
         }
     }
 }

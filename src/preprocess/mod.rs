@@ -77,12 +77,10 @@ pub enum PreprocessError {
     #[error("slice is {width}x{height} pixels, outside 1..={MAX_SLICE_SIDE} per side; the file's geometry is broken")]
     BadSize { width: usize, height: usize },
     #[error("slice declares {width}x{height} pixels but holds {found}; the decoder returned a short or long buffer")]
-    PixelCount {
-        width: usize,
-        height: usize,
-        found: usize,
-    },
-    #[error("input buffer holds {found} values but the model input needs {expected}; size it with Preprocessor::input_len")]
+    PixelCount { width: usize, height: usize, found: usize },
+    #[error(
+        "input buffer holds {found} values but the model input needs {expected}; size it with Preprocessor::input_len"
+    )]
     BufferLen { expected: usize, found: usize },
 }
 
@@ -113,13 +111,7 @@ impl Preprocessor {
     /// Builds the plan and sizes every scratch buffer from a validated manifest.
     pub fn new(manifest: &Manifest) -> Preprocessor {
         let input = manifest.input();
-        Preprocessor::from_spec(
-            manifest.preprocess(),
-            input.layout,
-            input.channels(),
-            input.width(),
-            input.height(),
-        )
+        Preprocessor::from_spec(manifest.preprocess(), input.layout, input.channels(), input.width(), input.height())
     }
 
     /// As [`Preprocessor::new`], from the pieces; `channels` is 1 or 3 and `mean`/`std` hold one
@@ -135,21 +127,13 @@ impl Preprocessor {
         let mut gain = [0.0; 3];
         let mut offset = [0.0; 3];
         for c in 0..channels {
-            let mean = spec
-                .mean
-                .get(c)
-                .or(spec.mean.first())
-                .copied()
-                .unwrap_or(0.0);
+            let mean = spec.mean.get(c).or(spec.mean.first()).copied().unwrap_or(0.0);
             let std = spec.std.get(c).or(spec.std.first()).copied().unwrap_or(1.0);
             gain[c] = spec.scale / std;
             offset[c] = -mean / std;
         }
         Preprocessor {
-            window: HuWindow {
-                center_hu: spec.window_center_hu,
-                width_hu: spec.window_width_hu,
-            },
+            window: HuWindow { center_hu: spec.window_center_hu, width_hu: spec.window_width_hu },
             resize: spec.resize,
             layout,
             channels,
@@ -176,30 +160,16 @@ impl Preprocessor {
     }
 
     /// Writes the model input for `slice` into `out`; returns the slice <-> network mapping.
-    pub fn run(
-        &mut self,
-        slice: SliceView<'_>,
-        out: &mut [f32],
-    ) -> Result<Letterbox, PreprocessError> {
+    pub fn run(&mut self, slice: SliceView<'_>, out: &mut [f32]) -> Result<Letterbox, PreprocessError> {
         let (w, h) = (slice.width, slice.height);
         if !(1..=MAX_SLICE_SIDE).contains(&w) || !(1..=MAX_SLICE_SIDE).contains(&h) {
-            return Err(PreprocessError::BadSize {
-                width: w,
-                height: h,
-            });
+            return Err(PreprocessError::BadSize { width: w, height: h });
         }
         if slice.pixels.len() != w * h {
-            return Err(PreprocessError::PixelCount {
-                width: w,
-                height: h,
-                found: slice.pixels.len(),
-            });
+            return Err(PreprocessError::PixelCount { width: w, height: h, found: slice.pixels.len() });
         }
         if out.len() != self.input_len() {
-            return Err(PreprocessError::BufferLen {
-                expected: self.input_len(),
-                found: out.len(),
-            });
+            return Err(PreprocessError::BufferLen { expected: self.input_len(), found: out.len() });
         }
         let lb = Letterbox::new(self.resize, w, h, self.net_w, self.net_h);
         fill_taps(w, &mut self.xtaps[..lb.inner_width]);
@@ -212,11 +182,7 @@ impl Preprocessor {
                         let plane = self.net_w * self.net_h;
                         out[c * plane..(c + 1) * plane].fill(pad);
                     }
-                    Layout::Nhwc => out
-                        .iter_mut()
-                        .skip(c)
-                        .step_by(self.channels)
-                        .for_each(|v| *v = pad),
+                    Layout::Nhwc => out.iter_mut().skip(c).step_by(self.channels).for_each(|v| *v = pad),
                 }
             }
         }
@@ -240,14 +206,7 @@ impl Preprocessor {
     /// is then one vertical blend. Same arithmetic as the 2x2 formula, `top + (bottom - top) * wy`
     /// with `top = a + (b - a) * wx`.
     #[inline(always)]
-    fn resample<P: Copy>(
-        &mut self,
-        src: &[P],
-        w: usize,
-        lb: &Letterbox,
-        out: &mut [f32],
-        gray: impl Fn(P) -> f32,
-    ) {
+    fn resample<P: Copy>(&mut self, src: &[P], w: usize, lb: &Letterbox, out: &mut [f32], gray: impl Fn(P) -> f32) {
         let xtaps = &self.xtaps[..lb.inner_width];
         let line = &mut self.line[..w];
         let mut hrow = |r: usize, dst: &mut [f32]| {
@@ -312,14 +271,7 @@ mod tests {
     use super::*;
 
     fn spec(resize: ResizeMode, mean: Vec<f32>, std: Vec<f32>) -> PreprocessSpec {
-        PreprocessSpec {
-            window_center_hu: 100.0,
-            window_width_hu: 700.0,
-            resize,
-            scale: 1.0 / 255.0,
-            mean,
-            std,
-        }
+        PreprocessSpec { window_center_hu: 100.0, window_width_hu: 700.0, resize, scale: 1.0 / 255.0, mean, std }
     }
 
     /// Straight from the definition, in f64: window the whole slice, then resize each output pixel
@@ -360,10 +312,7 @@ mod tests {
 
     #[test]
     fn window_formula() {
-        let win = HuWindow {
-            center_hu: 100.0,
-            width_hu: 700.0,
-        };
+        let win = HuWindow { center_hu: 100.0, width_hu: 700.0 };
         assert_eq!(win.gray(-250.0), 0.0);
         assert_eq!(win.gray(-1000.0), 0.0);
         assert_eq!(win.gray(450.0), 255.0);
@@ -375,25 +324,12 @@ mod tests {
     fn torch_known_values_2x2_to_4x4() {
         // torch.nn.functional.interpolate(torch.arange(4.).view(1,1,2,2), size=4,
         //     mode="bilinear", align_corners=False)
-        let want = [
-            0.0, 0.25, 0.75, 1.0, 0.5, 0.75, 1.25, 1.5, 1.5, 1.75, 2.25, 2.5, 2.0, 2.25, 2.75, 3.0,
-        ];
-        let s = PreprocessSpec {
-            scale: 1.0,
-            ..spec(ResizeMode::Stretch, vec![0.0], vec![1.0])
-        };
+        let want = [0.0, 0.25, 0.75, 1.0, 0.5, 0.75, 1.25, 1.5, 1.5, 1.75, 2.25, 2.5, 2.0, 2.25, 2.75, 3.0];
+        let s = PreprocessSpec { scale: 1.0, ..spec(ResizeMode::Stretch, vec![0.0], vec![1.0]) };
         let mut p = Preprocessor::from_spec(&s, Layout::Nchw, 1, 4, 4);
         let mut out = vec![0.0; 16];
         let px = [0u8, 1, 2, 3];
-        p.run(
-            SliceView {
-                width: 2,
-                height: 2,
-                pixels: Pixels::Gray8(&px),
-            },
-            &mut out,
-        )
-        .unwrap();
+        p.run(SliceView { width: 2, height: 2, pixels: Pixels::Gray8(&px) }, &mut out).unwrap();
         assert_eq!(out, want);
     }
 
@@ -413,25 +349,13 @@ mod tests {
                 let s = spec(mode, vec![0.1], vec![0.5]);
                 let mut p = Preprocessor::from_spec(&s, Layout::Nchw, 1, nw, nh);
                 let mut out = vec![f32::NAN; p.input_len()];
-                let lb = p
-                    .run(
-                        SliceView {
-                            width: w,
-                            height: h,
-                            pixels: Pixels::Hu(&hu),
-                        },
-                        &mut out,
-                    )
-                    .unwrap();
+                let lb = p.run(SliceView { width: w, height: h, pixels: Pixels::Hu(&hu) }, &mut out).unwrap();
                 let win = p.window();
                 let gray: Vec<f64> = hu.iter().map(|&v| win.gray(v) as f64).collect();
                 let want = reference(&gray, w, h, &lb);
                 for (k, (&got, &g)) in out.iter().zip(&want).enumerate() {
                     let t = (g / 255.0 - 0.1) / 0.5;
-                    assert!(
-                        (got as f64 - t).abs() < 1e-4,
-                        "{w}x{h}->{nw}x{nh} {mode:?} at {k}: {got} vs {t}"
-                    );
+                    assert!((got as f64 - t).abs() < 1e-4, "{w}x{h}->{nw}x{nh} {mode:?} at {k}: {got} vs {t}");
                 }
             }
         }
@@ -441,25 +365,12 @@ mod tests {
     fn layouts_and_channels_agree() {
         let (w, h, n) = (50, 40, 32);
         let hu = hu_slice(w, h, 3);
-        let s = spec(
-            ResizeMode::Letterbox,
-            vec![0.485, 0.456, 0.406],
-            vec![0.229, 0.224, 0.225],
-        );
-        let mut one = Preprocessor::from_spec(
-            &spec(ResizeMode::Letterbox, vec![0.0], vec![1.0]),
-            Layout::Nchw,
-            1,
-            n,
-            n,
-        );
+        let s = spec(ResizeMode::Letterbox, vec![0.485, 0.456, 0.406], vec![0.229, 0.224, 0.225]);
+        let mut one =
+            Preprocessor::from_spec(&spec(ResizeMode::Letterbox, vec![0.0], vec![1.0]), Layout::Nchw, 1, n, n);
         let mut nchw = Preprocessor::from_spec(&s, Layout::Nchw, 3, n, n);
         let mut nhwc = Preprocessor::from_spec(&s, Layout::Nhwc, 3, n, n);
-        let view = SliceView {
-            width: w,
-            height: h,
-            pixels: Pixels::Hu(&hu),
-        };
+        let view = SliceView { width: w, height: h, pixels: Pixels::Hu(&hu) };
         let mut g = vec![0.0; n * n];
         let mut a = vec![0.0; 3 * n * n];
         let mut b = vec![0.0; 3 * n * n];
@@ -480,22 +391,11 @@ mod tests {
 
     #[test]
     fn gray16_scales_to_255() {
-        let s = PreprocessSpec {
-            scale: 1.0,
-            ..spec(ResizeMode::Stretch, vec![0.0], vec![1.0])
-        };
+        let s = PreprocessSpec { scale: 1.0, ..spec(ResizeMode::Stretch, vec![0.0], vec![1.0]) };
         let mut p = Preprocessor::from_spec(&s, Layout::Nchw, 1, 2, 2);
         let px = [65535u16; 4];
         let mut out = [0.0; 4];
-        p.run(
-            SliceView {
-                width: 2,
-                height: 2,
-                pixels: Pixels::Gray16(&px),
-            },
-            &mut out,
-        )
-        .unwrap();
+        p.run(SliceView { width: 2, height: 2, pixels: Pixels::Gray16(&px) }, &mut out).unwrap();
         assert!(out.iter().all(|v| (v - 255.0).abs() < 1e-3));
     }
 
@@ -505,27 +405,11 @@ mod tests {
         let mut p = Preprocessor::from_spec(&s, Layout::Nchw, 1, 8, 8);
         let mut out = vec![0.0; 64];
         let px = [0u8; 10];
-        let bad = |w, h| SliceView {
-            width: w,
-            height: h,
-            pixels: Pixels::Gray8(&px),
-        };
-        assert!(matches!(
-            p.run(bad(0, 10), &mut out),
-            Err(PreprocessError::BadSize { .. })
-        ));
-        assert!(matches!(
-            p.run(bad(60000, 60000), &mut out),
-            Err(PreprocessError::BadSize { .. })
-        ));
-        assert!(matches!(
-            p.run(bad(3, 3), &mut out),
-            Err(PreprocessError::PixelCount { .. })
-        ));
-        assert!(matches!(
-            p.run(bad(5, 2), &mut out[..10]),
-            Err(PreprocessError::BufferLen { .. })
-        ));
+        let bad = |w, h| SliceView { width: w, height: h, pixels: Pixels::Gray8(&px) };
+        assert!(matches!(p.run(bad(0, 10), &mut out), Err(PreprocessError::BadSize { .. })));
+        assert!(matches!(p.run(bad(60000, 60000), &mut out), Err(PreprocessError::BadSize { .. })));
+        assert!(matches!(p.run(bad(3, 3), &mut out), Err(PreprocessError::PixelCount { .. })));
+        assert!(matches!(p.run(bad(5, 2), &mut out[..10]), Err(PreprocessError::BufferLen { .. })));
         assert!(p.run(bad(5, 2), &mut out).is_ok());
     }
 }

@@ -28,11 +28,7 @@ pub(crate) fn fill_taps(in_len: usize, taps: &mut [Tap]) {
         let src = ((d as f64 + 0.5) * scale - 0.5).max(0.0);
         let i0 = (src as usize).min(last);
         let i1 = if i0 < last { i0 + 1 } else { i0 };
-        *tap = Tap {
-            i0,
-            i1,
-            w1: (src - i0 as f64) as f32,
-        };
+        *tap = Tap { i0, i1, w1: (src - i0 as f64) as f32 };
     }
 }
 
@@ -97,10 +93,7 @@ impl Letterbox {
 
     /// Network-input pixel coordinates to slice pixel coordinates (not clamped).
     pub fn to_slice(&self, x: f32, y: f32) -> (f32, f32) {
-        (
-            (x - self.pad_x) / self.scale_x,
-            (y - self.pad_y) / self.scale_y,
-        )
+        ((x - self.pad_x) / self.scale_x, (y - self.pad_y) / self.scale_y)
     }
 
     /// Slice pixel coordinates to network-input pixel coordinates.
@@ -119,38 +112,10 @@ mod tests {
         // max(-0.25, 0), 0.25, 0.75, 1.25 -> clamped neighbour.
         let mut t = [Tap::default(); 4];
         fill_taps(2, &mut t);
-        assert_eq!(
-            t[0],
-            Tap {
-                i0: 0,
-                i1: 1,
-                w1: 0.0
-            }
-        );
-        assert_eq!(
-            t[1],
-            Tap {
-                i0: 0,
-                i1: 1,
-                w1: 0.25
-            }
-        );
-        assert_eq!(
-            t[2],
-            Tap {
-                i0: 0,
-                i1: 1,
-                w1: 0.75
-            }
-        );
-        assert_eq!(
-            t[3],
-            Tap {
-                i0: 1,
-                i1: 1,
-                w1: 0.25
-            }
-        );
+        assert_eq!(t[0], Tap { i0: 0, i1: 1, w1: 0.0 });
+        assert_eq!(t[1], Tap { i0: 0, i1: 1, w1: 0.25 });
+        assert_eq!(t[2], Tap { i0: 0, i1: 1, w1: 0.75 });
+        assert_eq!(t[3], Tap { i0: 1, i1: 1, w1: 0.25 });
         // Identity size: each output pixel is its own source.
         let mut t = [Tap::default(); 5];
         fill_taps(5, &mut t);

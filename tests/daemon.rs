@@ -1,0 +1,290 @@
+//! The daemon end to end, as the real binary: a real drop folder watched with inotify, real files
+//! (phantom series, pydicom's test files, broken and hostile inputs), the real SQLite journal,
+//! real signals. The models are the tiny untrained stand-ins from tests/data (these tests check
+//! the plumbing; accuracy is checked against the shipped models in tests/shipped_models.rs).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_pe-sentinel"))
+}
+
+fn data(p: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(p)
+}
+
+/// A board profile on the tiny models with a short quiet time.
+fn profile(dir: &Path) -> PathBuf {
+    let p = dir.join("profile.toml");
+    let text = format!(
+        "[board]\nname = \"test\"\n[engine]\nkind = \"tract\"\nprecision = \"fp32\"\nthreads = 1\n\
+         [models]\ndir = \"{m}\"\nclassifier = \"{c}\"\ndetector = \"{d}\"\n\
+         [paths]\ndrop_dir = \"{dir}/unused-drop\"\nstate_dir = \"{dir}/unused-state\"\n[verdict]\nquiet_s = 1.0\n",
+        m = data("").display(),
+        c = data("tiny-classifier.toml").display(),
+        d = data("tiny-detector.toml").display(),
+        dir = dir.display()
+    );
+    std::fs::write(&p, text).expect("profile");
+    p
+}
+
+struct Daemon {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Daemon {
+    fn start(cfg: &Path, drop: &Path, state: &Path) -> Daemon {
+        let log = state.with_extension("log");
+        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log");
+        let child = bin()
+            .args(["run", "--config"])
+            .arg(cfg)
+            .arg("--drop")
+            .arg(drop)
+            .arg("--state")
+            .arg(state)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(out)
+            .spawn()
+            .expect("start daemon");
+        Daemon { child, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    fn terminate(mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        self.child.wait().expect("wait")
+    }
+
+    fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn files_in(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        if let Ok(rd) = std::fs::read_dir(&d) {
+            for e in rd.flatten() {
+                let p = e.path();
+                if p.is_dir() {
+                    stack.push(p);
+                } else {
+                    out.push(p);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Waits until `cond` holds (the daemon works asynchronously); panics with the log after `limit`.
+fn wait_for(d: &mut Daemon, limit: Duration, what: &str, mut cond: impl FnMut(&Daemon) -> bool) {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if cond(d) {
+            return;
+        }
+        assert!(d.alive(), "daemon died while waiting for {what}:\n{}", d.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("timed out waiting for {what}:\n{}", d.log());
+}
+
+fn db(state: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(state.join("journal.sqlite3")).expect("journal")
+}
+
+fn count(state: &Path, sql: &str) -> i64 {
+    db(state).query_row(sql, [], |r| r.get(0)).expect("query")
+}
+
+fn phantom(out: &Path, series: u32, slices: u32, seed: u64) {
+    let st = bin()
+        .args([
+            "phantom",
+            "--series",
+            &series.to_string(),
+            "--slices",
+            &slices.to_string(),
+            "--seed",
+            &seed.to_string(),
+            "--out",
+        ])
+        .arg(out)
+        .output()
+        .expect("phantom");
+    assert!(st.status.success(), "{}", String::from_utf8_lossy(&st.stderr));
+}
+
+/// A PNG header declaring 60000x60000 pixels with no data.
+fn huge_png() -> Vec<u8> {
+    fn crc32(data: &[u8]) -> u32 {
+        let mut c = 0xFFFF_FFFFu32;
+        for &b in data {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+        }
+        !c
+    }
+    let mut png = vec![0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n'];
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend_from_slice(&60000u32.to_be_bytes());
+    ihdr.extend_from_slice(&60000u32.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
+    png.extend_from_slice(&13u32.to_be_bytes());
+    png.extend_from_slice(&ihdr);
+    png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
+    for chunk in [&b"IDAT"[..], &b"IEND"[..]] {
+        png.extend_from_slice(&0u32.to_be_bytes());
+        png.extend_from_slice(chunk);
+        png.extend_from_slice(&crc32(chunk).to_be_bytes());
+    }
+    png
+}
+
+#[test]
+fn bad_inputs_are_rejected_with_reasons_and_the_daemon_keeps_going() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let (drop, state) = (t.path().join("drop"), t.path().join("state"));
+    let cfg = profile(t.path());
+    phantom(&t.path().join("ph"), 1, 4, 3);
+    let mut d = Daemon::start(&cfg, &drop, &state);
+    wait_for(&mut d, Duration::from_secs(60), "the daemon to start watching", |d| {
+        d.log().contains("watching drop folder")
+    });
+    let dcm = std::fs::read(t.path().join("ph/series-000/dicom/slice-0001.dcm")).expect("dcm");
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("truncated.dcm", dcm[..dcm.len() / 2].to_vec(), "truncated"),
+        ("zero.dcm", Vec::new(), "empty file"),
+        ("garbage.dcm", (0..4000u32).map(|i| (i * 7919 % 251) as u8).collect(), "not a readable DICOM file"),
+        ("readme.txt", b"not an image".to_vec(), "not a PNG or JPEG"),
+        ("mr.dcm", std::fs::read(data("dicom/MR_small.dcm")).expect("mr"), "'MR' is not CT"),
+        (
+            "tiny.png",
+            {
+                let mut v = Vec::new();
+                image::GrayImage::new(1, 1)
+                    .write_to(&mut std::io::Cursor::new(&mut v), image::ImageFormat::Png)
+                    .expect("png");
+                v
+            },
+            "too small",
+        ),
+        ("huge.png", huge_png(), "60000x60000"),
+    ];
+    for (name, bytes, _) in &cases {
+        std::fs::write(drop.join(name), bytes).expect("drop");
+    }
+    // A good slice after the bad ones: still analysed.
+    std::fs::copy(t.path().join("ph/series-000/dicom/slice-0002.dcm"), drop.join("good.dcm")).expect("copy");
+    let rejected = drop.join("rejected");
+    wait_for(&mut d, Duration::from_secs(60), "all files to leave the drop folder", |_| {
+        files_in(&rejected).len() == 2 * cases.len() && drop.join("done/good.dcm").exists()
+    });
+    for (name, _, needle) in &cases {
+        assert!(rejected.join(name).exists(), "{name} kept in rejected/");
+        let reason = std::fs::read_to_string(rejected.join(format!("{name}.reason.txt"))).expect("reason");
+        assert!(reason.contains(needle), "{name}: reason should say '{needle}': {reason}");
+    }
+    assert!(d.alive());
+    let status = d.terminate();
+    assert!(status.success(), "SIGTERM stops the daemon cleanly");
+    assert_eq!(count(&state, "SELECT COUNT(*) FROM slices"), 1);
+    assert_eq!(count(&state, "SELECT COUNT(*) FROM rejected"), cases.len() as i64);
+}
+
+#[test]
+fn series_dropped_as_dicom_and_png_end_in_done_with_journal_rows_and_duplicates_are_not_reanalysed() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let (drop, state) = (t.path().join("drop"), t.path().join("state"));
+    let cfg = profile(t.path());
+    phantom(&t.path().join("ph"), 3, 6, 5);
+    let mut d = Daemon::start(&cfg, &drop, &state);
+    wait_for(&mut d, Duration::from_secs(60), "start", |d| d.log().contains("watching drop folder"));
+    for s in 0..3 {
+        let series = t.path().join(format!("ph/series-{s:03}"));
+        // DICOM straight into the folder; PNGs renamed into a series subfolder.
+        for f in files_in(&series.join("dicom")) {
+            std::fs::copy(&f, drop.join(format!("s{s}-{}", f.file_name().expect("name").to_string_lossy())))
+                .expect("copy");
+        }
+        let sub = drop.join(format!("png-series-{s}"));
+        std::fs::create_dir_all(&sub).expect("mkdir");
+        for f in files_in(&series.join("png")) {
+            let tmp = sub.join(format!(".{}.part", f.file_name().expect("name").to_string_lossy()));
+            std::fs::copy(&f, &tmp).expect("copy");
+            std::fs::rename(&tmp, sub.join(f.file_name().expect("name"))).expect("rename");
+        }
+    }
+    wait_for(&mut d, Duration::from_secs(120), "36 files in done/", |_| files_in(&drop.join("done")).len() == 36);
+    // 6 series (3 DICOM by SeriesInstanceUID, 3 PNG by subfolder), each closed after the quiet time.
+    wait_for(&mut d, Duration::from_secs(30), "6 closed series", |_| {
+        count(&state, "SELECT COUNT(*) FROM series WHERE verdict != 'open'") == 6
+    });
+    assert_eq!(count(&state, "SELECT COUNT(*) FROM slices"), 36);
+    assert_eq!(count(&state, "SELECT COUNT(DISTINCT series) FROM slices"), 6);
+    // The same content again, under another name: moved to done/ without a second analysis.
+    std::fs::copy(t.path().join("ph/series-000/dicom/slice-0001.dcm"), drop.join("again.dcm")).expect("copy");
+    wait_for(&mut d, Duration::from_secs(30), "the duplicate to be moved", |_| drop.join("done/again.dcm").exists());
+    assert_eq!(count(&state, "SELECT COUNT(*) FROM slices"), 36);
+    assert!(d.log().contains("not analysed again"));
+    let hist = bin().args(["history", "--json", "--state"]).arg(&state).output().expect("history");
+    let rows: serde_json::Value = serde_json::from_slice(&hist.stdout).expect("history json");
+    let rows = rows.as_array().expect("array");
+    assert_eq!(rows.len(), 6);
+    for r in rows {
+        for k in ["series", "slices", "verdict", "max_p", "boxes"] {
+            assert!(r.get(k).is_some(), "history --json has `{k}`: {r}");
+        }
+        assert_eq!(r["slices"], 6);
+        assert!(["positive", "negative"].contains(&r["verdict"].as_str().unwrap_or("")));
+    }
+    d.terminate();
+}
+
+#[test]
+fn killed_mid_series_the_restarted_daemon_finishes_without_duplicates() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let (drop, state) = (t.path().join("drop"), t.path().join("state"));
+    let cfg = profile(t.path());
+    phantom(&t.path().join("ph"), 1, 40, 8);
+    std::fs::create_dir_all(&drop).expect("mkdir");
+    // A backlog of 40 slices, then the daemon is killed part-way.
+    for f in files_in(&t.path().join("ph/series-000/dicom")) {
+        std::fs::copy(&f, drop.join(f.file_name().expect("name"))).expect("copy");
+    }
+    let mut d = Daemon::start(&cfg, &drop, &state);
+    wait_for(&mut d, Duration::from_secs(120), "some slices analysed", |_| {
+        state.join("journal.sqlite3").exists() && count(&state, "SELECT COUNT(*) FROM slices") >= 5
+    });
+    d.kill9();
+    let done_before = files_in(&drop.join("done")).len();
+    assert!(done_before < 40, "killed part-way ({done_before} done)");
+    let mut d = Daemon::start(&cfg, &drop, &state);
+    wait_for(&mut d, Duration::from_secs(120), "all 40 in done/", |_| files_in(&drop.join("done")).len() == 40);
+    d.terminate();
+    assert_eq!(count(&state, "SELECT COUNT(*) FROM slices"), 40, "one row per slice, none twice");
+    assert_eq!(count(&state, "SELECT COUNT(DISTINCT sha256) FROM slices"), 40);
+    let ok: String = db(&state).query_row("PRAGMA integrity_check", [], |r| r.get(0)).expect("integrity");
+    assert_eq!(ok, "ok");
+    let left: Vec<_> = files_in(&drop).into_iter().filter(|p| !p.starts_with(drop.join("done"))).collect();
+    assert!(left.is_empty(), "nothing left behind: {left:?}");
+}
