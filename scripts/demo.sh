@@ -1,12 +1,33 @@
 #!/usr/bin/env bash
-# The main job on the embedded defaults: builds pe-sentinel (release), generates a demo phantom
-# study (three CTPA series, two with emboli) into a temporary folder and shows what was made.
-# As the core path lands, this script grows into: start the daemon on a temporary drop folder,
-# feed it the series, print the verdicts.
+# The main job on the embedded defaults: builds pe-sentinel (release), generates a demo CTPA study
+# (three phantom series, two with emboli), starts the daemon with the shipped x86 CPU profile and
+# models on a temporary drop folder, feeds it the series (two as DICOM, one as PNG screenshots),
+# and prints the verdicts next to the truth.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked
 BIN="${CARGO_TARGET_DIR:-target}/release/pe-sentinel"
 WORK="$(mktemp -d -t pe-sentinel-demo.XXXXXX)"
-"$BIN" phantom --out "$WORK/phantom" --series 3 --slices 64 --seed 7 --pe-fraction 0.67
-echo "demo output in $WORK/phantom (DICOM, PNG, YOLO labels, truth.json per series)"
+"$BIN" phantom --out "$WORK/phantom" --series 3 --slices 48 --seed 7 --pe-fraction 0.67
+mkdir -p "$WORK/drop"
+"$BIN" run --drop "$WORK/drop" --state "$WORK/state" 2> "$WORK/daemon.log" &
+DAEMON=$!
+trap 'kill $DAEMON 2>/dev/null || true' EXIT
+until grep -q "watching drop folder" "$WORK/daemon.log"; do
+  kill -0 $DAEMON 2>/dev/null || { cat "$WORK/daemon.log"; exit 1; }
+  sleep 0.5
+done
+cp "$WORK"/phantom/series-000/dicom/*.dcm "$WORK/drop/"
+cp "$WORK"/phantom/series-001/dicom/*.dcm "$WORK/drop/"
+mkdir -p "$WORK/drop/series-002" && cp "$WORK"/phantom/series-002/png/*.png "$WORK/drop/series-002/"
+echo "fed 144 slices; waiting for the daemon to analyse them and close the series (20 s quiet time)..."
+until [ "$(find "$WORK/drop/done" -type f | wc -l)" -ge 144 ]; do sleep 1; done
+sleep 23
+kill -TERM $DAEMON; wait $DAEMON || true
+trap - EXIT
+grep -E "ALERT|closed" "$WORK/daemon.log" || true
+echo
+"$BIN" history --state "$WORK/state"
+echo
+echo "truth (phantom.json): $(python3 -c 'import json,sys; print(", ".join(s["folder"]+": "+("positive" if s["positive"] else "negative") for s in json.load(open(sys.argv[1]))["series"]))' "$WORK/phantom/phantom.json")"
+echo "(series-000 and series-001 appear under their SeriesInstanceUID; overlays of suspicious slices: $WORK/state/overlays)"

@@ -53,6 +53,10 @@ enum Command {
         config: Option<PathBuf>,
         #[arg(long, value_enum)]
         precision: Option<PrecisionArg>,
+        /// Also write each slice's model inputs and raw outputs as little-endian f32 files here
+        /// (for parity checks against onnxruntime).
+        #[arg(long, hide = true)]
+        dump: Option<PathBuf>,
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
@@ -144,7 +148,7 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     let result = match cli.command {
         Command::Run { config, drop, state } => run(config, drop, state),
-        Command::Infer { config, precision, files } => run_infer(config, precision, &files),
+        Command::Infer { config, precision, dump, files } => run_infer(config, precision, dump, &files),
         Command::Check { config } => run_check(config),
         Command::Eval { data, config, precision, input, json } => run_eval(&data, config, precision, input, json),
         Command::History { config, state, json, limit } => run_history(config, state, json, limit),
@@ -186,7 +190,31 @@ fn run(config: Option<PathBuf>, drop: Option<PathBuf>, state: Option<PathBuf>) -
     Ok(ExitCode::SUCCESS)
 }
 
-fn run_infer(config: Option<PathBuf>, precision: Option<PrecisionArg>, files: &[PathBuf]) -> anyhow::Result<ExitCode> {
+fn dump_tensors(dir: &Path, stem: &str, pipeline: &Pipeline) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let write = |name: String, v: &[f32]| -> anyhow::Result<()> {
+        let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let p = dir.join(name);
+        std::fs::write(&p, bytes).with_context(|| format!("cannot write {}", p.display()))
+    };
+    let (ci, di) = pipeline.last_inputs();
+    write(format!("{stem}.classifier.input.f32"), ci)?;
+    write(format!("{stem}.detector.input.f32"), di)?;
+    let (co, dout) = pipeline.last_outputs();
+    for (model, outs) in [("classifier", co), ("detector", dout)] {
+        for t in outs.tensors() {
+            write(format!("{stem}.{model}.{}.f32", t.spec.name), &t.data)?;
+        }
+    }
+    Ok(())
+}
+
+fn run_infer(
+    config: Option<PathBuf>,
+    precision: Option<PrecisionArg>,
+    dump: Option<PathBuf>,
+    files: &[PathBuf],
+) -> anyhow::Result<ExitCode> {
     let cfg = with_precision(load_config(config, None, None)?, precision)?;
     let mut pipeline = pipeline_for(&cfg)?;
     let fusion = cfg.profile.verdict.fusion_config();
@@ -195,6 +223,11 @@ fn run_infer(config: Option<PathBuf>, precision: Option<PrecisionArg>, files: &[
     for f in files {
         match infer::infer_file(&mut pipeline, &fusion, f, &mut scores) {
             Ok(answers) => {
+                if let Some(dir) = &dump {
+                    // The pipeline holds the last slice's tensors: dump single-slice files only.
+                    let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+                    dump_tensors(dir, &stem, &pipeline)?;
+                }
                 for a in answers {
                     outln!("{}", serde_json::to_string(&a)?);
                 }

@@ -138,6 +138,16 @@ impl Pipeline {
         self.yolo.threshold()
     }
 
+    /// The last slice's model inputs (classifier, detector), as the engines received them.
+    pub fn last_inputs(&self) -> (&[f32], &[f32]) {
+        (&self.cls_in, &self.det_in)
+    }
+
+    /// The last slice's raw model outputs (classifier, detector), manifest order.
+    pub fn last_outputs(&self) -> (&Outputs, &Outputs) {
+        (&self.cls_out, &self.det_out)
+    }
+
     pub fn engine_name(&self) -> &'static str {
         self.engine_name
     }
