@@ -8,7 +8,8 @@ out: --fp32 FILE, --int8 FILE, and FILE.export.json beside the fp32 model with t
 INT8: onnxruntime.quantization.quantize_static, QuantFormat.QDQ, QInt8 weights and activations,
 symmetric both, per-channel weights, MinMax calibration on training-seed slices (half positive).
 The classifier's final Softmax is excluded (stays float): tract 0.23 returns 1.0 for every class on a
-DQ -> Softmax -> Q -> DQ chain.
+DQ -> Softmax -> Q -> DQ chain. With --float-heads the detector's two output convolutions stay float
+too (measured here: AP50 0.906 instead of 0.897 with them quantized; FP32 0.913).
 """
 from __future__ import annotations
 
@@ -66,6 +67,8 @@ def main():
     ap.add_argument("--calib-count", type=int, default=128)
     ap.add_argument("--check", nargs="+", required=True)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--float-heads", action="store_true",
+                    help="detector: keep the two output 1x1 convs in float (raw logits keep their resolution)")
     a = ap.parse_args()
     common.set_threads(a.threads)
 
@@ -112,6 +115,9 @@ def main():
         quant_pre_process(a.fp32, str(pre), skip_symbolic_shape=True)
         pm = onnx.load(str(pre))
         exclude = [n.name for n in pm.graph.node if n.op_type == "Softmax"]
+        if a.float_heads:
+            head_outputs = {h[0] for h in common.HEADS}
+            exclude += [n.name for n in pm.graph.node if set(n.output) & head_outputs]
         calib = pick_slices(a.calib, size, a.calib_count, seed=2)
         quantize_static(
             str(pre), a.int8, Reader(calib, "input"),

@@ -31,6 +31,14 @@ class Classifier(nn.Module):
         self.fc1 = nn.Linear(feat, 512)
         self.drop = nn.Dropout(0.4)
         self.fc2 = nn.Linear(512, 2)
+        # Training-only auxiliary head (deep supervision): per 32x32-pixel cell of the last feature
+        # map, "an embolus centre lies here". Not used by forward(), so not part of the export.
+        self.aux = nn.Conv2d(feat, 1, 1)
+
+    def forward_train(self, x):
+        f = self.features(x)
+        h = self.pool(f).flatten(1)
+        return self.fc2(self.drop(F.relu(self.fc1(h)))), self.aux(f)
 
     def head_parameters(self):
         return list(self.fc1.parameters()) + list(self.fc2.parameters())

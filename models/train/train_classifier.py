@@ -39,7 +39,25 @@ def affine_batch(x: torch.Tensor, g: torch.Generator, rot_deg=10.0, shift=0.05, 
     a21, a22 = s * z, (s * sh + c) * z
     theta = torch.stack([torch.stack([a11 * fl, a12, tx], 1), torch.stack([a21 * fl, a22, ty], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False), theta
+
+
+def centre_targets(theta: torch.Tensor, boxes_list, cells: int) -> torch.Tensor:
+    """[B,1,cells,cells] map of cells holding an embolus centre after the augmentation `theta`
+    (which maps output grid coords to input grid coords, both in [-1, 1])."""
+    b = theta.shape[0]
+    t = torch.zeros(b, 1, cells, cells)
+    inv = torch.linalg.inv(theta[:, :, :2].double())
+    for i in range(b):
+        bx = boxes_list[i]
+        if len(bx) == 0:
+            continue
+        u = torch.from_numpy(bx[:, :2]).double() * 2 - 1 - theta[i, :, 2].double()
+        p = (inv[i] @ u.T).T  # output coords in [-1, 1]
+        c = torch.floor((p + 1) / 2 * cells).long()
+        ok = (c >= 0).all(1) & (c < cells).all(1)
+        t[i, 0, c[ok, 1], c[ok, 0]] = 1.0
+    return t
 
 
 def main():
@@ -54,6 +72,7 @@ def main():
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--pos-fraction", type=float, default=0.5, help="share of positive slices per batch")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--aux-weight", type=float, default=1.0, help="training-only embolus-centre map loss (0 = off)")
     ap.add_argument("--plain-resize", type=float, default=0.25, help="share of samples from the non-antialiased resize")
     a = ap.parse_args()
     common.set_threads(a.threads)
@@ -63,7 +82,7 @@ def main():
     t0 = time.time()
     # A second copy resized without antialiasing, so the model does not depend on which bilinear
     # variant a deployment's resizer implements (PIL/image-crate triangle filter or 2x2 taps).
-    imgs, ys, _, plain = common.load_split([Path(d) for d in a.data], common.CLS_SIZE, plain_too=True)
+    imgs, ys, boxes, plain = common.load_split([Path(d) for d in a.data], common.CLS_SIZE, plain_too=True)
     pos_idx = np.flatnonzero(ys == 1)
     neg_idx = np.flatnonzero(ys == 0)
     print(f"[cls] loaded {len(ys)} slices ({len(pos_idx)} positive) in {time.time()-t0:.0f}s", flush=True)
@@ -97,9 +116,13 @@ def main():
         use_plain = torch.from_numpy(rng.random(a.batch) < a.plain_resize)[:, None, None]
         x = torch.where(use_plain, x_plain[idx], x_all[idx]).float().unsqueeze(1) * common.SCALE
         y = y_all[idx]
-        x = affine_batch(x, g)
-        logits = net(x.contiguous(memory_format=torch.channels_last))
+        x, theta = affine_batch(x, g)
+        logits, aux = net.forward_train(x.contiguous(memory_format=torch.channels_last))
         loss = F.cross_entropy(logits, y)
+        if a.aux_weight > 0:
+            tgt = centre_targets(theta, [boxes[i] for i in idx], aux.shape[-1])
+            loss = loss + a.aux_weight * F.binary_cross_entropy_with_logits(
+                aux.float(), tgt, pos_weight=torch.tensor(10.0))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -114,7 +137,7 @@ def main():
     torch.save(net.state_dict(), a.out)
     common.write_json(Path(a.out + ".json"), {
         "steps": step, "seconds": round(time.time() - t_start, 1), "batch": a.batch, "lr": a.lr,
-        "width": a.width, "slices": int(len(ys)), "positives": int(len(pos_idx)), "log": log,
+        "width": a.width, "aux_weight": a.aux_weight, "slices": int(len(ys)), "positives": int(len(pos_idx)), "log": log,
     })
     print(f"[cls] done: {step} steps in {time.time()-t_start:.0f}s", flush=True)
 

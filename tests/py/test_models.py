@@ -1,6 +1,6 @@
 """CI checks of the shipped models in models/: every ONNX file loads in onnxruntime, matches the sha256
 in its manifest, and has the input/output names and shapes the manifest promises; with a
-pe-sentinel binary (PE_SENTINEL_BIN, else target/{release,debug}/pe-sentinel) one phantom series
+pe-sentinel binary (PE_SENTINEL_BIN, else $CARGO_TARGET_DIR or target/, release then debug) one phantom series
 is run through each model, preprocessed exactly as the manifest says. PE_SENTINEL_MODELS_DIR
 points the checks at another folder of models + manifests.
 
@@ -53,7 +53,8 @@ def binary() -> Path | None:
     env = os.environ.get("PE_SENTINEL_BIN")
     if env:
         return Path(env)
-    for p in (REPO / "target/release/pe-sentinel", REPO / "target/debug/pe-sentinel"):
+    target = Path(os.environ.get("CARGO_TARGET_DIR", REPO / "target"))
+    for p in (target / "release/pe-sentinel", target / "debug/pe-sentinel"):
         if p.exists():
             return p
     return None
