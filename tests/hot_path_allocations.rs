@@ -42,12 +42,7 @@ fn allocations() -> usize {
 }
 
 fn manifest(name: &str) -> Manifest {
-    Manifest::load(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/data")
-            .join(name),
-    )
-    .unwrap()
+    Manifest::load(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)).unwrap()
 }
 
 #[test]
@@ -69,28 +64,10 @@ fn per_slice_steps_do_not_allocate() {
 
     let before = allocations();
     for _ in 0..3 {
-        pre_c
-            .run(
-                SliceView {
-                    width: 512,
-                    height: 512,
-                    pixels: Pixels::Hu(&hu),
-                },
-                &mut in_c,
-            )
-            .unwrap();
+        pre_c.run(SliceView { width: 512, height: 512, pixels: Pixels::Hu(&hu) }, &mut in_c).unwrap();
         let p = head.p_positive(&[0.3, 0.7]).unwrap();
         assert!(p > 0.6);
-        let lb = pre_d
-            .run(
-                SliceView {
-                    width: 300,
-                    height: 200,
-                    pixels: Pixels::Gray16(&g16),
-                },
-                &mut in_d,
-            )
-            .unwrap();
+        let lb = pre_d.run(SliceView { width: 300, height: 200, pixels: Pixels::Gray16(&g16) }, &mut in_d).unwrap();
         dec.decode([&s32[..], &s16[..]], &lb, &mut dets).unwrap();
         assert!(!dets.boxes.is_empty());
     }
