@@ -17,8 +17,10 @@ until grep -q "watching drop folder" "$WORK/daemon.log"; do
   kill -0 $DAEMON 2>/dev/null || { cat "$WORK/daemon.log"; exit 1; }
   sleep 0.5
 done
-cp "$WORK"/phantom/series-000/dicom/*.dcm "$WORK/drop/"
-cp "$WORK"/phantom/series-001/dicom/*.dcm "$WORK/drop/"
+# DICOM series are told apart by SeriesInstanceUID; separate folders only keep equal file names apart.
+mkdir -p "$WORK/drop/dicom-a" "$WORK/drop/dicom-b"
+cp "$WORK"/phantom/series-000/dicom/*.dcm "$WORK/drop/dicom-a/"
+cp "$WORK"/phantom/series-001/dicom/*.dcm "$WORK/drop/dicom-b/"
 mkdir -p "$WORK/drop/series-002" && cp "$WORK"/phantom/series-002/png/*.png "$WORK/drop/series-002/"
 echo "fed 144 slices; waiting for the daemon to analyse them and close the series (20 s quiet time)..."
 until [ "$(find "$WORK/drop/done" -type f | wc -l)" -ge 144 ]; do sleep 1; done

@@ -52,6 +52,8 @@ pub struct Daemon {
     start_unix_ms: i64,
     /// Series seen in this run (restored from the journal on first sight).
     known: HashSet<String>,
+    /// Series that had alerted before this run started (restored): never alerted again.
+    alerted_before: HashSet<String>,
     scores: SliceScores,
     pub stats: RunStats,
 }
@@ -107,6 +109,7 @@ impl Daemon {
             start: Instant::now(),
             start_unix_ms: unix_ms(),
             known: HashSet::new(),
+            alerted_before: HashSet::new(),
             scores: SliceScores::default(),
             stats: RunStats::default(),
         })
@@ -227,6 +230,9 @@ impl Daemon {
         if !self.known.insert(series.to_string()) {
             return Ok(());
         }
+        if self.journal.series(series)?.is_some_and(|r| r.alerted) {
+            self.alerted_before.insert(series.to_string());
+        }
         let rows = self.journal.series_slices(series)?;
         if rows.is_empty() {
             return Ok(());
@@ -343,9 +349,8 @@ impl Daemon {
     fn on_event(&mut self, e: SeriesEvent) -> anyhow::Result<()> {
         match e {
             SeriesEvent::Positive { series, summary } => {
-                let before = self.journal.series(&series)?.is_some_and(|r| r.alerted);
                 self.journal.update_series(&self.series_row(&series, &summary))?;
-                if before {
+                if self.alerted_before.contains(&series) {
                     log::info!("series {series}: positive (already alerted before a restart)");
                 } else {
                     self.stats.alerts += 1;

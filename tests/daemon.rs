@@ -288,3 +288,51 @@ fn killed_mid_series_the_restarted_daemon_finishes_without_duplicates() {
     let left: Vec<_> = files_in(&drop).into_iter().filter(|p| !p.starts_with(drop.join("done"))).collect();
     assert!(left.is_empty(), "nothing left behind: {left:?}");
 }
+
+/// The shipped models on a positive phantom series (evaluation seed): one ALERT, recorded in the
+/// journal; after a restart, more slices of the same series do not alert again.
+#[test]
+fn a_positive_series_alerts_once_even_across_a_restart() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let (drop, state) = (t.path().join("drop"), t.path().join("state"));
+    let cfg = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("board/x86-cpu.toml");
+    let st = bin()
+        .args([
+            "phantom",
+            "--series",
+            "1",
+            "--slices",
+            "32",
+            "--seed",
+            "2",
+            "--pe-fraction",
+            "1",
+            "--format",
+            "dicom",
+            "--out",
+        ])
+        .arg(t.path().join("ph"))
+        .output()
+        .expect("phantom");
+    assert!(st.status.success());
+    let files = files_in(&t.path().join("ph/series-000/dicom"));
+    std::fs::create_dir_all(&drop).expect("mkdir");
+    let mut d = Daemon::start(&cfg, &drop, &state);
+    wait_for(&mut d, Duration::from_secs(120), "start", |d| d.log().contains("watching drop folder"));
+    for f in &files[..24] {
+        std::fs::copy(f, drop.join(f.file_name().expect("name"))).expect("copy");
+    }
+    wait_for(&mut d, Duration::from_secs(180), "24 slices done", |_| files_in(&drop.join("done")).len() == 24);
+    assert_eq!(d.log().matches("ALERT").count(), 1, "one alert:\n{}", d.log());
+    assert_eq!(count(&state, "SELECT COUNT(*) FROM series WHERE alerted = 1 AND verdict = 'positive'"), 1);
+    d.terminate();
+    let mut d = Daemon::start(&cfg, &drop, &state);
+    wait_for(&mut d, Duration::from_secs(120), "restart", |d| d.log().matches("watching drop folder").count() == 2);
+    for f in &files[24..] {
+        std::fs::copy(f, drop.join(f.file_name().expect("name"))).expect("copy");
+    }
+    wait_for(&mut d, Duration::from_secs(180), "32 slices done", |_| files_in(&drop.join("done")).len() == 32);
+    assert_eq!(d.log().matches("ALERT").count(), 1, "no second alert after the restart:\n{}", d.log());
+    d.terminate();
+    assert_eq!(count(&state, "SELECT slices FROM series"), 32, "restored series keeps counting");
+}
