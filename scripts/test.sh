@@ -17,4 +17,5 @@ cargo clippy --all-targets --locked -- -D warnings
 cargo build --locked --all-targets
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 PE_SENTINEL_BIN="$TARGET_DIR/debug/pe-sentinel" "$VENV/bin/python" -m pytest -q tests/py
-cargo test --locked
+# Unit and integration tests (no doc-tests: there are none, and an empty last run would hide the count).
+cargo test --locked --lib --bins --tests
