@@ -336,3 +336,53 @@ fn a_positive_series_alerts_once_even_across_a_restart() {
     d.terminate();
     assert_eq!(count(&state, "SELECT slices FROM series"), 32, "restored series keeps counting");
 }
+
+/// The demo study (seed 7: two positive series, one negative) through the shipped models, as
+/// DICOM and as PNG: every series verdict in the journal matches the phantom's truth. A regression
+/// guard for the whole path; the population figures (series specificity 0.50 on seeds 1-6) are in
+/// the README.
+#[test]
+fn the_demo_study_gets_true_series_verdicts_as_dicom_and_png() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let (drop, state) = (t.path().join("drop"), t.path().join("state"));
+    let shipped = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("board/x86-cpu.toml");
+    let text = std::fs::read_to_string(&shipped).expect("profile");
+    let models = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models");
+    let text = text
+        .replace("quiet_s = 20.0", "quiet_s = 2.0")
+        .replace("dir = \"../models\"", &format!("dir = \"{}\"", models.display()));
+    let cfg = t.path().join("profile.toml");
+    std::fs::write(&cfg, text).expect("write profile");
+    phantom(&t.path().join("ph"), 3, 48, 7);
+    let summary: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(t.path().join("ph/phantom.json")).expect("summary")).expect("json");
+    let mut d = Daemon::start(&cfg, &drop, &state);
+    wait_for(&mut d, Duration::from_secs(120), "start", |d| d.log().contains("watching drop folder"));
+    let mut expected = Vec::new();
+    for s in summary["series"].as_array().expect("series") {
+        let folder = s["folder"].as_str().expect("folder");
+        let positive = s["positive"].as_bool().expect("positive");
+        let src = t.path().join("ph").join(folder);
+        std::fs::create_dir_all(drop.join(format!("dcm-{folder}"))).expect("mkdir");
+        std::fs::create_dir_all(drop.join(folder)).expect("mkdir");
+        for f in files_in(&src.join("dicom")) {
+            std::fs::copy(&f, drop.join(format!("dcm-{folder}")).join(f.file_name().expect("name"))).expect("copy");
+        }
+        for f in files_in(&src.join("png")) {
+            std::fs::copy(&f, drop.join(folder).join(f.file_name().expect("name"))).expect("copy");
+        }
+        expected.push((s["series_instance_uid"].as_str().expect("uid").to_string(), positive));
+        expected.push((folder.to_string(), positive));
+    }
+    wait_for(&mut d, Duration::from_secs(600), "288 slices done", |_| files_in(&drop.join("done")).len() == 288);
+    wait_for(&mut d, Duration::from_secs(60), "6 closed series", |_| {
+        count(&state, "SELECT COUNT(*) FROM series WHERE verdict != 'open'") == 6
+    });
+    d.terminate();
+    for (series, positive) in expected {
+        let verdict: String = db(&state)
+            .query_row("SELECT verdict FROM series WHERE series = ?1", [&series], |r| r.get(0))
+            .expect("series row");
+        assert_eq!(verdict, if positive { "positive" } else { "negative" }, "series {series}");
+    }
+}
