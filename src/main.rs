@@ -283,9 +283,10 @@ fn run_check(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             }
             let t = std::time::Instant::now();
             match Pipeline::new(&models, p.engine.threads) {
-                Ok(_) => {
-                    line(true, format!("engine {} loaded and warmed up in {} ms", "tract", t.elapsed().as_millis()))
-                }
+                Ok(pl) => line(
+                    true,
+                    format!("engine {} loaded and warmed up in {} ms", pl.engine_name(), t.elapsed().as_millis()),
+                ),
                 Err(e) => line(false, format!("{e}")),
             }
         }

@@ -274,26 +274,11 @@ fn opacities(s: &Scene, z: f32, g: Grid, c: &mut Canvas) {
 /// Paints a capsule with slab partial volume: the pixel takes the capsule's value in proportion
 /// to how much of the slab the capsule fills there.
 fn paint(hu: &mut [f32], g: Grid, slab: [f32; 2], cap: &Capsule, v: f32, edge_mm: f32) {
-    let Some(rect) = cap.slab_bounds(slab[0], slab[1]) else {
-        return;
-    };
-    let (i0, i1) = g.span(rect.x0, rect.x1);
-    let (j0, j1) = g.span(rect.y0, rect.y1);
-    let w = edge_mm.max(g.spacing);
-    for j in j0..j1 {
-        let y = g.x(j);
-        for i in i0..i1 {
-            let x = g.x(i);
-            let cov = 0.5 * slab.iter().map(|&zs| soft(cap.r, cap.axis_distance(V3::new(x, y, zs)), w)).sum::<f32>();
-            if cov > 0.0 {
-                let p = &mut hu[j * SIZE + i];
-                *p += (v - *p) * cov;
-            }
-        }
-    }
+    paint_inside(hu, g, slab, cap, &[], v, edge_mm);
 }
 
-/// Paints `shape` only where it lies inside one of `hosts` (a filling defect or a mixing swirl).
+/// Paints `shape` with slab partial volume, only where it lies inside one of `hosts` (a filling
+/// defect or a mixing swirl); with no hosts, wherever it is.
 fn paint_inside(hu: &mut [f32], g: Grid, slab: [f32; 2], shape: &Capsule, hosts: &[&Capsule], v: f32, edge_mm: f32) {
     let Some(rect) = shape.slab_bounds(slab[0], slab[1]) else {
         return;
@@ -301,16 +286,25 @@ fn paint_inside(hu: &mut [f32], g: Grid, slab: [f32; 2], shape: &Capsule, hosts:
     let (i0, i1) = g.span(rect.x0, rect.x1);
     let (j0, j1) = g.span(rect.y0, rect.y1);
     let w = edge_mm.max(g.spacing);
+    let host_cover = |p: V3| {
+        if hosts.is_empty() {
+            1.0
+        } else {
+            hosts.iter().map(|h| soft(h.r, h.axis_distance(p), g.spacing)).fold(0.0f32, f32::max)
+        }
+    };
     for j in j0..j1 {
         let y = g.x(j);
         for i in i0..i1 {
             let x = g.x(i);
-            let mut cov = 0.0;
-            for &zs in &slab {
-                let p = V3::new(x, y, zs);
-                let inside_host = hosts.iter().map(|h| soft(h.r, h.axis_distance(p), g.spacing)).fold(0.0f32, f32::max);
-                cov += 0.5 * soft(shape.r, shape.axis_distance(p), w).min(inside_host);
-            }
+            let cov = 0.5
+                * slab
+                    .iter()
+                    .map(|&zs| {
+                        let p = V3::new(x, y, zs);
+                        soft(shape.r, shape.axis_distance(p), w).min(host_cover(p))
+                    })
+                    .sum::<f32>();
             if cov > 0.0 {
                 let p = &mut hu[j * SIZE + i];
                 *p += (v - *p) * cov;

@@ -212,7 +212,7 @@ impl DropFolder {
         if complete {
             self.settling.remove(&p);
             self.ready.insert(p);
-        } else if !self.ready.contains(&p) {
+        } else {
             self.settling.insert(p);
         }
     }

@@ -133,22 +133,9 @@ mod tests {
         image::GrayImage::new(1, 1).save(t.path().join("one.png")).expect("1x1");
         let e = decode_file(&t.path().join("one.png"), s.clone()).expect_err("1x1");
         assert!(e.to_string().contains("too small"), "{e}");
-        // A PNG header that declares 60000x60000 pixels, with no data behind it.
-        let mut png = Vec::new();
-        png.extend_from_slice(&[0x89, b'P', b'N', b'G', b'\r', b'\n', 0x1a, b'\n']);
-        let mut ihdr = b"IHDR".to_vec();
-        ihdr.extend_from_slice(&60000u32.to_be_bytes());
-        ihdr.extend_from_slice(&60000u32.to_be_bytes());
-        ihdr.extend_from_slice(&[8, 0, 0, 0, 0]);
-        png.extend_from_slice(&13u32.to_be_bytes());
-        png.extend_from_slice(&ihdr);
-        png.extend_from_slice(&crc32(&ihdr).to_be_bytes());
-        for chunk in [&b"IDAT"[..], &b"IEND"[..]] {
-            png.extend_from_slice(&0u32.to_be_bytes());
-            png.extend_from_slice(chunk);
-            png.extend_from_slice(&crc32(chunk).to_be_bytes());
-        }
-        std::fs::write(t.path().join("huge.png"), &png).expect("write");
+        // A PNG header that declares 60000x60000 pixels, with no data behind it (tests/data/README.md).
+        let huge = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/huge-60000x60000.png");
+        std::fs::copy(huge, t.path().join("huge.png")).expect("fixture");
         let e = decode_file(&t.path().join("huge.png"), s.clone()).expect_err("huge");
         assert!(e.to_string().contains("60000x60000"), "{e}");
         // Truncated: a valid PNG cut in half.
@@ -156,16 +143,5 @@ mod tests {
         let bytes = std::fs::read(t.path().join("full.png")).expect("read");
         std::fs::write(t.path().join("cut.png"), &bytes[..bytes.len() / 2]).expect("write");
         assert!(decode_file(&t.path().join("cut.png"), s).is_err());
-    }
-
-    fn crc32(data: &[u8]) -> u32 {
-        let mut c = 0xFFFF_FFFFu32;
-        for &b in data {
-            c ^= u32::from(b);
-            for _ in 0..8 {
-                c = if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
-            }
-        }
-        !c
     }
 }
