@@ -57,6 +57,8 @@ pub struct DropFolder {
     /// Handed out and not yet finished: not handed out again.
     in_flight: HashSet<PathBuf>,
     last_scan: Instant,
+    /// Files made ready by a close-after-write or rename event (the rest came from rescans).
+    ready_by_event: u64,
 }
 
 impl DropFolder {
@@ -122,11 +124,17 @@ impl DropFolder {
             settling: BTreeSet::new(),
             in_flight: HashSet::new(),
             last_scan: Instant::now(),
+            ready_by_event: 0,
         })
     }
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// How many files were made ready by an inotify event rather than by a rescan.
+    pub fn ready_by_event(&self) -> u64 {
+        self.ready_by_event
     }
 
     /// Files known and not yet handed out.
@@ -212,6 +220,7 @@ impl DropFolder {
         if complete {
             self.settling.remove(&p);
             self.ready.insert(p);
+            self.ready_by_event += 1;
         } else {
             self.settling.insert(p);
         }
@@ -340,9 +349,8 @@ mod tests {
         // Still open for writing: must not be taken until closed.
         let mut open = std::fs::File::create(root.join("series-a/slice-0003.png")).expect("create");
         open.write_all(b"partial").expect("write");
-        let t0 = Instant::now();
         let got = drain(&mut d, 2, Duration::from_secs(5));
-        assert!(t0.elapsed() < SETTLE, "taken on their close/rename events, not by a rescan");
+        assert_eq!(d.ready_by_event(), 2, "taken on their close/rename events, not by a rescan");
         let names: Vec<String> =
             got.iter().map(|p| p.strip_prefix(&root).expect("under root").display().to_string()).collect();
         assert_eq!(names, vec!["series-a/slice-0001.png", "series-a/slice-0002.png"]);
