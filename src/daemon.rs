@@ -189,12 +189,13 @@ impl Daemon {
         }
         let is_dicom = bytes.len() >= 132 && &bytes[128..132] == b"DICM"
             || path.extension().is_some_and(|e| e.eq_ignore_ascii_case("dcm"));
-        drop(bytes);
         let slices = if is_dicom {
-            dicom::decode_file(path, dicom::Accept::CtOnly).map_err(|e| e.to_string())
+            // Decoded from the bytes already read and hashed: the file is read once.
+            dicom::decode_bytes(&bytes, path, dicom::Accept::CtOnly).map_err(|e| e.to_string())
         } else {
             raster::decode_file(path, self.drop.series_of(path)).map(|s| vec![s]).map_err(|e| e.to_string())
         };
+        drop(bytes);
         let slices = match slices {
             Ok(s) => s,
             Err(reason) => return self.reject(path, Some(sha), &reason),

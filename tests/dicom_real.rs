@@ -122,3 +122,18 @@ fn ct_files_decode_to_hounsfield_units_and_others_are_not_ct() {
     let Pixels::Hu(v) = &cr[0].pixels else { panic!("rescaled values") };
     assert!((f64::from(v[0]) - (st.frames[0][0] * 0.684 + 200.0)).abs() < 1e-3);
 }
+
+#[test]
+fn decoding_from_memory_matches_decoding_from_the_file() {
+    use pe_sentinel::source::decode::dicom::decode_stored_bytes;
+    for e in reference() {
+        let name = e["test_file"].as_str().expect("name");
+        let path = data().join(name);
+        let bytes = std::fs::read(&path).expect("read");
+        match (decode_stored(&path), decode_stored_bytes(&bytes, &path)) {
+            (Ok(a), Ok(b)) => assert_eq!(a.frames, b.frames, "{name}"),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string(), "{name}"),
+            (a, b) => panic!("{name}: file {:?} vs memory {:?}", a.map(|s| s.rows), b.map(|s| s.rows)),
+        }
+    }
+}

@@ -80,6 +80,20 @@ const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
 /// Opens a file, checks its declared image against limits and decodes its pixel data.
 pub fn decode_stored(path: &Path) -> Result<Stored, DicomError> {
     let obj = open_file(path).map_err(|e| DicomError::Open { path: path.to_path_buf(), reason: e.to_string() })?;
+    decode_object(obj, path)
+}
+
+/// As `decode_stored`, from the file's bytes already in memory (the daemon hashes them first, so
+/// the file is read once); `path` names the file in messages.
+pub fn decode_stored_bytes(bytes: &[u8], path: &Path) -> Result<Stored, DicomError> {
+    let obj = dicom_object::OpenFileOptions::new()
+        .read_preamble(dicom_object::file::ReadPreamble::Auto)
+        .from_reader(bytes)
+        .map_err(|e| DicomError::Open { path: path.to_path_buf(), reason: e.to_string() })?;
+    decode_object(obj, path)
+}
+
+fn decode_object(obj: DefaultDicomObject, path: &Path) -> Result<Stored, DicomError> {
     let p = || path.to_path_buf();
     if obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
         return Err(DicomError::Attribute { path: p(), attribute: "Pixel Data (7FE0,0010)" });
@@ -200,7 +214,15 @@ pub fn decode_stored(path: &Path) -> Result<Stored, DicomError> {
 /// Decodes every frame of a DICOM file into slices: Hounsfield units when the file has a modality
 /// rescale, otherwise 16-bit display gray scaled from the stored range (MONOCHROME1 inverted).
 pub fn decode_file(path: &Path, accept: Accept) -> Result<Vec<Slice>, DicomError> {
-    let st = decode_stored(path)?;
+    slices_from(decode_stored(path)?, path, accept)
+}
+
+/// As `decode_file`, from the file's bytes already in memory.
+pub fn decode_bytes(bytes: &[u8], path: &Path, accept: Accept) -> Result<Vec<Slice>, DicomError> {
+    slices_from(decode_stored_bytes(bytes, path)?, path, accept)
+}
+
+fn slices_from(st: Stored, path: &Path, accept: Accept) -> Result<Vec<Slice>, DicomError> {
     if accept == Accept::CtOnly && st.modality.as_deref() != Some("CT") {
         return Err(DicomError::NotCt { path: path.to_path_buf(), modality: st.modality.clone().unwrap_or_default() });
     }
