@@ -101,6 +101,16 @@ impl Pipeline {
         let opts = TractOptions::default().threads(threads);
         let cls: Box<dyn Engine> = Box::new(TractPlan::load(&models.classifier, &opts)?.spawn()?);
         let det: Box<dyn Engine> = Box::new(TractPlan::load(&models.detector, &opts)?.spawn()?);
+        Pipeline::with_engines(models, cls, det)
+    }
+
+    /// Builds the pipeline around engines already loaded for `models` (any [`Engine`]
+    /// implementation: the board profile's engine choice happens before this).
+    pub fn with_engines(
+        models: &ModelSet,
+        cls: Box<dyn Engine>,
+        det: Box<dyn Engine>,
+    ) -> Result<Pipeline, PipelineError> {
         let cls_output = match models.classifier.head() {
             Head::Classifier(o) => o.name.clone(),
             Head::Detector(_) => {
