@@ -9,6 +9,7 @@
 //! Threads: the inotify watcher runs in its own thread (inside `notify`); decoding, inference and
 //! the journal share this loop for now — the display and budget issues split the sink off.
 
+use crate::budget::{us_since, BudgetTracker, SlowChange};
 use crate::config::Resolved;
 use crate::pipeline::{ModelSet, Pipeline, SliceScores};
 use crate::slice::{Pixels, Slice};
@@ -37,6 +38,8 @@ pub struct RunStats {
     pub rejected: u64,
     pub duplicates: u64,
     pub alerts: u64,
+    /// Slices whose arrival-to-verdict time exceeded the budget.
+    pub budget_misses: u64,
 }
 
 /// Everything the loop needs.
@@ -55,6 +58,7 @@ pub struct Daemon {
     /// Series that had alerted before this run started (restored): never alerted again.
     alerted_before: HashSet<String>,
     scores: SliceScores,
+    budget: BudgetTracker,
     pub stats: RunStats,
 }
 
@@ -83,9 +87,23 @@ impl Daemon {
                 log::warn!("{}: {w}", m.path().display());
             }
         }
+        // Scheduling first, so the engine's threads inherit affinity and priority.
+        crate::runtime::apply(&p.runtime);
         let t = Instant::now();
-        let pipeline = Pipeline::new(&models, p.engine.threads)?;
+        let mut pipeline = Pipeline::new(&models, p.engine.threads)?;
+        pipeline.set_cascade_gate(p.budget.cascade_gate);
         log::info!("engine {} loaded and warmed up in {} ms", pipeline.engine_name(), t.elapsed().as_millis());
+        let b = p.budget.config();
+        log::info!(
+            "budget: {} ms per slice from arrival to verdict; SLOW above {:.0}% misses of the last {} slices; cascade {}",
+            b.budget_ms,
+            b.slow_miss_fraction * 100.0,
+            b.slow_window,
+            match p.budget.cascade_gate {
+                Some(g) => format!("on (detector only when classifier P >= {g})"),
+                None => "off".into(),
+            }
+        );
         let drop = DropFolder::open(&cfg.drop_dir)?;
         log::info!("watching drop folder {}", drop.root().display());
         let fusion = p.verdict.fusion_config();
@@ -111,6 +129,7 @@ impl Daemon {
             known: HashSet::new(),
             alerted_before: HashSet::new(),
             scores: SliceScores::default(),
+            budget: BudgetTracker::new(b),
             stats: RunStats::default(),
         })
     }
@@ -139,12 +158,14 @@ impl Daemon {
             }
         }
         log::info!(
-            "stopping: {} file(s), {} slice(s), {} rejected, {} duplicate(s), {} alert(s)",
+            "stopping: {} file(s), {} slice(s), {} rejected, {} duplicate(s), {} alert(s), {} slice(s) over the {} ms budget",
             self.stats.files,
             self.stats.slices,
             self.stats.rejected,
             self.stats.duplicates,
-            self.stats.alerts
+            self.stats.alerts,
+            self.stats.budget_misses,
+            self.budget.budget_ms()
         );
         Ok(self.stats)
     }
@@ -153,6 +174,7 @@ impl Daemon {
     /// own (journal, folder), not the file's: a bad file is rejected and the loop goes on.
     fn process_file(&mut self, path: &Path) -> anyhow::Result<()> {
         self.stats.files += 1;
+        let arrival = self.drop.last_arrival();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let t_decode = Instant::now();
         let bytes = match std::fs::metadata(path) {
@@ -205,7 +227,7 @@ impl Daemon {
             if let Err(e) = self.pipeline.run(slice, &mut self.scores) {
                 return self.reject(path, Some(sha), &e.to_string());
             }
-            self.record(slice, &name, sha, decode_us)?;
+            self.record(slice, &name, sha, decode_us, arrival)?;
         }
         self.drop.finish_done(path)?;
         Ok(())
@@ -254,7 +276,14 @@ impl Daemon {
         Ok(())
     }
 
-    fn record(&mut self, slice: &Slice, name: &str, sha: [u8; 32], decode_us: u32) -> anyhow::Result<()> {
+    fn record(
+        &mut self,
+        slice: &Slice,
+        name: &str,
+        sha: [u8; 32],
+        decode_us: u32,
+        arrival: Instant,
+    ) -> anyhow::Result<()> {
         let t_verdict = Instant::now();
         let series = slice.series.0.clone();
         self.restore(&series)?;
@@ -277,7 +306,8 @@ impl Daemon {
             },
             self.now_ms(),
         );
-        let verdict_us = t_verdict.elapsed().as_micros() as u32;
+        let verdict_us = us_since(t_verdict);
+        let total_us = us_since(arrival);
         let t_store = Instant::now();
         let summary = self.tracker.summary(&series);
         let boxes: Vec<[f32; 5]> =
@@ -316,6 +346,7 @@ impl Daemon {
             }
         }
         self.stats.slices += 1;
+        self.observe_budget(total_us);
         if verdict.suspicious {
             self.overlay(slice, name)?;
         }
@@ -330,6 +361,36 @@ impl Daemon {
             self.on_event(e)?;
         }
         Ok(())
+    }
+
+    /// Counts a miss and logs entering or leaving SLOW.
+    fn observe_budget(&mut self, total_us: u32) {
+        let (missed, change) = self.budget.record(total_us);
+        if missed {
+            self.stats.budget_misses += 1;
+            log::debug!(
+                "slice took {} ms from arrival to verdict, over the {} ms budget",
+                total_us / 1000,
+                self.budget.budget_ms()
+            );
+        }
+        match change {
+            Some(SlowChange::EnteredSlow { misses, window }) => log::warn!(
+                "SLOW: {misses} of the last {window} slices missed the {} ms budget (this one took {} ms); see `pe-sentinel bench` for where the time goes",
+                self.budget.budget_ms(),
+                total_us / 1000
+            ),
+            Some(SlowChange::LeftSlow { misses, window }) => log::info!(
+                "budget kept again: {misses} of the last {window} slices over {} ms; SLOW cleared",
+                self.budget.budget_ms()
+            ),
+            None => {}
+        }
+    }
+
+    /// Whether sustained budget misses put the box in the SLOW state.
+    pub fn is_slow(&self) -> bool {
+        self.budget.is_slow()
     }
 
     fn series_row(&self, series: &str, s: &SeriesSummary) -> SeriesRow {

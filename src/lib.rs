@@ -5,6 +5,7 @@
 //! Library code never prints: it returns values and errors.
 #![deny(unsafe_code)]
 
+pub mod budget;
 pub mod config;
 pub mod daemon;
 pub mod engine;
@@ -16,6 +17,7 @@ pub mod phantom;
 pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
+pub mod runtime;
 pub mod slice;
 pub mod source;
 pub mod store;

@@ -72,6 +72,8 @@ pub struct SliceScores {
     pub p: f32,
     /// Detector boxes in the slice's pixels, after threshold and NMS.
     pub detections: Detections,
+    /// False when the cascade gate skipped the detector for this slice (no boxes then).
+    pub detector_ran: bool,
     pub times: StageTimes,
 }
 
@@ -89,6 +91,7 @@ pub struct Pipeline {
     cls_output: String,
     yolo: YoloDecoder,
     engine_name: &'static str,
+    cascade_gate: Option<f32>,
 }
 
 fn us(t: Instant) -> u32 {
@@ -134,6 +137,7 @@ impl Pipeline {
             cls_output,
             yolo: YoloDecoder::new(&models.detector)?,
             engine_name: cls.name(),
+            cascade_gate: None,
             cls,
             det,
         })
@@ -142,6 +146,12 @@ impl Pipeline {
     /// Changes the detector's confidence threshold (see `YoloDecoder::set_threshold`).
     pub fn set_detector_threshold(&mut self, t: f32) {
         self.yolo.set_threshold(t);
+    }
+
+    /// Cascade: run the detector only on slices whose classifier P is at least `gate`
+    /// (None: on every slice).
+    pub fn set_cascade_gate(&mut self, gate: Option<f32>) {
+        self.cascade_gate = gate;
     }
 
     pub fn detector_threshold(&self) -> f32 {
@@ -182,13 +192,27 @@ impl Pipeline {
         self.cls.run(&self.cls_in, &mut self.cls_out)?;
         out.times.classifier_us = us(t);
         let t = Instant::now();
-        self.det.run(&self.det_in, &mut self.det_out)?;
-        out.times.detector_us = us(t);
-        let t = Instant::now();
         let probs = self.cls_out.get(&self.cls_output).unwrap_or(&[]);
         out.p = self.cls_head.p_positive(probs)?;
-        self.yolo.decode(self.det_out.data(), &letterbox, &mut out.detections)?;
-        out.times.heads_us = us(t);
+        let mut heads_us = us(t);
+        out.detector_ran = match self.cascade_gate {
+            Some(g) => out.p >= g,
+            None => true,
+        };
+        if out.detector_ran {
+            let t = Instant::now();
+            self.det.run(&self.det_in, &mut self.det_out)?;
+            out.times.detector_us = us(t);
+            let t = Instant::now();
+            self.yolo.decode(self.det_out.data(), &letterbox, &mut out.detections)?;
+            heads_us += us(t);
+        } else {
+            out.times.detector_us = 0;
+            out.detections.boxes.clear();
+            out.detections.overflow = 0;
+            out.detections.candidates = 0;
+        }
+        out.times.heads_us = heads_us;
         Ok(())
     }
 }

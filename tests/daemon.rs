@@ -369,3 +369,30 @@ fn the_demo_study_gets_true_series_verdicts_as_dicom_and_png() {
         assert_eq!(verdict, if positive { "positive" } else { "negative" }, "series {series}");
     }
 }
+
+/// Issue 6: with a budget no slice can keep (1 ms), the daemon keeps analysing, counts every
+/// slice as a miss, and enters SLOW once more than 5% of the last 100 slices missed (the sixth).
+#[test]
+fn an_impossible_budget_counts_every_miss_shows_slow_and_keeps_running() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let (drop, state) = (t.path().join("drop"), t.path().join("state"));
+    let cfg = profile(t.path());
+    let mut text = std::fs::read_to_string(&cfg).expect("profile");
+    text.push_str("[budget]\nbudget_ms = 1\n");
+    std::fs::write(&cfg, text).expect("profile");
+    phantom(&t.path().join("ph"), 1, 12, 9);
+    std::fs::create_dir_all(drop.join("s1")).expect("mkdir");
+    let mut d = Daemon::start(&cfg, &drop, &state);
+    wait_for(&mut d, Duration::from_secs(120), "start", |d| d.log().contains("watching drop folder"));
+    for f in files_in(&t.path().join("ph/series-000/png")) {
+        std::fs::copy(&f, drop.join("s1").join(f.file_name().expect("name"))).expect("copy");
+    }
+    wait_for(&mut d, Duration::from_secs(120), "12 slices done", |_| files_in(&drop.join("done")).len() == 12);
+    let log = d.log();
+    assert_eq!(log.matches("SLOW:").count(), 1, "SLOW entered once:\n{log}");
+    assert!(log.contains("SLOW: 6 of the last 100 slices missed the 1 ms budget"), "{log}");
+    assert!(d.alive(), "still running");
+    d.terminate();
+    let log = std::fs::read_to_string(state.with_extension("log")).expect("log");
+    assert!(log.contains("12 slice(s), 0 rejected") && log.contains("12 slice(s) over the 1 ms budget"), "{log}");
+}

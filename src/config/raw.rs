@@ -47,6 +47,10 @@ pub struct BoardProfile {
     pub paths: Paths,
     #[serde(default)]
     pub verdict: Verdict,
+    #[serde(default)]
+    pub budget: Budget,
+    #[serde(default)]
+    pub runtime: Runtime,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -126,6 +130,54 @@ impl Verdict {
     }
 }
 
+/// `[budget]`: the per-slice latency budget and what keeps it (see `crate::budget`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Budget {
+    /// Arrival-to-verdict budget per slice, milliseconds.
+    pub budget_ms: u32,
+    /// Cascade: run the detector only when the classifier's P is at least this (absent: always).
+    pub cascade_gate: Option<f32>,
+    /// SLOW is judged over this many most recent slices.
+    pub slow_window: u16,
+    /// SLOW when more than this share of the window missed the budget.
+    pub slow_miss_fraction: f32,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        let b = crate::budget::BudgetConfig::default();
+        Budget {
+            budget_ms: b.budget_ms,
+            cascade_gate: None,
+            slow_window: b.slow_window,
+            slow_miss_fraction: b.slow_miss_fraction,
+        }
+    }
+}
+
+impl Budget {
+    pub fn config(&self) -> crate::budget::BudgetConfig {
+        crate::budget::BudgetConfig {
+            budget_ms: self.budget_ms,
+            slow_window: self.slow_window,
+            slow_miss_fraction: self.slow_miss_fraction,
+        }
+    }
+}
+
+/// `[runtime]`: optional scheduling of the inference thread (see `crate::runtime`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Runtime {
+    /// CPU numbers the inference thread may run on (empty: any).
+    pub cpu_affinity: Vec<usize>,
+    /// SCHED_FIFO priority 1..99 for the inference thread (absent: normal scheduling).
+    pub realtime_priority: Option<u8>,
+    /// Lock all current and future memory in RAM (no paging of models or buffers).
+    pub mlockall: bool,
+}
+
 impl BoardProfile {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read { path: path.to_path_buf(), err })?;
@@ -163,6 +215,34 @@ impl BoardProfile {
         }
         if !(0.5..=3600.0).contains(&v.quiet_s) {
             return Err(range("verdict.quiet_s", v.quiet_s.to_string(), "0.5 to 3600 seconds"));
+        }
+        let b = &self.budget;
+        if !(1..=600_000).contains(&b.budget_ms) {
+            return Err(range("budget.budget_ms", b.budget_ms.to_string(), "1 to 600000 milliseconds"));
+        }
+        if let Some(g) = b.cascade_gate {
+            if !(0.0..=1.0).contains(&g) || g.is_nan() {
+                return Err(range("budget.cascade_gate", g.to_string(), "0.0 to 1.0, or leave it out"));
+            }
+        }
+        if !(1..=crate::budget::MAX_WINDOW as u16).contains(&b.slow_window) {
+            return Err(range("budget.slow_window", b.slow_window.to_string(), "1 to 1024 slices"));
+        }
+        if !(0.0..1.0).contains(&b.slow_miss_fraction) || b.slow_miss_fraction.is_nan() {
+            return Err(range(
+                "budget.slow_miss_fraction",
+                b.slow_miss_fraction.to_string(),
+                "0.0 up to (not including) 1.0",
+            ));
+        }
+        let r = &self.runtime;
+        if let Some(p) = r.realtime_priority {
+            if !(1..=99).contains(&p) {
+                return Err(range("runtime.realtime_priority", p.to_string(), "1 to 99 (SCHED_FIFO), or leave it out"));
+            }
+        }
+        if let Some(c) = r.cpu_affinity.iter().find(|&&c| c >= 1024) {
+            return Err(range("runtime.cpu_affinity", c.to_string(), "CPU numbers 0 to 1023"));
         }
         Ok(())
     }
@@ -226,5 +306,13 @@ state_dir = "/tmp/state"
         assert!(e.contains("majority") && e.contains("either") && e.contains("line 15"), "{e}");
         let e = err(&format!("{GOOD}\n[verdict]\nsuspicious_min = 9\nwindow_slices = 5\n"));
         assert!(e.contains("verdict.suspicious_min"), "{e}");
+        let e = err(&format!("{GOOD}\n[budget]\nbudget_ms = 0\n"));
+        assert!(e.contains("budget.budget_ms") && e.contains("1 to 600000"), "{e}");
+        let e = err(&format!("{GOOD}\n[budget]\ncascade_gate = 2.0\n"));
+        assert!(e.contains("budget.cascade_gate"), "{e}");
+        let e = err(&format!("{GOOD}\n[budget]\nbudget_mss = 5\n"));
+        assert!(e.contains("budget_mss") && e.contains("line 15"), "{e}");
+        let e = err(&format!("{GOOD}\n[runtime]\nrealtime_priority = 0\n"));
+        assert!(e.contains("runtime.realtime_priority") && e.contains("1 to 99"), "{e}");
     }
 }

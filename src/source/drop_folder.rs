@@ -9,7 +9,7 @@
 use crate::slice::SeriesId;
 use notify::event::{AccessKind, AccessMode, CreateKind, ModifyKind, RenameMode};
 use notify::{EventKind, RecursiveMode, Watcher};
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, TrySendError};
@@ -50,8 +50,11 @@ pub struct DropFolder {
     rx: Receiver<PathBuf>,
     rescan: Arc<AtomicBool>,
     _watcher: notify::RecommendedWatcher,
-    /// Complete files waiting to be handed out, in path order.
-    ready: BTreeSet<PathBuf>,
+    /// Complete files waiting to be handed out, in path order, with the moment each became
+    /// complete (its arrival, where the latency budget starts).
+    ready: BTreeMap<PathBuf, Instant>,
+    /// Arrival of the file `next` handed out last.
+    last_arrival: Instant,
     /// Files seen in a scan that may still be being written.
     settling: BTreeSet<PathBuf>,
     /// Handed out and not yet finished: not handed out again.
@@ -120,7 +123,8 @@ impl DropFolder {
             rx,
             rescan,
             _watcher: watcher,
-            ready: BTreeSet::new(),
+            ready: BTreeMap::new(),
+            last_arrival: Instant::now(),
             settling: BTreeSet::new(),
             in_flight: HashSet::new(),
             last_scan: Instant::now(),
@@ -135,6 +139,12 @@ impl DropFolder {
     /// How many files were made ready by an inotify event rather than by a rescan.
     pub fn ready_by_event(&self) -> u64 {
         self.ready_by_event
+    }
+
+    /// When the file last returned by [`DropFolder::next`] became complete (closed after writing,
+    /// renamed in, or settled), on the monotonic clock.
+    pub fn last_arrival(&self) -> Instant {
+        self.last_arrival
     }
 
     /// Files known and not yet handed out.
@@ -161,8 +171,9 @@ impl DropFolder {
                 self.scan();
             }
             self.promote_settled();
-            if let Some(p) = self.ready.pop_first() {
+            if let Some((p, arrived)) = self.ready.pop_first() {
                 if p.exists() {
+                    self.last_arrival = arrived;
                     self.in_flight.insert(p.clone());
                     return Some(p);
                 }
@@ -206,7 +217,7 @@ impl DropFolder {
     }
 
     fn offer(&mut self, p: PathBuf, complete: bool) {
-        if !self.taken(&p) || self.in_flight.contains(&p) || self.ready.contains(&p) {
+        if !self.taken(&p) || self.in_flight.contains(&p) || self.ready.contains_key(&p) {
             return;
         }
         if self.ready.len() + self.settling.len() >= MAX_PENDING {
@@ -219,7 +230,7 @@ impl DropFolder {
         }
         if complete {
             self.settling.remove(&p);
-            self.ready.insert(p);
+            self.ready.insert(p, Instant::now());
             self.ready_by_event += 1;
         } else {
             self.settling.insert(p);
@@ -259,9 +270,10 @@ impl DropFolder {
             })
             .cloned()
             .collect();
+        let now = Instant::now();
         for p in settled {
             self.settling.remove(&p);
-            self.ready.insert(p);
+            self.ready.insert(p, now);
         }
         self.settling.retain(|p| p.exists());
     }
