@@ -5,6 +5,8 @@
 //! Library code never prints: it returns values and errors.
 #![deny(unsafe_code)]
 
+pub mod alloc_count;
+pub mod bench;
 pub mod budget;
 pub mod config;
 pub mod daemon;

@@ -8,9 +8,13 @@ use pe_sentinel::daemon::{self, Daemon};
 use pe_sentinel::evaluate::{self, InputKind};
 use pe_sentinel::pipeline::{ModelSet, Pipeline, SliceScores};
 use pe_sentinel::store::journal::Journal;
-use pe_sentinel::{infer, phantom};
+use pe_sentinel::{bench, infer, phantom};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+
+// Counts heap allocations per thread so `bench` can report what the engines allocate per slice.
+#[global_allocator]
+static ALLOCATOR: pe_sentinel::alloc_count::CountingAllocator = pe_sentinel::alloc_count::CountingAllocator;
 
 /// Prints a line on stdout; a closed pipe (`| head`) ends the program quietly, as in ripgrep.
 fn emit(line: &str) {
@@ -93,6 +97,44 @@ enum Command {
     },
     /// Write synthetic CTPA series with known emboli (DICOM, PNG, YOLO labels, truth JSON).
     Phantom(PhantomArgs),
+    /// Latency per slice and per stage through the full path (decode to verdict), per engine;
+    /// `bench compare A.json B.json` puts two runs side by side.
+    Bench(BenchArgs),
+}
+
+#[derive(clap::Args)]
+#[command(args_conflicts_with_subcommands = true)]
+struct BenchArgs {
+    #[command(subcommand)]
+    action: Option<BenchAction>,
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Folder of DICOM/PNG/JPEG slices to time (searched recursively).
+    #[arg(long, conflicts_with = "phantom")]
+    input: Option<PathBuf>,
+    /// Instead of --input: a fresh phantom series of this many DICOM slices.
+    #[arg(long)]
+    phantom: Option<u32>,
+    /// Phantom seed (with --phantom).
+    #[arg(long, default_value_t = 7)]
+    seed: u64,
+    /// Engines to run in turn over the same slices, comma-separated (default: the profile's).
+    #[arg(long, value_delimiter = ',')]
+    engine: Vec<String>,
+    #[arg(long, value_enum)]
+    precision: Option<PrecisionArg>,
+    /// Where slices.csv, summary.json and latency.svg go.
+    #[arg(long, default_value = "bench-out")]
+    out: PathBuf,
+    /// Python with onnxruntime: also time onnxruntime's own inference on the same inputs.
+    #[arg(long)]
+    peer: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum BenchAction {
+    /// Two summary.json files side by side, with B/A ratios.
+    Compare { a: PathBuf, b: PathBuf },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -153,6 +195,7 @@ fn main() -> ExitCode {
         Command::Eval { data, config, precision, input, json } => run_eval(&data, config, precision, input, json),
         Command::History { config, state, json, limit } => run_history(config, state, json, limit),
         Command::Phantom(a) => run_phantom(a),
+        Command::Bench(a) => run_bench(a),
     };
     match result {
         Ok(code) => code,
@@ -424,4 +467,105 @@ fn run_phantom(a: PhantomArgs) -> anyhow::Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The pipeline for one engine name, as `bench` asks for it.
+fn bench_pipeline(cfg: &Resolved, models: &ModelSet, engine: &str) -> anyhow::Result<bench::BuiltPipeline> {
+    match engine {
+        "tract" => Ok(bench::BuiltPipeline {
+            pipeline: Pipeline::new(models, cfg.profile.engine.threads)?,
+            engine: "tract".into(),
+            reason: "asked for".into(),
+        }),
+        other => anyhow::bail!("engine `{other}` is not available in this build; use --engine tract"),
+    }
+}
+
+fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
+    if let Some(BenchAction::Compare { a: pa, b: pb }) = a.action {
+        let (sa, sb) = (bench::report::load_summary(&pa)?, bench::report::load_summary(&pb)?);
+        outln!("{}", bench::report::compare(&sa, &sb, &pa.display().to_string(), &pb.display().to_string()));
+        return Ok(ExitCode::SUCCESS);
+    }
+    let cfg = with_precision(load_config(a.config, None, None)?, a.precision)?;
+    let input = match (a.input, a.phantom) {
+        (Some(dir), None) => bench::BenchInput::Dir(dir),
+        (None, Some(n)) if n >= 4 => bench::BenchInput::Phantom { slices: n, seed: a.seed },
+        (None, Some(n)) => anyhow::bail!("--phantom {n}: give at least 4 slices (2 are warm-up)"),
+        _ => anyhow::bail!("give --input DIR (slices to time) or --phantom N (a fresh phantom series)"),
+    };
+    let input_label = match &input {
+        bench::BenchInput::Dir(d) => d.display().to_string(),
+        bench::BenchInput::Phantom { slices, seed } => format!("phantom, {slices} DICOM slices, seed {seed}"),
+    };
+    let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
+    let engines = if a.engine.is_empty() { vec![engine_kind_name(&cfg)] } else { a.engine.clone() };
+    let opts = bench::BenchOptions {
+        input,
+        engines,
+        out: a.out.clone(),
+        peer_python: a.peer.clone(),
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
+    let files = bench::collect_inputs(&opts.input, &opts.out)?;
+    let build = |engine: &str| bench_pipeline(&cfg, &models, engine);
+    let runs = bench::run(&cfg, &models, &opts, &files, &build)?;
+    let summaries: Vec<_> = runs.iter().map(bench::report::summarize_run).collect();
+    let peer = match &opts.peer_python {
+        Some(py) => {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ort_peer.py");
+            match bench::run_peer(py, &script, &opts.out) {
+                Ok(p) => Some(p),
+                Err(e) => {
+                    eprintln!("warning: no peer figures: {e:#}");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
+    let ratios = peer.as_ref().map(|p| bench::report::peer_ratios(&summaries, p)).unwrap_or_default();
+    let model_ref = |m: &pe_sentinel::model::Manifest| bench::report::ModelRef {
+        name: m.model().name.clone(),
+        file: m.onnx_path().display().to_string(),
+        sha256: m.model().sha256.clone(),
+    };
+    let p = &cfg.profile;
+    let summary = bench::report::BenchSummary {
+        schema: bench::SCHEMA.into(),
+        created_unix_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or(0),
+        pe_sentinel_version: env!("CARGO_PKG_VERSION").into(),
+        hardware: bench::report::Hardware::probe(),
+        board: p.board.name.clone(),
+        board_profile: cfg.profile_path.display().to_string(),
+        precision: p.engine.precision.as_str().into(),
+        threads: p.engine.threads,
+        budget_ms: p.budget.budget_ms,
+        cascade_gate: p.budget.cascade_gate,
+        input: input_label,
+        classifier: model_ref(&models.classifier),
+        detector: model_ref(&models.detector),
+        runs: summaries,
+        peer,
+        ratios_to_peer: ratios,
+    };
+    let rows: Vec<&bench::SliceRow> = runs.iter().flat_map(|r| r.rows.iter()).collect();
+    let out = &opts.out;
+    bench::report::write_csv(&out.join("slices.csv"), &rows)
+        .with_context(|| format!("cannot write {}", out.join("slices.csv").display()))?;
+    std::fs::write(out.join("summary.json"), serde_json::to_vec_pretty(&summary)?)
+        .with_context(|| format!("cannot write {}", out.join("summary.json").display()))?;
+    std::fs::write(out.join("latency.svg"), bench::report::svg(&runs, p.budget.budget_ms))
+        .with_context(|| format!("cannot write {}", out.join("latency.svg").display()))?;
+    outln!("{}", bench::report::table(&summary));
+    outln!("wrote {}/slices.csv, summary.json, latency.svg", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn engine_kind_name(cfg: &Resolved) -> String {
+    format!("{:?}", cfg.profile.engine.kind).to_lowercase()
 }

@@ -76,3 +76,36 @@ fn per_slice_steps_do_not_allocate() {
     let probe: Vec<u8> = Vec::with_capacity(1);
     assert!(allocations() > before, "{}", probe.capacity());
 }
+
+/// The verdict step (fusion + series rule) and the budget telemetry allocate nothing per slice
+/// once the series is known (its first slice claims a pre-allocated slot).
+#[test]
+fn verdict_and_budget_steps_do_not_allocate() {
+    use pe_sentinel::budget::{BudgetConfig, BudgetTracker};
+    use pe_sentinel::verdict::fusion::{fuse, FusionConfig, FusionPolicy, SliceScores};
+    use pe_sentinel::verdict::series::{SeriesConfig, SeriesTracker, SliceObservation};
+
+    let fusion = FusionConfig::new(FusionPolicy::Either, 0.5);
+    let mut tracker = SeriesTracker::new(SeriesConfig::default());
+    let mut budget = BudgetTracker::new(BudgetConfig { budget_ms: 1, slow_window: 100, slow_miss_fraction: 0.05 });
+    let obs =
+        |k: i32, suspicious: bool| SliceObservation { instance: k, suspicious, p: 0.2, boxes: 0, max_confidence: 0.0 };
+    // Warm-up: the series' first slice takes its slot.
+    let first = tracker.observe("1.2.3", obs(0, false), 0);
+    assert!(first.is_empty());
+
+    let before = allocations();
+    let mut slow_seen = false;
+    for k in 1..200 {
+        let s = SliceScores { p: if k % 10 == 0 { 0.9 } else { 0.1 }, boxes: 0, max_confidence: 0.0 };
+        let v = fuse(&fusion, &s);
+        let events = tracker.observe("1.2.3", obs(k, v.suspicious), k as u64);
+        // Suspicious slices are 10 apart: never 3 in 5, so no event (and no event string).
+        assert!(events.is_empty());
+        let (missed, change) = budget.record(5_000);
+        assert!(missed);
+        slow_seen |= change.is_some();
+    }
+    assert_eq!(allocations() - before, 0);
+    assert!(slow_seen && budget.is_slow());
+}

@@ -1,0 +1,78 @@
+//! Regression benchmarks (criterion) of the project's own per-slice steps, on the shipped models'
+//! manifests: preprocessing a 512x512 HU slice for the classifier (224) and the detector (416),
+//! YOLO decode + NMS of the detector's real raw outputs on a phantom slice, and the verdict step
+//! (fusion + series rule). Run: `cargo bench --bench hot_path`. The whole path per engine is
+//! `pe-sentinel bench`'s job.
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion};
+use pe_sentinel::engine::{Engine, Outputs, TractOptions, TractPlan};
+use pe_sentinel::model::Manifest;
+use pe_sentinel::phantom::render::{Canvas, SIZE};
+use pe_sentinel::phantom::SeriesPlan;
+use pe_sentinel::postprocess::{Detections, YoloDecoder};
+use pe_sentinel::preprocess::{Pixels, Preprocessor, SliceView};
+use pe_sentinel::verdict::fusion::{fuse, FusionConfig, FusionPolicy, SliceScores};
+use pe_sentinel::verdict::series::{SeriesConfig, SeriesTracker, SliceObservation};
+use std::path::Path;
+
+fn manifest(name: &str) -> Manifest {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(name);
+    Manifest::load(&p).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A positive phantom slice in HU (the same scene the tests and the demo use).
+fn phantom_slice() -> Vec<f32> {
+    let plan = SeriesPlan::new(7, 0, 64, true);
+    let mut canvas = Canvas::default();
+    let mut boxes = Vec::new();
+    plan.render(32, &mut canvas, &mut boxes);
+    canvas.hu
+}
+
+fn hot_path(c: &mut Criterion) {
+    let cls = manifest("classifier-fp32.toml");
+    let det = manifest("detector-fp32.toml");
+    let hu = phantom_slice();
+    let view = SliceView { width: SIZE, height: SIZE, pixels: Pixels::Hu(&hu) };
+    let mut pre_c = Preprocessor::new(&cls);
+    let mut pre_d = Preprocessor::new(&det);
+    let mut in_c = vec![0.0; pre_c.input_len()];
+    let mut in_d = vec![0.0; pre_d.input_len()];
+    c.bench_function("preprocess 512x512 HU -> 224 + 416", |b| {
+        b.iter(|| {
+            pre_c.run(black_box(view), &mut in_c).expect("preprocess");
+            pre_d.run(black_box(view), &mut in_d).expect("preprocess")
+        })
+    });
+
+    // Real raw detector outputs for this slice, computed once.
+    let lb = pre_d.run(view, &mut in_d).expect("preprocess");
+    let mut engine =
+        TractPlan::load(&det, &TractOptions::default().threads(1)).and_then(|p| p.spawn()).expect("detector");
+    let mut outs = Outputs::new(engine.output_specs());
+    engine.run(&in_d, &mut outs).expect("run");
+    let mut dec = YoloDecoder::new(&det).expect("decoder");
+    // A low threshold so NMS has real work (the manifest's 0.6 leaves few candidates).
+    dec.set_threshold(0.05);
+    let mut dets = Detections::default();
+    c.bench_function("yolo decode + NMS (threshold 0.05)", |b| {
+        b.iter(|| dec.decode(black_box(outs.data()), &lb, &mut dets).expect("decode"))
+    });
+
+    let fusion = FusionConfig::new(FusionPolicy::Either, 0.5);
+    let mut tracker = SeriesTracker::new(SeriesConfig::default());
+    let mut k = 0i32;
+    c.bench_function("verdict: fusion + series rule", |b| {
+        b.iter(|| {
+            k = (k + 1) % 500;
+            let s = SliceScores { p: 0.3 + (k % 7) as f32 * 0.1, boxes: (k % 3) as u32, max_confidence: 0.7 };
+            let v = fuse(&fusion, black_box(&s));
+            let obs =
+                SliceObservation { instance: k, suspicious: v.suspicious, p: s.p, boxes: s.boxes, max_confidence: 0.7 };
+            tracker.observe("1.2.3.4", obs, k as u64)
+        })
+    });
+}
+
+criterion_group!(benches, hot_path);
+criterion_main!(benches);

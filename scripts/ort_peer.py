@@ -1,0 +1,64 @@
+#!/usr/bin/env python3
+"""The peer `pe-sentinel bench --peer PYTHON` measures against: onnxruntime's own Python
+inference on the same ONNX models and the same preprocessed inputs the daemon fed its engine,
+with the same intra-op thread count and full graph optimization.
+
+usage: ort_peer.py REQUEST.json RESULT.json
+  REQUEST.json is written by bench (peer/request.json): threads, and per model the .onnx path,
+  input name and shape, and a little-endian f32 file holding `slices` inputs back to back.
+  RESULT.json gets {runtime, version, threads, models: [{role, runs, p50_ms, p99_ms}]}.
+Each model: 3 warm-up runs, then every input REPEATS times; nearest-rank percentiles.
+"""
+import json
+import math
+import sys
+import time
+
+import numpy as np
+import onnxruntime as ort
+
+REPEATS = 5
+
+
+def percentile(sorted_ms, q):
+    rank = max(1, math.ceil(q * len(sorted_ms)))
+    return sorted_ms[min(rank, len(sorted_ms)) - 1]
+
+
+def main():
+    if len(sys.argv) != 3:
+        sys.exit("usage: ort_peer.py REQUEST.json RESULT.json")
+    req = json.load(open(sys.argv[1]))
+    threads = int(req["threads"])
+    out = {"runtime": "onnxruntime-python", "version": ort.__version__, "threads": threads, "models": []}
+    for m in req["models"]:
+        so = ort.SessionOptions()
+        so.intra_op_num_threads = threads
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        sess = ort.InferenceSession(m["onnx"], so, providers=["CPUExecutionProvider"])
+        shape = [int(d) for d in m["input_shape"]]
+        data = np.fromfile(m["inputs"], dtype="<f4")
+        per = int(np.prod(shape))
+        n = data.size // per
+        if n == 0:
+            sys.exit(f"{m['inputs']}: no complete input of shape {shape}")
+        xs = [data[i * per:(i + 1) * per].reshape(shape) for i in range(n)]
+        for _ in range(3):
+            sess.run(None, {m["input_name"]: xs[0]})
+        ms = []
+        for _ in range(REPEATS):
+            for x in xs:
+                t = time.perf_counter()
+                sess.run(None, {m["input_name"]: x})
+                ms.append((time.perf_counter() - t) * 1000.0)
+        ms.sort()
+        out["models"].append({
+            "role": m["role"], "runs": len(ms),
+            "p50_ms": percentile(ms, 0.50), "p99_ms": percentile(ms, 0.99),
+        })
+    json.dump(out, open(sys.argv[2], "w"), indent=2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,454 @@
+//! `pe-sentinel bench`: every slice of an input folder (or of a fresh phantom series) through the
+//! daemon's full path — read, hash and decode; preprocess; classifier; detector; heads; fusion and
+//! series verdict; journal row — on each requested engine, timing every stage. Writes
+//! `slices.csv`, `summary.json` (schema in docs/bench.md) and `latency.svg` into the output
+//! folder, and optionally times onnxruntime's own Python inference on the same preprocessed inputs
+//! as a peer (`scripts/ort_peer.py`). Touches the input files (read only), the output folder, and
+//! a throw-away journal in it.
+
+pub mod report;
+pub mod stats;
+
+use crate::budget::{us_since, BudgetConfig, BudgetTracker, SliceTimes};
+use crate::config::Resolved;
+use crate::pipeline::{ModelSet, Pipeline, SliceScores};
+use crate::slice::Slice;
+use crate::source::decode::{dicom, raster};
+use crate::store::journal::{Journal, SliceRecord, StageLatencyUs};
+use crate::verdict::fusion::{fuse, SliceScores as FusionScores};
+use crate::verdict::series::{SeriesTracker, SliceObservation};
+use anyhow::Context;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Version tag of `summary.json`.
+pub const SCHEMA: &str = "pe-sentinel-bench/1";
+/// Slices whose preprocessed inputs are handed to the onnxruntime peer.
+pub const PEER_SLICES: usize = 16;
+/// Slices run before timing starts (engine caches, page faults).
+pub const WARMUP_SLICES: usize = 2;
+
+/// Where the slices come from.
+#[derive(Debug, Clone)]
+pub enum BenchInput {
+    /// Every DICOM/PNG/JPEG file under a folder (dotfiles skipped), in path order.
+    Dir(PathBuf),
+    /// One phantom series of this many DICOM slices, written to `<out>/phantom`.
+    Phantom { slices: u32, seed: u64 },
+}
+
+/// A pipeline built for one engine name, and why that engine (for the report).
+pub struct BuiltPipeline {
+    pub pipeline: Pipeline,
+    /// The engine that actually runs (e.g. "tract" when "auto" fell back).
+    pub engine: String,
+    pub reason: String,
+}
+
+/// What to run.
+pub struct BenchOptions {
+    pub input: BenchInput,
+    /// Engine names, each run in turn over the same slices ("tract", "onnxruntime", ...).
+    pub engines: Vec<String>,
+    pub out: PathBuf,
+    /// Python with onnxruntime for the peer timing (None: no peer).
+    pub peer_python: Option<PathBuf>,
+    /// Draw a progress line on stderr.
+    pub progress: bool,
+}
+
+/// One timed slice.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SliceRow {
+    pub engine: String,
+    pub index: usize,
+    pub file: String,
+    pub frame: u32,
+    pub times: SliceTimesSer,
+    pub missed: bool,
+    pub p: f32,
+    pub boxes: u32,
+    pub suspicious: bool,
+    /// Heap allocations during the pipeline step (preprocess, engines, heads) of this slice: the
+    /// engines' own, as the project's code allocates nothing there.
+    pub engine_allocations: u64,
+}
+
+/// [`SliceTimes`] in a serializable shape (microseconds).
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
+pub struct SliceTimesSer {
+    pub decode: u32,
+    pub preprocess: u32,
+    pub classifier: u32,
+    pub detector: u32,
+    pub heads: u32,
+    pub verdict: u32,
+    pub store: u32,
+    pub total: u32,
+}
+
+impl From<SliceTimes> for SliceTimesSer {
+    fn from(t: SliceTimes) -> Self {
+        SliceTimesSer {
+            decode: t.decode,
+            preprocess: t.preprocess,
+            classifier: t.classifier,
+            detector: t.detector,
+            heads: t.heads,
+            verdict: t.verdict,
+            store: t.store,
+            total: t.total,
+        }
+    }
+}
+
+impl SliceTimesSer {
+    pub fn values(&self) -> [u32; 8] {
+        [self.decode, self.preprocess, self.classifier, self.detector, self.heads, self.verdict, self.store, self.total]
+    }
+}
+
+/// One engine's run over all slices.
+pub struct EngineRun {
+    pub requested: String,
+    pub engine: String,
+    pub reason: String,
+    pub rows: Vec<SliceRow>,
+    pub wall_s: f64,
+    pub budget_misses: u64,
+    pub slow_at_end: bool,
+}
+
+/// Every file to read, in order.
+pub fn collect_inputs(input: &BenchInput, out: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let root = match input {
+        BenchInput::Dir(d) => d.clone(),
+        BenchInput::Phantom { slices, seed } => {
+            let dir = out.join("phantom");
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+            }
+            let mut o = crate::phantom::PhantomOptions::new(&dir);
+            o.series = 1;
+            o.slices = *slices;
+            o.seed = *seed;
+            o.format = crate::phantom::Format::Dicom;
+            o.pe_fraction = 1.0;
+            crate::phantom::generate(&o).map_err(|e| anyhow::anyhow!("phantom for bench: {e}"))?;
+            dir
+        }
+    };
+    let mut files = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(dir) = stack.pop() {
+        let rd = std::fs::read_dir(&dir)
+            .with_context(|| format!("cannot list bench input folder {}; check --input", dir.display()))?;
+        for e in rd.flatten() {
+            let p = e.path();
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_file() && is_image_name(&name) {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        anyhow::bail!(
+            "no DICOM (.dcm), PNG or JPEG files under {}; point --input at a folder of slices",
+            root.display()
+        );
+    }
+    Ok(files)
+}
+
+fn is_image_name(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    [".dcm", ".png", ".jpg", ".jpeg"].iter().any(|e| lower.ends_with(e)) || !lower.contains('.')
+}
+
+/// Reads, hashes and decodes one file as the daemon does.
+fn read_decode(path: &Path, root_series: &str) -> Result<(Vec<Slice>, [u8; 32]), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read ({e})", path.display()))?;
+    let sha: [u8; 32] = Sha256::digest(&bytes).into();
+    let is_dicom = bytes.len() >= 132 && &bytes[128..132] == b"DICM"
+        || path.extension().is_some_and(|e| e.eq_ignore_ascii_case("dcm"));
+    let slices = if is_dicom {
+        dicom::decode_bytes(&bytes, path, dicom::Accept::CtOnly).map_err(|e| e.to_string())?
+    } else {
+        let series = path
+            .parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| root_series.to_string());
+        vec![raster::decode_file(path, crate::slice::SeriesId(series)).map_err(|e| e.to_string())?]
+    };
+    Ok((slices, sha))
+}
+
+/// Runs every requested engine over `files`; `build` makes the pipeline for an engine name.
+pub fn run(
+    cfg: &Resolved,
+    models: &ModelSet,
+    opts: &BenchOptions,
+    files: &[PathBuf],
+    build: &dyn Fn(&str) -> anyhow::Result<BuiltPipeline>,
+) -> anyhow::Result<Vec<EngineRun>> {
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("cannot create bench output folder {}", opts.out.display()))?;
+    let mut runs = Vec::new();
+    for (k, requested) in opts.engines.iter().enumerate() {
+        let built = build(requested)?;
+        let dump_peer = k == 0 && opts.peer_python.is_some();
+        runs.push(run_engine(cfg, models, opts, files, requested, built, dump_peer)?);
+    }
+    Ok(runs)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_engine(
+    cfg: &Resolved,
+    models: &ModelSet,
+    opts: &BenchOptions,
+    files: &[PathBuf],
+    requested: &str,
+    built: BuiltPipeline,
+    dump_peer: bool,
+) -> anyhow::Result<EngineRun> {
+    let BuiltPipeline { mut pipeline, engine, reason } = built;
+    let p = &cfg.profile;
+    pipeline.set_cascade_gate(p.budget.cascade_gate);
+    let fusion = p.verdict.fusion_config();
+    let mut tracker = SeriesTracker::new(p.verdict.series_config());
+    let mut budget = BudgetTracker::new(BudgetConfig { ..p.budget.config() });
+    let journal_path = opts.out.join(format!("journal-{engine}.sqlite3"));
+    for suffix in ["", "-wal", "-shm"] {
+        let f = PathBuf::from(format!("{}{suffix}", journal_path.display()));
+        if f.exists() {
+            std::fs::remove_file(&f).with_context(|| format!("cannot remove old {}", f.display()))?;
+        }
+    }
+    let mut journal = Journal::open(&journal_path)?;
+    let mut peer_cls: Vec<f32> = Vec::new();
+    let mut peer_det: Vec<f32> = Vec::new();
+    let mut scores = SliceScores::default();
+    let mut rows = Vec::with_capacity(files.len());
+    let counting = crate::alloc_count::installed();
+    let cls_sha = models.classifier.model().sha256.clone();
+    let det_sha = models.detector.model().sha256.clone();
+    let started = Instant::now();
+    let mut index = 0usize;
+    let mut warm = 0usize;
+    for (fi, path) in files.iter().enumerate() {
+        if opts.progress {
+            let mut e = std::io::stderr().lock();
+            let _ = write!(e, "\r{engine:>12}: file {}/{}", fi + 1, files.len());
+            let _ = e.flush();
+        }
+        let arrival = Instant::now();
+        let (slices, sha) = match read_decode(path, "bench") {
+            Ok(x) => x,
+            Err(reason) => {
+                log::warn!("bench: skipping {reason}");
+                continue;
+            }
+        };
+        let decode = us_since(arrival);
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        for slice in &slices {
+            let allocs_before = crate::alloc_count::this_thread().0;
+            pipeline.run(slice, &mut scores).with_context(|| format!("bench: {}", path.display()))?;
+            let allocs = crate::alloc_count::this_thread().0 - allocs_before;
+            if dump_peer && peer_cls.len() < PEER_SLICES * pipeline.last_inputs().0.len() {
+                let (c, d) = pipeline.last_inputs();
+                peer_cls.extend_from_slice(c);
+                peer_det.extend_from_slice(d);
+            }
+            let t_verdict = Instant::now();
+            let det = &scores.detections;
+            let fs = FusionScores {
+                p: scores.p,
+                boxes: det.boxes.len() as u32,
+                max_confidence: det.boxes.iter().map(|d| d.confidence).fold(0.0, f32::max),
+            };
+            let v = fuse(&fusion, &fs);
+            let instance = slice.instance.unwrap_or(slice.frame as i32 + 1);
+            let obs = SliceObservation {
+                instance,
+                suspicious: v.suspicious,
+                p: fs.p,
+                boxes: fs.boxes,
+                max_confidence: fs.max_confidence,
+            };
+            let _events = tracker.observe(&slice.series.0, obs, started.elapsed().as_millis() as u64);
+            let verdict = us_since(t_verdict);
+            let total = us_since(arrival);
+            let t = scores.times;
+            let t_store = Instant::now();
+            let rec = SliceRecord {
+                source_file: name.clone(),
+                // One row per slice and engine run: the frame keeps multi-frame files apart.
+                sha256: sha,
+                frame: slice.frame,
+                series: slice.series.0.clone(),
+                instance: Some(instance),
+                p: fs.p,
+                boxes: det.boxes.iter().map(|d| [d.bbox.x0, d.bbox.y0, d.bbox.x1, d.bbox.y1, d.confidence]).collect(),
+                suspicious: v.suspicious,
+                latency: StageLatencyUs {
+                    decode,
+                    preprocess: t.preprocess_us,
+                    classifier: t.classifier_us,
+                    detector: t.detector_us,
+                    heads: t.heads_us,
+                    verdict,
+                    store: 0,
+                },
+                classifier_sha256: cls_sha.clone(),
+                detector_sha256: det_sha.clone(),
+                created_unix_ms: 0,
+            };
+            journal.record_slice(&rec)?;
+            let store = us_since(t_store);
+            if warm < WARMUP_SLICES {
+                warm += 1;
+                continue;
+            }
+            let times = SliceTimes {
+                decode,
+                preprocess: t.preprocess_us,
+                classifier: t.classifier_us,
+                detector: t.detector_us,
+                heads: t.heads_us,
+                verdict,
+                store,
+                total,
+            };
+            let (missed, _) = budget.record(total);
+            rows.push(SliceRow {
+                engine: engine.clone(),
+                index,
+                file: name.clone(),
+                frame: slice.frame,
+                times: times.into(),
+                missed,
+                p: fs.p,
+                boxes: fs.boxes,
+                suspicious: v.suspicious,
+                engine_allocations: if counting { allocs } else { 0 },
+            });
+            index += 1;
+        }
+    }
+    if opts.progress {
+        let mut e = std::io::stderr().lock();
+        let _ = writeln!(e);
+    }
+    let wall_s = started.elapsed().as_secs_f64();
+    if rows.is_empty() {
+        anyhow::bail!(
+            "bench: no slice could be timed on {engine} (need more than {WARMUP_SLICES} readable slices); check --input"
+        );
+    }
+    if dump_peer && !peer_cls.is_empty() {
+        write_peer_inputs(&opts.out, models, &peer_cls, &peer_det, p.engine.threads)?;
+    }
+    Ok(EngineRun {
+        requested: requested.to_string(),
+        engine,
+        reason,
+        rows,
+        wall_s,
+        budget_misses: budget.missed(),
+        slow_at_end: budget.is_slow(),
+    })
+}
+
+/// The peer's request: model files, input shapes and the raw f32 inputs it should time.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PeerRequest {
+    pub threads: usize,
+    pub models: Vec<PeerModel>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct PeerModel {
+    pub role: String,
+    pub onnx: PathBuf,
+    pub input_name: String,
+    pub input_shape: Vec<usize>,
+    /// Little-endian f32, `slices` inputs back to back.
+    pub inputs: PathBuf,
+    pub slices: usize,
+}
+
+fn write_peer_inputs(out: &Path, models: &ModelSet, cls: &[f32], det: &[f32], threads: usize) -> anyhow::Result<()> {
+    let dir = out.join("peer");
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let mut list = Vec::new();
+    for (role, m, data) in [("classifier", &models.classifier, cls), ("detector", &models.detector, det)] {
+        let per: usize = m.input().shape.iter().product();
+        let file = dir.join(format!("{role}.f32"));
+        let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(&file, bytes).with_context(|| format!("cannot write {}", file.display()))?;
+        list.push(PeerModel {
+            role: role.into(),
+            onnx: m.onnx_path().to_path_buf(),
+            input_name: m.input().name.clone(),
+            input_shape: m.input().shape.to_vec(),
+            inputs: file,
+            slices: data.len() / per.max(1),
+        });
+    }
+    let req = PeerRequest { threads, models: list };
+    let path = dir.join("request.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(&req)?)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// The peer's answer (`peer/peer.json`, written by scripts/ort_peer.py).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerResult {
+    pub runtime: String,
+    pub version: String,
+    pub threads: usize,
+    pub models: Vec<PeerTiming>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerTiming {
+    pub role: String,
+    pub runs: usize,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
+/// Runs scripts/ort_peer.py with `python` on the inputs written by the first engine's run.
+pub fn run_peer(python: &Path, script: &Path, out: &Path) -> anyhow::Result<PeerResult> {
+    let req = out.join("peer/request.json");
+    let res = out.join("peer/peer.json");
+    let st = std::process::Command::new(python)
+        .arg(script)
+        .arg(&req)
+        .arg(&res)
+        .status()
+        .with_context(|| format!("cannot run the onnxruntime peer: {} {}", python.display(), script.display()))?;
+    if !st.success() {
+        anyhow::bail!(
+            "the onnxruntime peer ({} {}) failed ({st}); is onnxruntime installed for that Python? (pip install -r tests/py/requirements.txt)",
+            python.display(),
+            script.display()
+        );
+    }
+    let text = std::fs::read_to_string(&res).with_context(|| format!("peer wrote no {}", res.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("cannot parse {}", res.display()))
+}

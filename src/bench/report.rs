@@ -1,0 +1,483 @@
+//! What `bench` writes and prints: the per-stage table, `slices.csv`, `summary.json` (schema
+//! `pe-sentinel-bench/1`, documented in docs/bench.md), `latency.svg`, and `bench compare`'s
+//! side-by-side view of two summaries. Touches only the files it is asked to write or read.
+
+use super::stats::{summarize, Summary};
+use super::{EngineRun, PeerResult, SliceRow, SCHEMA};
+use crate::budget::SliceTimes;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// The machine a run came from.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Hardware {
+    pub cpu_model: String,
+    pub cores: usize,
+    pub memory_bytes: u64,
+    pub arch: String,
+    pub kernel: String,
+    /// /proc/device-tree/model on boards that have one (Jetson), else empty.
+    pub board_model: String,
+}
+
+impl Hardware {
+    pub fn probe() -> Hardware {
+        let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+        let cpuinfo = read("/proc/cpuinfo");
+        let cpu_model = cpuinfo
+            .lines()
+            .find(|l| l.starts_with("model name") || l.starts_with("Model") || l.starts_with("Hardware"))
+            .and_then(|l| l.split_once(':'))
+            .map(|(_, v)| v.trim().to_string())
+            .unwrap_or_default();
+        let memory_bytes = read("/proc/meminfo")
+            .lines()
+            .find(|l| l.starts_with("MemTotal:"))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .unwrap_or(0);
+        Hardware {
+            cpu_model,
+            cores: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+            memory_bytes,
+            arch: std::env::consts::ARCH.to_string(),
+            kernel: read("/proc/sys/kernel/osrelease").trim().to_string(),
+            board_model: read("/proc/device-tree/model").trim_end_matches('\0').trim().to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelRef {
+    pub name: String,
+    pub file: String,
+    pub sha256: String,
+}
+
+/// One engine's figures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSummary {
+    pub engine_requested: String,
+    pub engine: String,
+    pub engine_reason: String,
+    pub slices: usize,
+    pub wall_s: f64,
+    pub throughput_slices_per_s: f64,
+    pub budget_misses: u64,
+    pub slow_at_end: bool,
+    /// Stage name -> figures (milliseconds); `total` is arrival to verdict.
+    pub stages: BTreeMap<String, Summary>,
+    /// Mean and max heap allocations per slice inside the engines (None: not measured).
+    pub engine_allocations_mean: Option<f64>,
+    pub engine_allocations_max: Option<u64>,
+}
+
+/// `summary.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchSummary {
+    pub schema: String,
+    pub created_unix_ms: u64,
+    pub pe_sentinel_version: String,
+    pub hardware: Hardware,
+    pub board: String,
+    pub board_profile: String,
+    pub precision: String,
+    pub threads: usize,
+    pub budget_ms: u32,
+    pub cascade_gate: Option<f32>,
+    pub input: String,
+    pub classifier: ModelRef,
+    pub detector: ModelRef,
+    pub runs: Vec<RunSummary>,
+    /// onnxruntime's own inference on the same inputs, when a peer ran.
+    pub peer: Option<PeerResult>,
+    /// Per run and model: engine median / peer median (same model, same inputs, same threads).
+    pub ratios_to_peer: BTreeMap<String, f64>,
+}
+
+/// Summarizes one engine run.
+pub fn summarize_run(r: &EngineRun) -> RunSummary {
+    let mut stages = BTreeMap::new();
+    for (i, name) in SliceTimes::STAGES.iter().enumerate() {
+        let v: Vec<u32> = r.rows.iter().map(|row| row.times.values()[i]).collect();
+        stages.insert((*name).to_string(), summarize(&v));
+    }
+    let measured = crate::alloc_count::installed();
+    let allocs: Vec<u64> = r.rows.iter().map(|x| x.engine_allocations).collect();
+    RunSummary {
+        engine_requested: r.requested.clone(),
+        engine: r.engine.clone(),
+        engine_reason: r.reason.clone(),
+        slices: r.rows.len(),
+        wall_s: r.wall_s,
+        throughput_slices_per_s: if r.wall_s > 0.0 { r.rows.len() as f64 / r.wall_s } else { 0.0 },
+        budget_misses: r.budget_misses,
+        slow_at_end: r.slow_at_end,
+        stages,
+        engine_allocations_mean: measured.then(|| allocs.iter().sum::<u64>() as f64 / allocs.len().max(1) as f64),
+        engine_allocations_max: measured.then(|| allocs.iter().copied().max().unwrap_or(0)),
+    }
+}
+
+/// Engine median / peer median per run and model ("tract/classifier" -> 4.8), and the
+/// end-to-end p50 over the peer's two models together ("tract/end_to_end_vs_peer_models").
+pub fn peer_ratios(runs: &[RunSummary], peer: &PeerResult) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let peer_ms = |role: &str| peer.models.iter().find(|m| m.role == role).map(|m| m.p50_ms);
+    for r in runs {
+        for role in ["classifier", "detector"] {
+            if let (Some(s), Some(p)) = (r.stages.get(role), peer_ms(role)) {
+                if p > 0.0 {
+                    out.insert(format!("{}/{role}", r.engine), s.p50_ms / p);
+                }
+            }
+        }
+        if let (Some(t), Some(c), Some(d)) = (r.stages.get("total"), peer_ms("classifier"), peer_ms("detector")) {
+            if c + d > 0.0 {
+                out.insert(format!("{}/end_to_end_vs_peer_models", r.engine), t.p50_ms / (c + d));
+            }
+        }
+    }
+    out
+}
+
+/// The per-stage table printed after a run.
+pub fn table(s: &BenchSummary) -> String {
+    let mut t = String::new();
+    let hw = &s.hardware;
+    let _ = writeln!(
+        t,
+        "machine: {} ({} cores, {:.1} GiB, {} {}){}",
+        if hw.cpu_model.is_empty() { "unknown CPU" } else { &hw.cpu_model },
+        hw.cores,
+        hw.memory_bytes as f64 / f64::from(1u32 << 30),
+        hw.arch,
+        hw.kernel,
+        if hw.board_model.is_empty() { String::new() } else { format!(", board {}", hw.board_model) }
+    );
+    let _ = writeln!(
+        t,
+        "profile {} ({}), precision {}, {} thread(s), budget {} ms, input {}",
+        s.board, s.board_profile, s.precision, s.threads, s.budget_ms, s.input
+    );
+    for r in &s.runs {
+        let _ = writeln!(
+            t,
+            "\nengine {} ({}): {} slices in {:.1} s, {:.1} slices/s, {} over budget{}",
+            r.engine,
+            r.engine_reason,
+            r.slices,
+            r.wall_s,
+            r.throughput_slices_per_s,
+            r.budget_misses,
+            if r.slow_at_end { " (SLOW at the end)" } else { "" }
+        );
+        let _ = writeln!(
+            t,
+            "  {:<11} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "stage", "p50 ms", "p90 ms", "p99 ms", "max ms", "mean ms"
+        );
+        for name in SliceTimes::STAGES {
+            if let Some(x) = r.stages.get(name) {
+                let _ = writeln!(
+                    t,
+                    "  {:<11} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+                    name, x.p50_ms, x.p90_ms, x.p99_ms, x.max_ms, x.mean_ms
+                );
+            }
+        }
+        match (r.engine_allocations_mean, r.engine_allocations_max) {
+            (Some(m), Some(x)) => {
+                let _ = writeln!(
+                    t,
+                    "  heap allocations per slice inside the engines: mean {m:.0}, max {x} (project code: 0)"
+                );
+            }
+            _ => {
+                let _ = writeln!(
+                    t,
+                    "  heap allocations inside the engines: not measured (counting allocator not installed)"
+                );
+            }
+        }
+    }
+    if let Some(p) = &s.peer {
+        let _ = writeln!(
+            t,
+            "\npeer: {} {} (Python, {} thread(s)) on the same preprocessed inputs",
+            p.runtime, p.version, p.threads
+        );
+        for m in &p.models {
+            let _ =
+                writeln!(t, "  {:<11} p50 {:>8.2} ms  p99 {:>8.2} ms  ({} runs)", m.role, m.p50_ms, m.p99_ms, m.runs);
+        }
+        for (k, v) in &s.ratios_to_peer {
+            let _ = writeln!(t, "  ratio {k}: {v:.2}x");
+        }
+    }
+    t
+}
+
+/// `slices.csv`: one row per timed slice and engine, milliseconds.
+pub fn write_csv(path: &Path, rows: &[&SliceRow]) -> std::io::Result<()> {
+    let mut s = String::from("engine,index,file,frame");
+    for n in SliceTimes::STAGES {
+        let _ = write!(s, ",{n}_ms");
+    }
+    s.push_str(",missed,p,boxes,suspicious,engine_allocations\n");
+    for r in rows {
+        let _ = write!(s, "{},{},{},{}", r.engine, r.index, csv_field(&r.file), r.frame);
+        for v in r.times.values() {
+            let _ = write!(s, ",{:.3}", f64::from(v) / 1000.0);
+        }
+        let _ = writeln!(s, ",{},{:.6},{},{},{}", r.missed, r.p, r.boxes, r.suspicious, r.engine_allocations);
+    }
+    std::fs::write(path, s)
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_string()
+    }
+}
+
+const COLORS: [&str; 4] = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"];
+
+/// `latency.svg`: end-to-end latency per slice over the run (one line per engine, the budget
+/// dashed), and a histogram per stage.
+pub fn svg(runs: &[EngineRun], budget_ms: u32) -> String {
+    let (w, top_h, cell_w, cell_h) = (960.0f64, 260.0f64, 240.0f64, 150.0f64);
+    let h = top_h + 2.0 * cell_h + 60.0;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="11">"#
+    );
+    let _ = writeln!(s, r#"<rect width="100%" height="100%" fill="white"/>"#);
+    // Top: total latency per slice.
+    let (x0, y0, pw, ph) = (50.0, 30.0, w - 70.0, top_h - 60.0);
+    let n = runs.iter().map(|r| r.rows.len()).max().unwrap_or(1).max(2);
+    let ymax = runs
+        .iter()
+        .flat_map(|r| r.rows.iter().map(|x| f64::from(x.times.total) / 1000.0))
+        .fold(f64::from(budget_ms) * 1.1, f64::max)
+        .max(1.0);
+    let _ = writeln!(
+        s,
+        r#"<text x="{x0}" y="18" font-size="13">End-to-end latency per slice (arrival to verdict), ms</text>"#
+    );
+    let _ = writeln!(s, r#"<rect x="{x0}" y="{y0}" width="{pw}" height="{ph}" fill="none" stroke="gray"/>"#);
+    for k in 0..=4 {
+        let v = ymax * f64::from(k) / 4.0;
+        let y = y0 + ph - ph * v / ymax;
+        let _ = writeln!(s, r#"<text x="{}" y="{:.1}" text-anchor="end">{v:.0}</text>"#, x0 - 4.0, y + 4.0);
+    }
+    let by = y0 + ph - ph * f64::from(budget_ms) / ymax;
+    let _ = writeln!(
+        s,
+        r#"<line x1="{x0}" x2="{}" y1="{by:.1}" y2="{by:.1}" stroke="dimgray" stroke-dasharray="6 4"/><text x="{}" y="{:.1}" text-anchor="end">budget {budget_ms} ms</text>"#,
+        x0 + pw,
+        x0 + pw - 4.0,
+        by - 4.0
+    );
+    for (k, r) in runs.iter().enumerate() {
+        let c = COLORS[k % COLORS.len()];
+        let pts: Vec<String> = r
+            .rows
+            .iter()
+            .enumerate()
+            .map(|(i, x)| {
+                let px = x0 + pw * i as f64 / (n - 1) as f64;
+                let py = y0 + ph - ph * (f64::from(x.times.total) / 1000.0) / ymax;
+                format!("{px:.1},{py:.1}")
+            })
+            .collect();
+        let _ = writeln!(s, r#"<polyline fill="none" stroke="{c}" stroke-width="1.2" points="{}"/>"#, pts.join(" "));
+        let _ =
+            writeln!(s, r#"<text x="{}" y="{}" fill="{c}">{}</text>"#, x0 + 8.0, y0 + 14.0 + 13.0 * k as f64, r.engine);
+    }
+    let _ = writeln!(s, r#"<text x="{}" y="{}" text-anchor="middle">slice</text>"#, x0 + pw / 2.0, y0 + ph + 16.0);
+    // Bottom: one histogram per stage.
+    for (i, name) in SliceTimes::STAGES.iter().enumerate() {
+        let cx = 20.0 + cell_w * (i % 4) as f64;
+        let cy = top_h + cell_h * (i / 4) as f64 + 10.0;
+        let (hx, hy, hw, hh) = (cx + 10.0, cy + 20.0, cell_w - 40.0, cell_h - 50.0);
+        let hi = runs
+            .iter()
+            .flat_map(|r| r.rows.iter().map(|x| f64::from(x.times.values()[i]) / 1000.0))
+            .fold(0.0f64, f64::max)
+            .max(0.001);
+        let _ = writeln!(s, r#"<text x="{hx}" y="{}">{name} (0 to {hi:.1} ms)</text>"#, cy + 12.0);
+        let _ = writeln!(s, r#"<rect x="{hx}" y="{hy}" width="{hw}" height="{hh}" fill="none" stroke="lightgray"/>"#);
+        const BINS: usize = 24;
+        for (k, r) in runs.iter().enumerate() {
+            let mut bins = [0usize; BINS];
+            for x in &r.rows {
+                let v = f64::from(x.times.values()[i]) / 1000.0;
+                bins[((v / hi * BINS as f64) as usize).min(BINS - 1)] += 1;
+            }
+            let top = bins.iter().copied().max().unwrap_or(1).max(1) as f64;
+            let bw = hw / BINS as f64;
+            for (b, &cnt) in bins.iter().enumerate() {
+                if cnt == 0 {
+                    continue;
+                }
+                let bh = hh * cnt as f64 / top;
+                let _ = writeln!(
+                    s,
+                    r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{bh:.1}" fill="{}" fill-opacity="0.5"/>"#,
+                    hx + bw * b as f64,
+                    hy + hh - bh,
+                    bw,
+                    COLORS[k % COLORS.len()]
+                );
+            }
+        }
+    }
+    s.push_str("</svg>\n");
+    s
+}
+
+/// `bench compare A.json B.json`: both summaries side by side, B/A ratios per stage (p50, p99).
+pub fn compare(a: &BenchSummary, b: &BenchSummary, a_name: &str, b_name: &str) -> String {
+    let mut t = String::new();
+    let _ = writeln!(
+        t,
+        "A: {a_name}: {} on {} ({} cores), {}",
+        a.board, a.hardware.cpu_model, a.hardware.cores, a.precision
+    );
+    let _ = writeln!(
+        t,
+        "B: {b_name}: {} on {} ({} cores), {}",
+        b.board, b.hardware.cpu_model, b.hardware.cores, b.precision
+    );
+    for ra in &a.runs {
+        let rb = b.runs.iter().find(|r| r.engine == ra.engine).or_else(|| b.runs.first());
+        let Some(rb) = rb else { continue };
+        let _ = writeln!(t, "\nA engine {} vs B engine {}", ra.engine, rb.engine);
+        let _ = writeln!(
+            t,
+            "  {:<11} {:>10} {:>10} {:>7} {:>10} {:>10} {:>7}",
+            "stage", "A p50 ms", "B p50 ms", "B/A", "A p99 ms", "B p99 ms", "B/A"
+        );
+        for name in SliceTimes::STAGES {
+            let (Some(x), Some(y)) = (ra.stages.get(name), rb.stages.get(name)) else { continue };
+            let ratio = |p: f64, q: f64| if p > 0.0 { format!("{:.2}", q / p) } else { "-".into() };
+            let _ = writeln!(
+                t,
+                "  {:<11} {:>10.2} {:>10.2} {:>7} {:>10.2} {:>10.2} {:>7}",
+                name,
+                x.p50_ms,
+                y.p50_ms,
+                ratio(x.p50_ms, y.p50_ms),
+                x.p99_ms,
+                y.p99_ms,
+                ratio(x.p99_ms, y.p99_ms)
+            );
+        }
+        let _ = writeln!(
+            t,
+            "  throughput: A {:.1} slices/s, B {:.1} slices/s; over budget: A {} of {}, B {} of {}",
+            ra.throughput_slices_per_s,
+            rb.throughput_slices_per_s,
+            ra.budget_misses,
+            ra.slices,
+            rb.budget_misses,
+            rb.slices
+        );
+    }
+    t
+}
+
+/// Reads a `summary.json`, naming the file and what to do when it is not one.
+pub fn load_summary(path: &Path) -> anyhow::Result<BenchSummary> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| anyhow::anyhow!("cannot read {}: {e}; give the summary.json a bench run wrote", path.display()))?;
+    let s: BenchSummary = serde_json::from_str(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{} is not a bench summary ({SCHEMA}): {e}; give the summary.json a bench run wrote",
+            path.display()
+        )
+    })?;
+    if s.schema != SCHEMA {
+        anyhow::bail!(
+            "{}: schema {} is not {SCHEMA}; compare summaries from the same pe-sentinel version",
+            path.display(),
+            s.schema
+        );
+    }
+    Ok(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::SliceTimesSer;
+
+    fn run(engine: &str, totals: &[u32]) -> EngineRun {
+        EngineRun {
+            requested: engine.into(),
+            engine: engine.into(),
+            reason: "test".into(),
+            rows: totals
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| SliceRow {
+                    engine: engine.into(),
+                    index: i,
+                    file: format!("f,{i}.dcm"),
+                    frame: 0,
+                    times: SliceTimesSer { classifier: t / 4, detector: t / 2, total: t, ..Default::default() },
+                    missed: t > 50_000,
+                    p: 0.5,
+                    boxes: 1,
+                    suspicious: true,
+                    engine_allocations: 3,
+                })
+                .collect(),
+            wall_s: 1.0,
+            budget_misses: totals.iter().filter(|&&t| t > 50_000).count() as u64,
+            slow_at_end: false,
+        }
+    }
+
+    #[test]
+    fn peer_ratios_divide_engine_medians_by_the_peers() {
+        let r = summarize_run(&run("tract", &[40_000, 40_000, 40_000]));
+        assert_eq!(r.stages["classifier"].p50_ms, 10.0);
+        let peer = PeerResult {
+            runtime: "onnxruntime".into(),
+            version: "1".into(),
+            threads: 2,
+            models: vec![
+                super::super::PeerTiming { role: "classifier".into(), runs: 10, p50_ms: 2.0, p99_ms: 3.0 },
+                super::super::PeerTiming { role: "detector".into(), runs: 10, p50_ms: 8.0, p99_ms: 9.0 },
+            ],
+        };
+        let q = peer_ratios(&[r], &peer);
+        assert_eq!(q["tract/classifier"], 5.0);
+        assert_eq!(q["tract/detector"], 2.5);
+        assert_eq!(q["tract/end_to_end_vs_peer_models"], 4.0);
+    }
+
+    #[test]
+    fn csv_quotes_awkward_names_and_svg_draws_every_engine() {
+        let a = run("tract", &[10_000, 60_000]);
+        let b = run("onnxruntime", &[5_000, 6_000]);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rows: Vec<&SliceRow> = a.rows.iter().chain(&b.rows).collect();
+        write_csv(&dir.path().join("s.csv"), &rows).expect("csv");
+        let text = std::fs::read_to_string(dir.path().join("s.csv")).expect("read");
+        assert_eq!(text.lines().count(), 5);
+        assert!(text.contains("\"f,1.dcm\""), "{text}");
+        assert!(text.lines().nth(2).is_some_and(|l| l.contains(",60.000,true,")), "{text}");
+        let svg = svg(&[a, b], 50);
+        assert_eq!(svg.matches("<polyline").count(), 2);
+        assert!(svg.contains("budget 50 ms") && svg.ends_with("</svg>\n"));
+    }
+}
