@@ -94,6 +94,15 @@ impl Daemon {
         pipeline.set_cascade_gate(p.budget.cascade_gate);
         log::info!("engine {} loaded and warmed up in {} ms", pipeline.engine_name(), t.elapsed().as_millis());
         let b = p.budget.config();
+        match crate::bench::warmup_probe(&mut pipeline, 3) {
+            Ok(s) if s.p50_ms > f64::from(b.budget_ms) => log::warn!(
+                "the models alone take {:.1} ms per slice (warm-up median), over the {} ms budget: every slice will miss it; see `pe-sentinel check`",
+                s.p50_ms,
+                b.budget_ms
+            ),
+            Ok(s) => log::info!("warm-up: the models take {:.1} ms per slice", s.p50_ms),
+            Err(e) => log::warn!("warm-up slice failed: {e:#}"),
+        }
         log::info!(
             "budget: {} ms per slice from arrival to verdict; SLOW above {:.0}% misses of the last {} slices; cascade {}",
             b.budget_ms,

@@ -326,10 +326,29 @@ fn run_check(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
             }
             let t = std::time::Instant::now();
             match Pipeline::new(&models, p.engine.threads) {
-                Ok(pl) => line(
-                    true,
-                    format!("engine {} loaded and warmed up in {} ms", pl.engine_name(), t.elapsed().as_millis()),
-                ),
+                Ok(mut pl) => {
+                    line(
+                        true,
+                        format!("engine {} loaded and warmed up in {} ms", pl.engine_name(), t.elapsed().as_millis()),
+                    );
+                    pl.set_cascade_gate(p.budget.cascade_gate);
+                    match bench::warmup_probe(&mut pl, 5) {
+                        Ok(s) if s.p50_ms > f64::from(p.budget.budget_ms) => outln!(
+                            "warning: models alone take {:.1} ms per slice (median of 5 warm-up runs, max {:.1} ms), over the {} ms budget before decode and store; every slice will miss it: raise budget.budget_ms, use a faster engine or precision, or set budget.cascade_gate",
+                            s.p50_ms,
+                            s.max_ms,
+                            p.budget.budget_ms
+                        ),
+                        Ok(s) => line(
+                            true,
+                            format!(
+                                "models take {:.1} ms per slice (median of 5 warm-up runs, max {:.1} ms) of the {} ms budget",
+                                s.p50_ms, s.max_ms, p.budget.budget_ms
+                            ),
+                        ),
+                        Err(e) => line(false, format!("warm-up slice failed: {e:#}")),
+                    }
+                }
                 Err(e) => line(false, format!("{e}")),
             }
         }

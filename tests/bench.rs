@@ -99,3 +99,20 @@ fn bench_writes_consistent_csv_summary_and_plot_and_compare_reads_them() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("bad.json"), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// `check` times a warm-up slice and warns, with the figure, when the models alone already
+/// exceed the budget.
+#[test]
+fn check_warns_when_warm_up_latency_exceeds_the_budget() {
+    let t = tempfile::tempdir().expect("tempdir");
+    for (budget, expect) in [(1u32, "over the 1 ms budget"), (600_000, "of the 600000 ms budget")] {
+        let p = profile(t.path(), budget);
+        let text = std::fs::read_to_string(&p).expect("read").replace("/nonexistent", &t.path().display().to_string());
+        std::fs::write(&p, text).expect("write");
+        let o = bin().args(["check", "--config"]).arg(&p).output().expect("check");
+        let out = String::from_utf8_lossy(&o.stdout);
+        assert!(o.status.success(), "{out}");
+        assert!(out.contains(expect) && out.contains("median of 5 warm-up runs"), "{out}");
+        assert_eq!(out.contains("warning: models alone take"), budget == 1, "{out}");
+    }
+}

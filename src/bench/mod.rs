@@ -452,3 +452,32 @@ pub fn run_peer(python: &Path, script: &Path, out: &Path) -> anyhow::Result<Peer
     let text = std::fs::read_to_string(&res).with_context(|| format!("peer wrote no {}", res.display()))?;
     serde_json::from_str(&text).with_context(|| format!("cannot parse {}", res.display()))
 }
+
+/// Times `runs` passes of one positive phantom slice (512x512 HU) through `pipeline` — the
+/// model part of a slice's budget (no decode, verdict or store) — for `check` and the daemon's
+/// start-up warning.
+pub fn warmup_probe(pipeline: &mut Pipeline, runs: usize) -> anyhow::Result<stats::Summary> {
+    let plan = crate::phantom::SeriesPlan::new(7, 0, 64, true);
+    let mut canvas = crate::phantom::render::Canvas::default();
+    let mut boxes = Vec::new();
+    plan.render(32, &mut canvas, &mut boxes);
+    let side = crate::phantom::render::SIZE as u32;
+    let slice = Slice {
+        source: PathBuf::from("warm-up phantom slice"),
+        frame: 0,
+        series: crate::slice::SeriesId("warm-up".into()),
+        instance: None,
+        position_z: None,
+        width: side,
+        height: side,
+        pixels: crate::slice::Pixels::Hu(std::mem::take(&mut canvas.hu)),
+    };
+    let mut scores = SliceScores::default();
+    let mut us = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        pipeline.run(&slice, &mut scores)?;
+        us.push(us_since(t));
+    }
+    Ok(stats::summarize(&us))
+}
