@@ -243,6 +243,39 @@ fn plan(cfg: &Cfg, path: &Path) -> Result<Vec<Planned>, ImportError> {
     Ok(out)
 }
 
+/// What the weights file holds for one convolutional layer, in file order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvWeights {
+    /// Darknet layer index.
+    pub layer: usize,
+    pub filters: usize,
+    /// Input channels per group.
+    pub in_channels: usize,
+    pub size: usize,
+    /// Whether scales, rolling mean and rolling variance follow the biases.
+    pub batch_normalize: bool,
+}
+
+/// The convolutional layers' weight shapes, in weights-file order (e.g. to write random weights
+/// for a cfg whose trained weights are not public); checks the cfg's arithmetic as the import does.
+pub fn conv_weights(cfg: &Cfg, cfg_path: &Path) -> Result<Vec<ConvWeights>, ImportError> {
+    let planned = plan(cfg, cfg_path)?;
+    let mut out = Vec::new();
+    for (ix, layer) in cfg.layers.iter().enumerate() {
+        if let LayerKind::Conv(c) = &layer.kind {
+            let prev_c = if ix == 0 { cfg.net.channels } else { planned[ix - 1].out.c };
+            out.push(ConvWeights {
+                layer: ix,
+                filters: c.filters,
+                in_channels: prev_c / c.groups,
+                size: c.size,
+                batch_normalize: c.batch_normalize,
+            });
+        }
+    }
+    Ok(out)
+}
+
 fn activation(g: &mut GraphBuilder, x: String, a: Activation) -> String {
     match a {
         Activation::Linear => x,
