@@ -292,3 +292,29 @@ fn imported_darknet_detector_and_keras_classifier_run_in_the_daemon() {
     let p = v["p"].as_f64().unwrap();
     assert!((0.0..=1.0).contains(&p), "{line}");
 }
+
+#[test]
+fn malformed_cfg_is_refused_with_layer_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("bad.cfg");
+    let text = tiny_gray_cfg().replacen("activation=leaky", "activation=swish", 3);
+    std::fs::write(&cfg, text).unwrap();
+    let weights = dir.path().join("w.weights");
+    std::fs::write(&weights, tiny_gray_weights()).unwrap();
+    let out = bin()
+        .args(["import-darknet", "--cfg"])
+        .arg(&cfg)
+        .arg("--weights")
+        .arg(&weights)
+        .arg("--out")
+        .arg(dir.path().join("o"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("layer 0 [convolutional]") && stderr.contains("swish") && stderr.contains("line "),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("o").exists());
+}

@@ -699,6 +699,29 @@ fn write_new(path: &Path, bytes: &[u8]) -> Result<(), ImportError> {
 mod tests {
     use super::*;
 
+    fn weights_file_len(text: &str) -> usize {
+        let cfg = cfg::parse(text).unwrap();
+        let floats: usize = conv_weights(&cfg, Path::new("t.cfg"))
+            .unwrap()
+            .iter()
+            .map(|c| c.filters * if c.batch_normalize { 4 } else { 1 } + c.filters * c.in_channels * c.size * c.size)
+            .sum();
+        20 + 4 * floats
+    }
+
+    /// The layouts agree with the released COCO weights: yolov4.weights is 257,717,640 bytes and
+    /// yolov4-tiny.weights 24,251,276 bytes (AlexeyAB darknet releases, 80 classes, 3 channels).
+    #[test]
+    fn expected_weights_sizes_match_the_released_coco_files() {
+        let paper = include_str!("../../tests/data/darknet/yolov4-ctscans.cfg");
+        let yolov4 = paper
+            .replace("channels=1", "channels=3")
+            .replace("classes=1", "classes=80")
+            .replace("filters=18", "filters=255");
+        assert_eq!(weights_file_len(&yolov4), 257_717_640);
+        assert_eq!(weights_file_len(include_str!("../../tests/data/darknet/yolov4-tiny.cfg")), 24_251_276);
+    }
+
     #[test]
     fn civil_dates() {
         assert_eq!(civil_date(0), (1970, 1, 1));
