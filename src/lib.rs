@@ -13,6 +13,7 @@ pub mod daemon;
 pub mod engine;
 pub mod eval;
 pub mod evaluate;
+pub mod import;
 pub mod infer;
 pub mod model;
 pub mod phantom;

@@ -8,7 +8,7 @@ use pe_sentinel::daemon::{self, Daemon};
 use pe_sentinel::evaluate::{self, InputKind};
 use pe_sentinel::pipeline::{ModelSet, Pipeline, SliceScores};
 use pe_sentinel::store::journal::Journal;
-use pe_sentinel::{bench, infer, phantom};
+use pe_sentinel::{bench, import, infer, phantom};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -100,6 +100,19 @@ enum Command {
     /// Latency per slice and per stage through the full path (decode to verdict), per engine;
     /// `bench compare A.json B.json` puts two runs side by side.
     Bench(BenchArgs),
+    /// Convert a darknet YOLO detector (.cfg + .weights) to an ONNX model and its manifest.
+    ImportDarknet(ImportDarknetArgs),
+    /// Run one model on a raw little-endian f32 input tensor and write each raw output as
+    /// `<out>/<output name>.f32` (for parity checks against other implementations).
+    #[command(hide = true)]
+    RunModel {
+        #[arg(long)]
+        manifest: PathBuf,
+        #[arg(long)]
+        input: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -135,6 +148,34 @@ struct BenchArgs {
 enum BenchAction {
     /// Two summary.json files side by side, with B/A ratios.
     Compare { a: PathBuf, b: PathBuf },
+}
+
+#[derive(clap::Args)]
+struct ImportDarknetArgs {
+    /// The darknet network description (.cfg).
+    #[arg(long)]
+    cfg: PathBuf,
+    /// The trained weights for exactly that cfg (.weights).
+    #[arg(long)]
+    weights: PathBuf,
+    /// Output folder for <name>.onnx and <name>.toml (created if missing; never overwritten).
+    #[arg(long)]
+    out: PathBuf,
+    /// Output file stem and model name (default: the cfg's file stem).
+    #[arg(long)]
+    name: Option<String>,
+    /// Class names, one per line in class-index order (darknet's .names file).
+    #[arg(long)]
+    names: Option<PathBuf>,
+    /// The class name that means PE (default: the only class of a one-class model).
+    #[arg(long)]
+    positive: Option<String>,
+    /// Box confidence threshold written to the manifest.
+    #[arg(long, default_value_t = 0.25)]
+    confidence: f32,
+    /// NMS IoU threshold written to the manifest.
+    #[arg(long, default_value_t = 0.45)]
+    nms_iou: f32,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -196,6 +237,8 @@ fn main() -> ExitCode {
         Command::History { config, state, json, limit } => run_history(config, state, json, limit),
         Command::Phantom(a) => run_phantom(a),
         Command::Bench(a) => run_bench(a),
+        Command::ImportDarknet(a) => run_import_darknet(a),
+        Command::RunModel { manifest, input, out } => run_model(&manifest, &input, &out),
     };
     match result {
         Ok(code) => code,
@@ -587,4 +630,62 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
 
 fn engine_kind_name(cfg: &Resolved) -> String {
     format!("{:?}", cfg.profile.engine.kind).to_lowercase()
+}
+
+fn run_import_darknet(a: ImportDarknetArgs) -> anyhow::Result<ExitCode> {
+    let labels = match &a.names {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read --names {}", p.display()))?;
+            Some(text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
+        }
+        None => None,
+    };
+    let options = import::DarknetOptions {
+        name: a.name,
+        labels,
+        positive: a.positive,
+        confidence_threshold: a.confidence,
+        nms_iou: a.nms_iou,
+    };
+    let r = import::import_darknet(&a.cfg, &a.weights, &a.out, &options)?;
+    outln!(
+        "imported {} layers ({} convolutions, {} weight bytes) into {} and {}",
+        r.layers,
+        r.convolutions,
+        r.weights_bytes,
+        r.onnx.display(),
+        r.manifest.display()
+    );
+    for (name, [c, h, w]) in &r.heads {
+        outln!("  head {name}: {c}x{h}x{w}");
+    }
+    outln!("check [labels] and [preprocess] in the manifest against how the model was trained (docs/byom.md)");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_model(manifest: &Path, input: &Path, out: &Path) -> anyhow::Result<ExitCode> {
+    use pe_sentinel::engine::{Engine, Outputs, TractOptions, TractPlan};
+    let m = pe_sentinel::model::Manifest::load(manifest)?;
+    let mut engine = TractPlan::load(&m, &TractOptions::default())?.spawn()?;
+    let bytes = std::fs::read(input).with_context(|| format!("cannot read input tensor {}", input.display()))?;
+    if bytes.len() != engine.input_len() * 4 {
+        anyhow::bail!(
+            "input tensor {} has {} bytes, the model takes {} f32 values ({} bytes) in the manifest's layout",
+            input.display(),
+            bytes.len(),
+            engine.input_len(),
+            engine.input_len() * 4
+        );
+    }
+    let values: Vec<f32> = bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let mut outputs = Outputs::new(engine.output_specs());
+    engine.run(&values, &mut outputs)?;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    for t in outputs.tensors() {
+        let p = out.join(format!("{}.f32", t.spec.name));
+        let b: Vec<u8> = t.data.iter().flat_map(|x| x.to_le_bytes()).collect();
+        std::fs::write(&p, b).with_context(|| format!("cannot write {}", p.display()))?;
+        outln!("{} {:?}", t.spec.name, t.spec.shape);
+    }
+    Ok(ExitCode::SUCCESS)
 }
