@@ -42,6 +42,21 @@ pub struct EvalOutcome {
     pub fused_slice_accuracy: Option<f64>,
     pub precision: String,
     pub input: String,
+    /// Every slice's scores, for tuning fusion and the series rule offline.
+    pub slices: Vec<SliceScoreRow>,
+}
+
+/// One slice's scores and truth (`eval --json`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SliceScoreRow {
+    pub series: String,
+    pub instance: i32,
+    /// Whether the slice carries a labelled embolus.
+    pub truth: bool,
+    /// Classifier P(positive).
+    pub p: f32,
+    /// Highest detector confidence among all boxes kept at the evaluation's low threshold.
+    pub max_confidence: f32,
 }
 
 fn label_boxes(path: &Path, w: f64, h: f64, image: u64, out: &mut Vec<TruthBox>) -> Result<usize, String> {
@@ -89,6 +104,7 @@ pub fn evaluate(
     pipeline.set_detector_threshold(AP_THRESHOLD);
     let (mut truths, mut dets) = (Vec::new(), Vec::new());
     let (mut slice_out, mut fused_out, mut series_out) = (Vec::new(), Vec::new(), Vec::new());
+    let mut rows = Vec::new();
     let mut scores = SliceScores::default();
     let mut image: u64 = 0;
     for dir in &series_dirs {
@@ -138,6 +154,13 @@ pub fn evaluate(
                 slice_out.push(Outcome { predicted: scores.p >= fusion.classifier_p, truth });
                 fused_out.push(Outcome { predicted: v.suspicious, truth });
                 let instance = s.instance.unwrap_or(k as i32 + 1);
+                rows.push(SliceScoreRow {
+                    series: name.clone(),
+                    instance,
+                    truth,
+                    p: scores.p,
+                    max_confidence: scores.detections.boxes.iter().map(|d| d.confidence).fold(0.0, f32::max),
+                });
                 let _ = tracker.observe(
                     &name,
                     SliceObservation {
@@ -158,5 +181,11 @@ pub fn evaluate(
     pipeline.set_detector_threshold(detector_threshold);
     let report = EvalReport::compute(&truths, &dets, &slice_out, &series_out)?;
     let fused = crate::eval::Confusion::from_outcomes(&fused_out);
-    Ok(EvalOutcome { report, fused_slice_accuracy: fused.accuracy(), precision: String::new(), input: sub.to_string() })
+    Ok(EvalOutcome {
+        report,
+        fused_slice_accuracy: fused.accuracy(),
+        precision: String::new(),
+        input: sub.to_string(),
+        slices: rows,
+    })
 }
