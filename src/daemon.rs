@@ -91,7 +91,7 @@ impl Daemon {
         crate::runtime::apply(&p.runtime);
         let t = Instant::now();
         let mut pipeline = Pipeline::new(&models, p.engine.threads)?;
-        pipeline.set_cascade_gate(p.budget.cascade_gate);
+        pipeline.apply_profile(p);
         log::info!("engine {} loaded and warmed up in {} ms", pipeline.engine_name(), t.elapsed().as_millis());
         let b = p.budget.config();
         match crate::bench::warmup_probe(&mut pipeline, 3) {

@@ -101,6 +101,8 @@ pub fn evaluate(
         return Err(EvalRunError::Empty(data.to_path_buf(), sub));
     }
     let detector_threshold = pipeline.detector_threshold();
+    // AP needs the detector's answer on every slice: no cascade here.
+    pipeline.set_cascade_gate(None);
     pipeline.set_detector_threshold(AP_THRESHOLD);
     let (mut truths, mut dets) = (Vec::new(), Vec::new());
     let (mut slice_out, mut fused_out, mut series_out) = (Vec::new(), Vec::new(), Vec::new());

@@ -265,7 +265,9 @@ fn with_precision(mut cfg: Resolved, precision: Option<PrecisionArg>) -> anyhow:
 
 fn pipeline_for(cfg: &Resolved) -> anyhow::Result<Pipeline> {
     let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
-    Ok(Pipeline::new(&models, cfg.profile.engine.threads)?)
+    let mut pipeline = Pipeline::new(&models, cfg.profile.engine.threads)?;
+    pipeline.apply_profile(&cfg.profile);
+    Ok(pipeline)
 }
 
 fn run(config: Option<PathBuf>, drop: Option<PathBuf>, state: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -374,7 +376,7 @@ fn run_check(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
                         true,
                         format!("engine {} loaded and warmed up in {} ms", pl.engine_name(), t.elapsed().as_millis()),
                     );
-                    pl.set_cascade_gate(p.budget.cascade_gate);
+                    pl.apply_profile(p);
                     match bench::warmup_probe(&mut pl, 5) {
                         Ok(s) if s.p50_ms > f64::from(p.budget.budget_ms) => outln!(
                             "warning: models alone take {:.1} ms per slice (median of 5 warm-up runs, max {:.1} ms), over the {} ms budget before decode and store; every slice will miss it: raise budget.budget_ms, use a faster engine or precision, or set budget.cascade_gate",

@@ -148,6 +148,16 @@ impl Pipeline {
         self.yolo.set_threshold(t);
     }
 
+    /// Applies the board profile's settings that live in the pipeline: the cascade gate
+    /// (`[budget] cascade_gate`) and a detector confidence threshold overriding the manifest's
+    /// (`[verdict] detector_threshold`).
+    pub fn apply_profile(&mut self, p: &crate::config::BoardProfile) {
+        self.set_cascade_gate(p.budget.cascade_gate);
+        if let Some(t) = p.verdict.detector_threshold {
+            self.set_detector_threshold(t);
+        }
+    }
+
     /// Cascade: run the detector only on slices whose classifier P is at least `gate`
     /// (None: on every slice).
     pub fn set_cascade_gate(&mut self, gate: Option<f32>) {

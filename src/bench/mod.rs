@@ -225,7 +225,7 @@ fn run_engine(
 ) -> anyhow::Result<EngineRun> {
     let BuiltPipeline { mut pipeline, engine, reason } = built;
     let p = &cfg.profile;
-    pipeline.set_cascade_gate(p.budget.cascade_gate);
+    pipeline.apply_profile(p);
     let fusion = p.verdict.fusion_config();
     let mut tracker = SeriesTracker::new(p.verdict.series_config());
     let mut budget = BudgetTracker::new(BudgetConfig { ..p.budget.config() });

@@ -94,6 +94,8 @@ pub struct Verdict {
     pub fusion: crate::verdict::fusion::FusionPolicy,
     /// P(positive) at or above which the classifier calls a slice suspicious.
     pub classifier_threshold: f32,
+    /// Detector box confidence at or above which a box counts (absent: the manifest's).
+    pub detector_threshold: Option<f32>,
     /// k: suspicious slices needed within a window of `window_slices` adjacent slices.
     pub suspicious_min: u16,
     /// n: the window, in adjacent slices.
@@ -108,6 +110,7 @@ impl Default for Verdict {
         Self {
             fusion: crate::verdict::fusion::FusionPolicy::default(),
             classifier_threshold: 0.5,
+            detector_threshold: None,
             suspicious_min: s.suspicious_min,
             window_slices: s.window_slices,
             quiet_s: s.quiet_ms as f64 / 1000.0,
@@ -207,6 +210,15 @@ impl BoardProfile {
             return Err(range("verdict.classifier_threshold", t.to_string(), "0.0 to 1.0"));
         }
         let v = &self.verdict;
+        if let Some(d) = v.detector_threshold {
+            if !(0.0..=1.0).contains(&d) || d.is_nan() {
+                return Err(range(
+                    "verdict.detector_threshold",
+                    d.to_string(),
+                    "0.0 to 1.0, or leave it out for the manifest's",
+                ));
+            }
+        }
         if !(1..=64).contains(&v.window_slices) {
             return Err(range("verdict.window_slices", v.window_slices.to_string(), "1 to 64"));
         }
