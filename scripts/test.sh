@@ -12,6 +12,10 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/py/requirements.txt
 
+# The onnxruntime engine's tests load the shared library of the pinned onnxruntime wheel just installed.
+PE_SENTINEL_ORT_LIB="$(ls "$VENV"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.1.* | head -n1)"
+export PE_SENTINEL_ORT_LIB
+
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
 cargo build --locked --all-targets

@@ -66,10 +66,10 @@ impl Daemon {
     pub fn open(cfg: &Resolved) -> anyhow::Result<Daemon> {
         let p = &cfg.profile;
         log::info!(
-            "board profile {} ({}), engine {:?}, precision {}, {} thread(s)",
+            "board profile {} ({}), engine {}, precision {}, {} thread(s)",
             p.board.name,
             cfg.profile_path.display(),
-            p.engine.kind,
+            p.engine.kind.as_str(),
             p.engine.precision.as_str(),
             p.engine.threads
         );
@@ -84,7 +84,12 @@ impl Daemon {
             }
         }
         let t = Instant::now();
-        let pipeline = Pipeline::new(&models, p.engine.threads)?;
+        let (cls, det, choice) = crate::engine::open(cfg, &models)?;
+        log::info!("{choice}");
+        for a in &choice.looked {
+            log::info!("looked for onnxruntime: {a}");
+        }
+        let pipeline = Pipeline::with_engines(&models, cls, det)?;
         log::info!("engine {} loaded and warmed up in {} ms", pipeline.engine_name(), t.elapsed().as_millis());
         let drop = DropFolder::open(&cfg.drop_dir)?;
         log::info!("watching drop folder {}", drop.root().display());

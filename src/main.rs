@@ -179,7 +179,9 @@ fn with_precision(mut cfg: Resolved, precision: Option<PrecisionArg>) -> anyhow:
 
 fn pipeline_for(cfg: &Resolved) -> anyhow::Result<Pipeline> {
     let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
-    Ok(Pipeline::new(&models, cfg.profile.engine.threads)?)
+    let (cls, det, choice) = pe_sentinel::engine::open(cfg, &models)?;
+    log::info!("{choice}");
+    Ok(Pipeline::with_engines(&models, cls, det)?)
 }
 
 fn run(config: Option<PathBuf>, drop: Option<PathBuf>, state: Option<PathBuf>) -> anyhow::Result<ExitCode> {
@@ -264,8 +266,8 @@ fn run_check(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     line(
         true,
         format!(
-            "engine {:?}, precision {}, {} thread(s)",
-            p.engine.kind,
+            "engine {}, precision {}, {} thread(s)",
+            p.engine.kind.as_str(),
             p.engine.precision.as_str(),
             p.engine.threads
         ),
@@ -282,11 +284,24 @@ fn run_check(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
                 }
             }
             let t = std::time::Instant::now();
-            match Pipeline::new(&models, p.engine.threads) {
-                Ok(pl) => line(
-                    true,
-                    format!("engine {} loaded and warmed up in {} ms", pl.engine_name(), t.elapsed().as_millis()),
-                ),
+            match pe_sentinel::engine::open(&cfg, &models) {
+                Ok((cls, det, choice)) => {
+                    line(true, format!("{choice}"));
+                    for a in &choice.looked {
+                        outln!("        looked at {a}");
+                    }
+                    match Pipeline::with_engines(&models, cls, det) {
+                        Ok(pl) => line(
+                            true,
+                            format!(
+                                "engine {} loaded and warmed up in {} ms",
+                                pl.engine_name(),
+                                t.elapsed().as_millis()
+                            ),
+                        ),
+                        Err(e) => line(false, format!("{e}")),
+                    }
+                }
                 Err(e) => line(false, format!("{e}")),
             }
         }

@@ -20,6 +20,23 @@ pub enum ConfigError {
 pub enum EngineKind {
     /// Pure-Rust CPU engine, always built.
     Tract,
+    /// onnxruntime, its shared library loaded at run time; refuses to start without it.
+    Onnxruntime,
+    /// onnxruntime when its library loads, else tract (the choice and why are logged).
+    Auto,
+    /// TensorRT through the project's shim (cargo feature `tensorrt`; see docs/engines.md).
+    Tensorrt,
+}
+
+impl EngineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Tract => "tract",
+            EngineKind::Onnxruntime => "onnxruntime",
+            EngineKind::Auto => "auto",
+            EngineKind::Tensorrt => "tensorrt",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -62,8 +79,14 @@ pub struct Board {
 pub struct Engine {
     pub kind: EngineKind,
     pub precision: Precision,
-    /// Threads for the engine's matrix kernels (tract's multithread-mm).
+    /// Threads for the engine's matrix kernels (tract's multithread-mm, onnxruntime's intra-op pool).
     pub threads: usize,
+    /// The onnxruntime shared library (relative to the profile); when set, the only one tried.
+    #[serde(default)]
+    pub onnxruntime_lib: Option<PathBuf>,
+    /// onnxruntime execution providers to ask for before the CPU one ("cuda", "tensorrt").
+    #[serde(default)]
+    pub providers: Vec<crate::engine::onnxruntime::Provider>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
