@@ -93,6 +93,16 @@ enum Command {
     },
     /// Write synthetic CTPA series with known emboli (DICOM, PNG, YOLO labels, truth JSON).
     Phantom(PhantomArgs),
+    /// Build the TensorRT plans of the profile's models into <state>/engines (feature `tensorrt`).
+    BuildEngines {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Rebuild even when a current plan exists.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -153,6 +163,7 @@ fn main() -> ExitCode {
         Command::Eval { data, config, precision, input, json } => run_eval(&data, config, precision, input, json),
         Command::History { config, state, json, limit } => run_history(config, state, json, limit),
         Command::Phantom(a) => run_phantom(a),
+        Command::BuildEngines { config, state, force } => run_build_engines(config, state, force),
     };
     match result {
         Ok(code) => code,
@@ -401,6 +412,17 @@ fn run_history(config: Option<PathBuf>, state: Option<PathBuf>, json: bool, limi
                 r.verdict.as_str()
             );
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_build_engines(config: Option<PathBuf>, state: Option<PathBuf>, force: bool) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(config, None, state.as_deref())?;
+    let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
+    let lines =
+        pe_sentinel::engine::choice::build_tensorrt_engines(&cfg, &models, force).map_err(anyhow::Error::msg)?;
+    for l in lines {
+        outln!("{l}");
     }
     Ok(ExitCode::SUCCESS)
 }

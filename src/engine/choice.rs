@@ -102,11 +102,100 @@ pub fn open(cfg: &Resolved, models: &ModelSet) -> Result<Opened, OpenError> {
                 Ok((c, d, choice("tract", why, err.attempts)))
             }
         },
-        EngineKind::Tensorrt => Err(OpenError::Tensorrt {
-            profile: cfg.profile_path.clone(),
-            detail:
-                "this build has no TensorRT support (cargo feature `tensorrt`, issue 10); use \"auto\" or \"tract\""
-                    .into(),
-        }),
+        EngineKind::Tensorrt => match open_tensorrt(cfg, models) {
+            Ok((c, d, reason)) => Ok((c, d, choice("tensorrt", reason, Vec::new()))),
+            Err(failure) => match super::tensorrt::apply_fallback(cfg.profile.tensorrt.fallback, &failure) {
+                Ok(why) => {
+                    let (c, d) = tract(cfg, models)?;
+                    Ok((c, d, choice("tract", why, Vec::new())))
+                }
+                Err(detail) => Err(OpenError::Tensorrt { profile: cfg.profile_path.clone(), detail }),
+            },
+        },
     }
+}
+
+/// The shim library the profile points at: `[tensorrt] shim`, else the package's lib folder if
+/// it has one, else the system loader's `libpe_trt.so`.
+pub fn tensorrt_shim_path(cfg: &Resolved) -> PathBuf {
+    if let Some(p) = &cfg.profile.tensorrt.shim {
+        return if p.is_absolute() {
+            p.clone()
+        } else {
+            cfg.profile_path.parent().unwrap_or(std::path::Path::new(".")).join(p)
+        };
+    }
+    let own = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(|d| d.join("../lib/pe-sentinel/libpe_trt.so")))
+        .filter(|p| p.exists());
+    own.unwrap_or_else(|| PathBuf::from("libpe_trt.so"))
+}
+
+/// Both TensorRT engines and what was done to get them.
+type TrtOpened = (Box<dyn Engine>, Box<dyn Engine>, String);
+
+/// The build precision the profile implies.
+pub fn tensorrt_precision(cfg: &Resolved) -> super::tensorrt::BuildPrecision {
+    use super::tensorrt::BuildPrecision;
+    match (cfg.profile.engine.precision, cfg.profile.tensorrt.fp16) {
+        (crate::config::Precision::Int8, _) => BuildPrecision::Int8Qdq,
+        (crate::config::Precision::Fp32, true) => BuildPrecision::Fp16,
+        (crate::config::Precision::Fp32, false) => BuildPrecision::Fp32,
+    }
+}
+
+#[cfg(not(feature = "tensorrt"))]
+fn open_tensorrt(_cfg: &Resolved, _models: &ModelSet) -> Result<TrtOpened, String> {
+    Err("this pe-sentinel was built without TensorRT support (cargo feature `tensorrt`, see docs/engines.md)".into())
+}
+
+#[cfg(feature = "tensorrt")]
+fn open_tensorrt(cfg: &Resolved, models: &ModelSet) -> Result<TrtOpened, String> {
+    use super::tensorrt::{engines_dir, shim};
+    let path = tensorrt_shim_path(cfg);
+    let lib = shim::TrtLibrary::open(&path)?;
+    let precision = tensorrt_precision(cfg);
+    let dir = engines_dir(&cfg.state_dir);
+    let (c, rc) = shim::load_cached(&lib, &models.classifier, precision, &dir).map_err(|e| e.to_string())?;
+    let (d, rd) = shim::load_cached(&lib, &models.detector, precision, &dir).map_err(|e| e.to_string())?;
+    let said = |r: &shim::PlanReport| match &r.built {
+        None => format!("{} (cached)", r.path.display()),
+        Some(why) => format!("{} (built: {why})", r.path.display()),
+    };
+    let reason = format!(
+        "TensorRT {} on {} via {}, {} plans {} and {}",
+        lib.tensorrt_version,
+        lib.gpu_name,
+        lib.path().display(),
+        precision.as_str(),
+        said(&rc),
+        said(&rd)
+    );
+    Ok((Box::new(c), Box::new(d), reason))
+}
+
+/// `pe-sentinel build-engines`: builds (or, unless `force`, reuses) the TensorRT plans of both
+/// models in `<state>/engines`; one line per model saying what was done.
+#[cfg(feature = "tensorrt")]
+pub fn build_tensorrt_engines(cfg: &Resolved, models: &ModelSet, force: bool) -> Result<Vec<String>, String> {
+    use super::tensorrt::{engines_dir, shim};
+    let lib = shim::TrtLibrary::open(&tensorrt_shim_path(cfg))?;
+    let precision = tensorrt_precision(cfg);
+    let dir = engines_dir(&cfg.state_dir);
+    let mut lines = vec![format!("TensorRT {} on {} via {}", lib.tensorrt_version, lib.gpu_name, lib.path().display())];
+    for m in [&models.classifier, &models.detector] {
+        let r = shim::ensure_plan(&lib, m, precision, &dir, force).map_err(|e| e.to_string())?;
+        lines.push(match r.built {
+            None => format!("{}: {} plan {} is current", m.model().name, precision.as_str(), r.path.display()),
+            Some(why) => format!("{}: built {} plan {} ({why})", m.model().name, precision.as_str(), r.path.display()),
+        });
+    }
+    Ok(lines)
+}
+
+/// Without the `tensorrt` feature there is nothing to build: says so.
+#[cfg(not(feature = "tensorrt"))]
+pub fn build_tensorrt_engines(_cfg: &Resolved, _models: &ModelSet, _force: bool) -> Result<Vec<String>, String> {
+    Err("this pe-sentinel was built without TensorRT support; rebuild it with `cargo build --release --features tensorrt` on the Jetson (docs/engines.md)".into())
 }

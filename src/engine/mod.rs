@@ -15,6 +15,7 @@ use crate::model::{ManifestError, OutputSpec};
 
 pub mod choice;
 pub mod onnxruntime;
+pub mod tensorrt;
 pub mod tract;
 
 pub use self::choice::{open, EngineChoice};
