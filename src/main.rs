@@ -79,6 +79,10 @@ enum Command {
         /// Also write the figures as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// With --precision int8: the FP32 run's --json on the same data; fails when INT8 loses more
+        /// than the profile's [tensorrt] int8_max_loss on any figure.
+        #[arg(long)]
+        int8_baseline: Option<PathBuf>,
     },
     /// Recent series and their verdicts from the journal.
     History {
@@ -160,7 +164,9 @@ fn main() -> ExitCode {
         Command::Run { config, drop, state } => run(config, drop, state),
         Command::Infer { config, precision, dump, files } => run_infer(config, precision, dump, &files),
         Command::Check { config } => run_check(config),
-        Command::Eval { data, config, precision, input, json } => run_eval(&data, config, precision, input, json),
+        Command::Eval { data, config, precision, input, json, int8_baseline } => {
+            run_eval(&data, config, precision, input, json, int8_baseline)
+        }
         Command::History { config, state, json, limit } => run_history(config, state, json, limit),
         Command::Phantom(a) => run_phantom(a),
         Command::BuildEngines { config, state, force } => run_build_engines(config, state, force),
@@ -350,6 +356,7 @@ fn run_eval(
     precision: Option<PrecisionArg>,
     input: InputArg,
     json: Option<PathBuf>,
+    int8_baseline: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let cfg = with_precision(load_config(config, None, None)?, precision)?;
     let mut pipeline = pipeline_for(&cfg)?;
@@ -383,6 +390,20 @@ fn run_eval(
     if let Some(path) = json {
         std::fs::write(&path, serde_json::to_string_pretty(&out)? + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
+    }
+    if let Some(base) = int8_baseline {
+        let text = std::fs::read_to_string(&base).with_context(|| format!("cannot read {}", base.display()))?;
+        let fp32: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not the JSON of `pe-sentinel eval --json`", base.display()))?;
+        let figures = pe_sentinel::engine::tensorrt::eval_figures(&fp32, &serde_json::to_value(&out)?);
+        let margin = cfg.profile.tensorrt.int8_max_loss;
+        match pe_sentinel::engine::tensorrt::check_int8_margin(&figures, margin) {
+            Ok(n) => outln!("  INT8 within int8_max_loss = {margin} of FP32 ({}) on {n} figure(s)", base.display()),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -277,3 +277,72 @@ mod shim {
         assert!(!ok && text.contains("refusing to start") && text.contains("[1, 1, 224, 224]"), "{text}");
     }
 }
+
+/// `[tensorrt] int8_max_loss` applied by `eval --int8-baseline` on a phantom eval set.
+#[test]
+fn eval_refuses_int8_that_loses_more_than_the_margin() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("eval");
+    let (ok, text) = output(
+        bin()
+            .args([
+                "phantom",
+                "--series",
+                "2",
+                "--slices",
+                "6",
+                "--format",
+                "png",
+                "--seed",
+                "5",
+                "--pe-fraction",
+                "0.5",
+                "--out",
+            ])
+            .arg(&data),
+    );
+    assert!(ok, "{text}");
+    let p = dir.path().join("x86.toml");
+    let text = std::fs::read_to_string(root().join("board/x86-cpu.toml"))
+        .unwrap()
+        .replace("dir = \"../models\"", &format!("dir = \"{}\"", root().join("models").display()));
+    std::fs::write(&p, format!("{text}\n[tensorrt]\nint8_max_loss = 0.05\n")).unwrap();
+    let int8 = dir.path().join("int8.json");
+    let (ok, text) = output(
+        bin()
+            .args(["eval", "--precision", "int8", "--data"])
+            .arg(&data)
+            .arg("--config")
+            .arg(&p)
+            .arg("--json")
+            .arg(&int8),
+    );
+    assert!(ok, "{text}");
+    // A baseline equal to the INT8 figures loses nothing.
+    let (ok, text) = output(
+        bin()
+            .args(["eval", "--precision", "int8", "--data"])
+            .arg(&data)
+            .arg("--config")
+            .arg(&p)
+            .arg("--int8-baseline")
+            .arg(&int8),
+    );
+    assert!(ok && text.contains("INT8 within int8_max_loss = 0.05"), "{text}");
+    // A baseline 0.1 better on series sensitivity than INT8: refused, naming the figure.
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&int8).unwrap()).unwrap();
+    let s = v["series_sensitivity"].as_f64().expect("series sensitivity");
+    v["series_sensitivity"] = serde_json::json!(s + 0.1);
+    let better = dir.path().join("better.json");
+    std::fs::write(&better, v.to_string()).unwrap();
+    let (ok, text) = output(
+        bin()
+            .args(["eval", "--precision", "int8", "--data"])
+            .arg(&data)
+            .arg("--config")
+            .arg(&p)
+            .arg("--int8-baseline")
+            .arg(&better),
+    );
+    assert!(!ok && text.contains("series sensitivity") && text.contains("int8_max_loss = 0.05"), "{text}");
+}

@@ -69,6 +69,11 @@ sys.exit(0 if ok else 1)
 PY
 done
 
+# INT8 accuracy margin ([tensorrt] int8_max_loss) on the phantom eval set, TensorRT engines.
+"$BIN" phantom --out "$WORK/eval" --series 6 --slices 32 --format png --seed 11
+"$BIN" eval --data "$WORK/eval" --config "$WORK/trt-fp32.toml" --json "$WORK/eval-fp32.json"
+"$BIN" eval --data "$WORK/eval" --config "$WORK/trt-int8.toml" --int8-baseline "$WORK/eval-fp32.json" || status=1
+
 # Latency: the lead's `bench` command (median/p99 per engine).
 for engine in tract tensorrt onnxruntime; do
   "$BIN" bench --engine "$engine" --config "$WORK/trt-fp32.toml" || status=1

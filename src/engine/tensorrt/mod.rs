@@ -223,6 +223,26 @@ pub fn check_int8_margin(figures: &[Figure], margin: f64) -> Result<usize, Strin
     }
 }
 
+/// The figures [`check_int8_margin`] compares, read from two `pe-sentinel eval --json` outputs.
+pub fn eval_figures(fp32: &serde_json::Value, int8: &serde_json::Value) -> Vec<Figure> {
+    const KEYS: [(&str, &str); 7] = [
+        ("detector AP50 (VOC)", "/ap50_voc"),
+        ("classifier slice accuracy", "/slice_accuracy"),
+        ("classifier slice sensitivity", "/slice_sensitivity"),
+        ("classifier slice specificity", "/slice_specificity"),
+        ("series sensitivity", "/series_sensitivity"),
+        ("series specificity", "/series_specificity"),
+        ("fused slice accuracy", "/fused_slice_accuracy"),
+    ];
+    KEYS.iter()
+        .map(|&(name, ptr)| Figure {
+            name,
+            fp32: fp32.pointer(ptr).and_then(serde_json::Value::as_f64),
+            int8: int8.pointer(ptr).and_then(serde_json::Value::as_f64),
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
