@@ -80,7 +80,7 @@ mod shim {
     use pe_sentinel::model::Manifest;
     use std::sync::{Mutex, MutexGuard, OnceLock};
 
-    /// The stand-in, compiled once per test run into a folder kept for the run, and kept loaded
+    /// The stand-in, compiled once per test run into cargo's target tmp folder, and kept loaded
     /// (so the knobs set through [`handle`] stay set while the binding opens it again).
     fn stand_in() -> &'static Path {
         &loaded().0
@@ -93,7 +93,7 @@ mod shim {
     fn loaded() -> &'static (PathBuf, libloading::Library) {
         static LIB: OnceLock<(PathBuf, libloading::Library)> = OnceLock::new();
         LIB.get_or_init(|| {
-            let dir = std::env::temp_dir().join(format!("pe-trt-standin-{}", std::process::id()));
+            let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("pe-trt-standin-{}", std::process::id()));
             std::fs::create_dir_all(&dir).unwrap();
             let target = format!("{}-unknown-linux-gnu", std::env::consts::ARCH);
             let compiler = cc::Build::new()
