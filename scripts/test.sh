@@ -12,10 +12,18 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/py/requirements.txt
 
+# The onnxruntime engine's tests load the shared library of the pinned onnxruntime wheel just installed.
+PE_SENTINEL_ORT_LIB="$(ls "$VENV"/lib/python3*/site-packages/onnxruntime/capi/libonnxruntime.so.1.* | head -n1)"
+export PE_SENTINEL_ORT_LIB
+
 cargo fmt --check
 cargo clippy --all-targets --locked -- -D warnings
+# The TensorRT binding (feature `tensorrt`) must compile and lint everywhere (docs/engines.md).
+cargo clippy --features tensorrt --all-targets --locked -- -D warnings
 cargo build --locked --all-targets
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 PE_SENTINEL_BIN="$TARGET_DIR/debug/pe-sentinel" "$VENV/bin/python" -m pytest -q tests/py
 # Unit and integration tests (no doc-tests: there are none, and an empty last run would hide the count).
 cargo test --locked --lib --bins --tests
+# The TensorRT binding against its C stand-in (builds the binary with the feature; keep it last).
+cargo test --locked --features tensorrt --test tensorrt

@@ -70,10 +70,10 @@ impl Daemon {
     pub fn open(cfg: &Resolved) -> anyhow::Result<Daemon> {
         let p = &cfg.profile;
         log::info!(
-            "board profile {} ({}), engine {:?}, precision {}, {} thread(s)",
+            "board profile {} ({}), engine {}, precision {}, {} thread(s)",
             p.board.name,
             cfg.profile_path.display(),
-            p.engine.kind,
+            p.engine.kind.as_str(),
             p.engine.precision.as_str(),
             p.engine.threads
         );
@@ -90,7 +90,12 @@ impl Daemon {
         // Scheduling first, so the engine's threads inherit affinity and priority.
         crate::runtime::apply(&p.runtime);
         let t = Instant::now();
-        let mut pipeline = Pipeline::new(&models, p.engine.threads)?;
+        let (cls, det, choice) = crate::engine::open(cfg, &models)?;
+        log::info!("{choice}");
+        for a in &choice.looked {
+            log::info!("looked for onnxruntime: {a}");
+        }
+        let mut pipeline = Pipeline::with_engines(&models, cls, det)?;
         pipeline.apply_profile(p);
         log::info!("engine {} loaded and warmed up in {} ms", pipeline.engine_name(), t.elapsed().as_millis());
         let b = p.budget.config();

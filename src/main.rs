@@ -83,6 +83,10 @@ enum Command {
         /// Also write the figures as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
+        /// With --precision int8: the FP32 run's --json on the same data; fails when INT8 loses more
+        /// than the profile's [tensorrt] int8_max_loss on any figure.
+        #[arg(long)]
+        int8_baseline: Option<PathBuf>,
     },
     /// Recent series and their verdicts from the journal.
     History {
@@ -112,6 +116,16 @@ enum Command {
         input: PathBuf,
         #[arg(long)]
         out: PathBuf,
+    },
+    /// Build the TensorRT plans of the profile's models into <state>/engines (feature `tensorrt`).
+    BuildEngines {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Rebuild even when a current plan exists.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -233,12 +247,15 @@ fn main() -> ExitCode {
         Command::Run { config, drop, state } => run(config, drop, state),
         Command::Infer { config, precision, dump, files } => run_infer(config, precision, dump, &files),
         Command::Check { config } => run_check(config),
-        Command::Eval { data, config, precision, input, json } => run_eval(&data, config, precision, input, json),
+        Command::Eval { data, config, precision, input, json, int8_baseline } => {
+            run_eval(&data, config, precision, input, json, int8_baseline)
+        }
         Command::History { config, state, json, limit } => run_history(config, state, json, limit),
         Command::Phantom(a) => run_phantom(a),
         Command::Bench(a) => run_bench(a),
         Command::ImportDarknet(a) => run_import_darknet(a),
         Command::RunModel { manifest, input, out } => run_model(&manifest, &input, &out),
+        Command::BuildEngines { config, state, force } => run_build_engines(config, state, force),
     };
     match result {
         Ok(code) => code,
@@ -265,7 +282,9 @@ fn with_precision(mut cfg: Resolved, precision: Option<PrecisionArg>) -> anyhow:
 
 fn pipeline_for(cfg: &Resolved) -> anyhow::Result<Pipeline> {
     let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
-    let mut pipeline = Pipeline::new(&models, cfg.profile.engine.threads)?;
+    let (cls, det, choice) = pe_sentinel::engine::open(cfg, &models)?;
+    log::info!("{choice}");
+    let mut pipeline = Pipeline::with_engines(&models, cls, det)?;
     pipeline.apply_profile(&cfg.profile);
     Ok(pipeline)
 }
@@ -352,8 +371,8 @@ fn run_check(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     line(
         true,
         format!(
-            "engine {:?}, precision {}, {} thread(s)",
-            p.engine.kind,
+            "engine {}, precision {}, {} thread(s)",
+            p.engine.kind.as_str(),
             p.engine.precision.as_str(),
             p.engine.threads
         ),
@@ -370,28 +389,41 @@ fn run_check(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
                 }
             }
             let t = std::time::Instant::now();
-            match Pipeline::new(&models, p.engine.threads) {
-                Ok(mut pl) => {
-                    line(
-                        true,
-                        format!("engine {} loaded and warmed up in {} ms", pl.engine_name(), t.elapsed().as_millis()),
-                    );
-                    pl.apply_profile(p);
-                    match bench::warmup_probe(&mut pl, 5) {
-                        Ok(s) if s.p50_ms > f64::from(p.budget.budget_ms) => outln!(
-                            "warning: models alone take {:.1} ms per slice (median of 5 warm-up runs, max {:.1} ms), over the {} ms budget before decode and store; every slice will miss it: raise budget.budget_ms, use a faster engine or precision, or set budget.cascade_gate",
-                            s.p50_ms,
-                            s.max_ms,
-                            p.budget.budget_ms
-                        ),
-                        Ok(s) => line(
-                            true,
-                            format!(
-                                "models take {:.1} ms per slice (median of 5 warm-up runs, max {:.1} ms) of the {} ms budget",
-                                s.p50_ms, s.max_ms, p.budget.budget_ms
-                            ),
-                        ),
-                        Err(e) => line(false, format!("warm-up slice failed: {e:#}")),
+            match pe_sentinel::engine::open(&cfg, &models) {
+                Ok((cls, det, choice)) => {
+                    line(true, format!("{choice}"));
+                    for a in &choice.looked {
+                        outln!("        looked at {a}");
+                    }
+                    match Pipeline::with_engines(&models, cls, det) {
+                        Ok(mut pl) => {
+                            line(
+                                true,
+                                format!(
+                                    "engine {} loaded and warmed up in {} ms",
+                                    pl.engine_name(),
+                                    t.elapsed().as_millis()
+                                ),
+                            );
+                            pl.apply_profile(p);
+                            match bench::warmup_probe(&mut pl, 5) {
+                                Ok(s) if s.p50_ms > f64::from(p.budget.budget_ms) => outln!(
+                                    "warning: models alone take {:.1} ms per slice (median of 5 warm-up runs, max {:.1} ms), over the {} ms budget before decode and store; every slice will miss it: raise budget.budget_ms, use a faster engine or precision, or set budget.cascade_gate",
+                                    s.p50_ms,
+                                    s.max_ms,
+                                    p.budget.budget_ms
+                                ),
+                                Ok(s) => line(
+                                    true,
+                                    format!(
+                                        "models take {:.1} ms per slice (median of 5 warm-up runs, max {:.1} ms) of the {} ms budget",
+                                        s.p50_ms, s.max_ms, p.budget.budget_ms
+                                    ),
+                                ),
+                                Err(e) => line(false, format!("warm-up slice failed: {e:#}")),
+                            }
+                        }
+                        Err(e) => line(false, format!("{e}")),
                     }
                 }
                 Err(e) => line(false, format!("{e}")),
@@ -431,6 +463,7 @@ fn run_eval(
     precision: Option<PrecisionArg>,
     input: InputArg,
     json: Option<PathBuf>,
+    int8_baseline: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let cfg = with_precision(load_config(config, None, None)?, precision)?;
     let mut pipeline = pipeline_for(&cfg)?;
@@ -465,6 +498,20 @@ fn run_eval(
         std::fs::write(&path, serde_json::to_string_pretty(&out)? + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
+    if let Some(base) = int8_baseline {
+        let text = std::fs::read_to_string(&base).with_context(|| format!("cannot read {}", base.display()))?;
+        let fp32: serde_json::Value = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not the JSON of `pe-sentinel eval --json`", base.display()))?;
+        let figures = pe_sentinel::engine::tensorrt::eval_figures(&fp32, &serde_json::to_value(&out)?);
+        let margin = cfg.profile.tensorrt.int8_max_loss;
+        match pe_sentinel::engine::tensorrt::check_int8_margin(&figures, margin) {
+            Ok(n) => outln!("  INT8 within int8_max_loss = {margin} of FP32 ({}) on {n} figure(s)", base.display()),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -493,6 +540,17 @@ fn run_history(config: Option<PathBuf>, state: Option<PathBuf>, json: bool, limi
                 r.verdict.as_str()
             );
         }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_build_engines(config: Option<PathBuf>, state: Option<PathBuf>, force: bool) -> anyhow::Result<ExitCode> {
+    let cfg = load_config(config, None, state.as_deref())?;
+    let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
+    let lines =
+        pe_sentinel::engine::choice::build_tensorrt_engines(&cfg, &models, force).map_err(anyhow::Error::msg)?;
+    for l in lines {
+        outln!("{l}");
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -533,16 +591,25 @@ fn run_phantom(a: PhantomArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The pipeline for one engine name, as `bench` asks for it.
+/// The pipeline for one engine name, as `bench` asks for it: the profile with its engine kind
+/// replaced, through the same engine choice the daemon makes.
 fn bench_pipeline(cfg: &Resolved, models: &ModelSet, engine: &str) -> anyhow::Result<bench::BuiltPipeline> {
-    match engine {
-        "tract" => Ok(bench::BuiltPipeline {
-            pipeline: Pipeline::new(models, cfg.profile.engine.threads)?,
-            engine: "tract".into(),
-            reason: "asked for".into(),
-        }),
-        other => anyhow::bail!("engine `{other}` is not available in this build; use --engine tract"),
-    }
+    use pe_sentinel::config::EngineKind;
+    let kind = match engine {
+        "tract" => EngineKind::Tract,
+        "onnxruntime" => EngineKind::Onnxruntime,
+        "auto" => EngineKind::Auto,
+        "tensorrt" => EngineKind::Tensorrt,
+        other => anyhow::bail!("--engine {other}: not an engine; use tract, onnxruntime, tensorrt or auto"),
+    };
+    let mut cfg = cfg.clone();
+    cfg.profile.engine.kind = kind;
+    let (cls, det, choice) = pe_sentinel::engine::open(&cfg, models)?;
+    Ok(bench::BuiltPipeline {
+        pipeline: Pipeline::with_engines(models, cls, det)?,
+        engine: choice.engine.to_string(),
+        reason: choice.reason.clone(),
+    })
 }
 
 fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
@@ -631,7 +698,7 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn engine_kind_name(cfg: &Resolved) -> String {
-    format!("{:?}", cfg.profile.engine.kind).to_lowercase()
+    cfg.profile.engine.kind.as_str().to_string()
 }
 
 fn run_import_darknet(a: ImportDarknetArgs) -> anyhow::Result<ExitCode> {

@@ -28,6 +28,8 @@ pub struct Resolved {
     pub detector_manifest: PathBuf,
     /// The profile's models folder, absolute.
     pub models_dir: PathBuf,
+    /// `[engine] onnxruntime_lib`, absolute (a bare file name is left to the system loader).
+    pub onnxruntime_lib: Option<PathBuf>,
 }
 
 impl Resolved {
@@ -52,6 +54,13 @@ impl Resolved {
             classifier_manifest,
             detector_manifest,
             models_dir: models,
+            onnxruntime_lib: profile.engine.onnxruntime_lib.as_deref().map(|p| {
+                if p.components().count() > 1 {
+                    abs(p)
+                } else {
+                    p.to_path_buf()
+                }
+            }),
             profile,
         })
     }

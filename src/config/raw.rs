@@ -20,6 +20,23 @@ pub enum ConfigError {
 pub enum EngineKind {
     /// Pure-Rust CPU engine, always built.
     Tract,
+    /// onnxruntime, its shared library loaded at run time; refuses to start without it.
+    Onnxruntime,
+    /// onnxruntime when its library loads, else tract (the choice and why are logged).
+    Auto,
+    /// TensorRT through the project's shim (cargo feature `tensorrt`; see docs/engines.md).
+    Tensorrt,
+}
+
+impl EngineKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EngineKind::Tract => "tract",
+            EngineKind::Onnxruntime => "onnxruntime",
+            EngineKind::Auto => "auto",
+            EngineKind::Tensorrt => "tensorrt",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -51,6 +68,28 @@ pub struct BoardProfile {
     pub budget: Budget,
     #[serde(default)]
     pub runtime: Runtime,
+    #[serde(default)]
+    pub tensorrt: Tensorrt,
+}
+
+/// `[tensorrt]`: used when `[engine] kind = "tensorrt"` (docs/engines.md).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tensorrt {
+    /// The shim library (relative to the profile); unset: <exe>/../lib/pe-sentinel/libpe_trt.so, then the system.
+    pub shim: Option<PathBuf>,
+    /// When TensorRT cannot be used: "refuse" to start, or run on "tract" (the log says so).
+    pub fallback: crate::engine::tensorrt::Fallback,
+    /// Build FP16 engines from the FP32 models (precision = "fp32" only).
+    pub fp16: bool,
+    /// 0..1: the largest loss of any eval figure INT8 may have against FP32 (see `engine::tensorrt::check_int8_margin`).
+    pub int8_max_loss: f64,
+}
+
+impl Default for Tensorrt {
+    fn default() -> Self {
+        Tensorrt { shim: None, fallback: Default::default(), fp16: false, int8_max_loss: 0.02 }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -66,8 +105,14 @@ pub struct Board {
 pub struct Engine {
     pub kind: EngineKind,
     pub precision: Precision,
-    /// Threads for the engine's matrix kernels (tract's multithread-mm).
+    /// Threads for the engine's matrix kernels (tract's multithread-mm, onnxruntime's intra-op pool).
     pub threads: usize,
+    /// The onnxruntime shared library (relative to the profile); when set, the only one tried.
+    #[serde(default)]
+    pub onnxruntime_lib: Option<PathBuf>,
+    /// onnxruntime execution providers to ask for before the CPU one ("cuda", "tensorrt").
+    #[serde(default)]
+    pub providers: Vec<crate::engine::onnxruntime::Provider>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -224,6 +269,10 @@ impl BoardProfile {
         }
         if v.suspicious_min < 1 || v.suspicious_min > v.window_slices {
             return Err(range("verdict.suspicious_min", v.suspicious_min.to_string(), "1 to verdict.window_slices"));
+        }
+        let m = self.tensorrt.int8_max_loss;
+        if !(0.0..=1.0).contains(&m) || m.is_nan() {
+            return Err(range("tensorrt.int8_max_loss", m.to_string(), "0.0 to 1.0"));
         }
         if !(0.5..=3600.0).contains(&v.quiet_s) {
             return Err(range("verdict.quiet_s", v.quiet_s.to_string(), "0.5 to 3600 seconds"));

@@ -6,13 +6,19 @@
 //! optimized once) from per-thread state (`spawn`), as tract's `SimplePlan`/`SimpleState` do.
 //! Touches: the ONNX file (through its manifest) at load time only.
 //!
-//! Implementations: [`tract`] (CPU, always built). onnxruntime and TensorRT plug in here later,
-//! and every `cfg` for them stays in this folder.
+//! Implementations: [`tract`] (CPU, always built), [`onnxruntime`] (always built, its library
+//! loaded at run time). [`choice::open`] picks one from the board profile. TensorRT plugs in here
+//! too, and every `cfg` for it stays in this folder.
 use std::path::PathBuf;
 
 use crate::model::{ManifestError, OutputSpec};
 
+pub mod choice;
+pub mod onnxruntime;
+pub mod tensorrt;
 pub mod tract;
+
+pub use self::choice::{open, EngineChoice};
 
 pub use self::tract::{TractEngine, TractOptions, TractPlan};
 
