@@ -176,7 +176,7 @@ fn plan(cfg: &Cfg, path: &Path) -> Result<Vec<Planned>, ImportError> {
                             "route only layers of the same width and height",
                         ));
                     }
-                    if s.c % r.groups != 0 {
+                    if !s.c.is_multiple_of(r.groups) {
                         return Err(err(
                             format!("groups={} does not divide layer {j}'s {} channels", r.groups, s.c),
                             "use a groups value dividing the channels",
@@ -223,8 +223,8 @@ fn plan(cfg: &Cfg, path: &Path) -> Result<Vec<Planned>, ImportError> {
                         "set `filters` of the convolution before each [yolo] to (classes + 5) * len(mask)",
                     ));
                 }
-                if cfg.net.height % prev.h != 0
-                    || cfg.net.width % prev.w != 0
+                if !cfg.net.height.is_multiple_of(prev.h)
+                    || !cfg.net.width.is_multiple_of(prev.w)
                     || cfg.net.height / prev.h != cfg.net.width / prev.w
                 {
                     return Err(err(

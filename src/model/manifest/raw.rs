@@ -413,7 +413,7 @@ impl Validator<'_> {
                 ));
             }
             let stride = *h.stride.get_ref();
-            if stride == 0 || input.height() % stride != 0 || input.width() % stride != 0 {
+            if stride == 0 || !input.height().is_multiple_of(stride) || !input.width().is_multiple_of(stride) {
                 return Err(self.err(
                     key("stride"),
                     Some(h.stride.span()),
