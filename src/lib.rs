@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod daemon;
+pub mod display;
 pub mod engine;
 pub mod eval;
 pub mod evaluate;

@@ -91,6 +91,14 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Acknowledge the latched ALERT on the running daemon's display (as its button does).
+    Ack {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The daemon's state folder, overriding the profile's.
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
     /// Write synthetic CTPA series with known emboli (DICOM, PNG, YOLO labels, truth JSON).
     Phantom(PhantomArgs),
 }
@@ -153,6 +161,7 @@ fn main() -> ExitCode {
         Command::Eval { data, config, precision, input, json } => run_eval(&data, config, precision, input, json),
         Command::History { config, state, json, limit } => run_history(config, state, json, limit),
         Command::Phantom(a) => run_phantom(a),
+        Command::Ack { config, state } => run_ack(config, state),
     };
     match result {
         Ok(code) => code,
@@ -387,6 +396,16 @@ fn run_history(config: Option<PathBuf>, state: Option<PathBuf>, json: bool, limi
             );
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_ack(config: Option<PathBuf>, state: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let state = match state {
+        Some(s) => s,
+        None => load_config(config, None, None)?.state_dir,
+    };
+    let answer = pe_sentinel::display::control::send_ack(&state)?;
+    outln!("{answer}");
     Ok(ExitCode::SUCCESS)
 }
 
