@@ -393,6 +393,21 @@ state_dir = "/tmp/state"
         assert!(e.contains("display.alert_timeout_s"), "{e}");
         let e = err(&format!("{GOOD}{d}prot = 1\n"));
         assert!(e.contains("prot") && e.contains("line 17"), "{e}");
+        // The shipped profile documents every key as a commented-out line: uncommented, they parse.
+        let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("board/x86-cpu.toml"))
+            .expect("shipped profile");
+        let block = shipped.split("# [display]").nth(1).expect("a commented [display] block");
+        let keys: String = block
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let p =
+            BoardProfile::parse(&format!("{GOOD}\n[display]\n{keys}"), Path::new("p.toml")).expect("documented keys");
+        let c = p.display.expect("display").config();
+        assert_eq!(keys.lines().count(), 9, "{keys}");
+        assert_eq!(c.port, Path::new("/dev/ttyACM0"));
         let p = BoardProfile::parse(&format!("{GOOD}{d}alert_timeout_s = 600\n"), Path::new("p.toml")).expect("ok");
         assert_eq!(p.display.expect("display").config().alert_timeout_ms, Some(600_000));
     }
