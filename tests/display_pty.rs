@@ -310,6 +310,7 @@ fn a_display_that_never_reads_does_not_hold_up_the_sender() {
         assert!(d.stats().pending <= 1);
     }
     let s = d.stats();
+    eprintln!("never-reading display: {sent} updates handed in, {s:?}");
     assert_eq!(s.posted, sent, "every update was handed in: {s:?}");
     assert!(s.overwritten > 0 && s.overwritten < s.posted, "latest wins: {s:?}");
     // Reading again: the display catches up with a full redraw showing the newest slice.

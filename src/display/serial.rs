@@ -122,7 +122,10 @@ impl Writer {
             };
             if stopping {
                 // The last screen says nobody is watching any more; best effort, one attempt.
-                status.fault = Some(fault_text("pe-sentinel stopped"));
+                // A fault that stopped the daemon stays on screen; otherwise say it stopped.
+                if status.fault.is_none() {
+                    status.fault = Some(fault_text("pe-sentinel stopped"));
+                }
                 if let Some(l) = link.as_mut() {
                     let screen =
                         Screen::render(self.protocol.layout(), &status, AlertView { latched: alert.as_ref(), waiting });
