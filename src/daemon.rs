@@ -11,6 +11,7 @@
 
 use crate::budget::{us_since, BudgetTracker, SlowChange};
 use crate::config::Resolved;
+use crate::display::{DisplayHandle, SliceUpdate};
 use crate::pipeline::{ModelSet, Pipeline, SliceScores};
 use crate::slice::{Pixels, Slice};
 use crate::source::decode::{dicom, raster};
@@ -59,6 +60,8 @@ pub struct Daemon {
     alerted_before: HashSet<String>,
     scores: SliceScores,
     budget: BudgetTracker,
+    /// The scanner-room display, when `[display]` is configured.
+    display: Option<DisplayHandle>,
     pub stats: RunStats,
 }
 
@@ -130,7 +133,12 @@ impl Daemon {
             series.window_slices,
             p.verdict.quiet_s
         );
+        let display = match &p.display {
+            Some(d) => Some(DisplayHandle::start(&d.config(), Some(&cfg.state_dir))?),
+            None => None,
+        };
         Ok(Daemon {
+            display,
             drop,
             journal,
             pipeline,
@@ -164,7 +172,12 @@ impl Daemon {
                 None => Duration::from_millis(250),
             };
             if let Some(path) = self.drop.next(wait) {
-                self.process_file(&path)?;
+                if let Err(e) = self.process_file(&path) {
+                    if let Some(d) = self.display.as_mut() {
+                        d.fault(&format!("{e:#}"));
+                    }
+                    return Err(e);
+                }
             }
             let events = self.tracker.close_quiet(self.now_ms());
             for e in events {
@@ -239,6 +252,9 @@ impl Daemon {
         let decode_us = t_decode.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
         for slice in &slices {
             if let Err(e) = self.pipeline.run(slice, &mut self.scores) {
+                if let Some(d) = self.display.as_mut() {
+                    d.fault(&format!("engine: {e}"));
+                }
                 return self.reject(path, Some(sha), &e.to_string());
             }
             self.record(slice, &name, sha, decode_us, arrival)?;
@@ -350,6 +366,20 @@ impl Daemon {
             created_unix_ms: unix_ms(),
         };
         rec.latency.store = t_store.elapsed().as_micros() as u32;
+        self.observe_budget(total_us);
+        let (budget_ms, slow) = (self.budget.budget_ms(), self.budget.is_slow());
+        if let (Some(d), Some(s)) = (self.display.as_mut(), &summary) {
+            d.slice(SliceUpdate {
+                series: &series,
+                slice: instance.max(0) as u32,
+                slices: s.slices,
+                max_p: s.max_p,
+                boxes: s.boxes,
+                latency_ms: total_us / 1000,
+                budget_ms: Some(budget_ms),
+                slow,
+            });
+        }
         match summary {
             Some(s) => {
                 let row = self.series_row(&series, &s);
@@ -360,7 +390,6 @@ impl Daemon {
             }
         }
         self.stats.slices += 1;
-        self.observe_budget(total_us);
         if verdict.suspicious {
             self.overlay(slice, name)?;
         }
@@ -437,10 +466,16 @@ impl Daemon {
                         summary.max_p,
                         summary.boxes
                     );
+                    if let Some(d) = self.display.as_mut() {
+                        d.positive(&series, summary.slices, summary.max_p, summary.boxes);
+                    }
                 }
             }
             SeriesEvent::Closed { series, summary, reason } => {
                 self.journal.update_series(&self.series_row(&series, &summary))?;
+                if let Some(d) = self.display.as_mut() {
+                    d.idle();
+                }
                 log::info!(
                     "series {series}: closed {} ({reason:?}) — {} slices, {} suspicious, max P {:.3}",
                     summary.verdict.as_str(),

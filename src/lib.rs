@@ -10,6 +10,7 @@ pub mod bench;
 pub mod budget;
 pub mod config;
 pub mod daemon;
+pub mod display;
 pub mod engine;
 pub mod eval;
 pub mod evaluate;

@@ -99,6 +99,14 @@ enum Command {
         #[arg(long, default_value_t = 50)]
         limit: usize,
     },
+    /// Acknowledge the latched ALERT on the running daemon's display (as its button does).
+    Ack {
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The daemon's state folder, overriding the profile's.
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
     /// Write synthetic CTPA series with known emboli (DICOM, PNG, YOLO labels, truth JSON).
     Phantom(PhantomArgs),
     /// Latency per slice and per stage through the full path (decode to verdict), per engine;
@@ -256,6 +264,7 @@ fn main() -> ExitCode {
         Command::ImportDarknet(a) => run_import_darknet(a),
         Command::RunModel { manifest, input, out } => run_model(&manifest, &input, &out),
         Command::BuildEngines { config, state, force } => run_build_engines(config, state, force),
+        Command::Ack { config, state } => run_ack(config, state),
     };
     match result {
         Ok(code) => code,
@@ -552,6 +561,16 @@ fn run_build_engines(config: Option<PathBuf>, state: Option<PathBuf>, force: boo
     for l in lines {
         outln!("{l}");
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_ack(config: Option<PathBuf>, state: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    let state = match state {
+        Some(s) => s,
+        None => load_config(config, None, None)?.state_dir,
+    };
+    let answer = pe_sentinel::display::control::send_ack(&state)?;
+    outln!("{answer}");
     Ok(ExitCode::SUCCESS)
 }
 

@@ -64,6 +64,8 @@ pub struct BoardProfile {
     pub paths: Paths,
     #[serde(default)]
     pub verdict: Verdict,
+    /// The scanner-room status display; absent: no display.
+    pub display: Option<Display>,
     #[serde(default)]
     pub budget: Budget,
     #[serde(default)]
@@ -226,6 +228,99 @@ pub struct Runtime {
     pub mlockall: bool,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DisplayProtocol {
+    Line,
+    Lcd,
+    Nextion,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum DisplayGeometry {
+    #[serde(rename = "16x2")]
+    Cols16Rows2,
+    #[serde(rename = "20x4")]
+    Cols20Rows4,
+}
+
+/// The `[display]` table. See docs/display.md.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Display {
+    /// Serial device, e.g. /dev/ttyACM0 or a /dev/serial/by-id/ link.
+    pub port: PathBuf,
+    #[serde(default = "Display::default_baud")]
+    pub baud: u32,
+    pub protocol: DisplayProtocol,
+    #[serde(default = "Display::default_geometry")]
+    pub geometry: DisplayGeometry,
+    /// Nextion: the text components, one per row.
+    pub fields: Option<Vec<String>>,
+    /// Nextion: the text component of the heartbeat mark.
+    #[serde(default = "Display::default_heartbeat_field")]
+    pub heartbeat_field: String,
+    #[serde(default = "Display::default_refresh_ms")]
+    pub refresh_ms: u64,
+    #[serde(default = "Display::default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// 0: an ALERT stays until acknowledged.
+    #[serde(default)]
+    pub alert_timeout_s: u64,
+}
+
+/// Baud rates a serial LCD, a Nextion panel or a USB CDC microcontroller accepts.
+const BAUD_RATES: [u32; 9] = [2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 921600];
+
+impl Display {
+    fn default_baud() -> u32 {
+        9600
+    }
+    fn default_geometry() -> DisplayGeometry {
+        DisplayGeometry::Cols20Rows4
+    }
+    fn default_heartbeat_field() -> String {
+        "hb".into()
+    }
+    fn default_refresh_ms() -> u64 {
+        250
+    }
+    fn default_heartbeat_ms() -> u64 {
+        1000
+    }
+
+    /// The resolved display settings.
+    pub fn config(&self) -> crate::display::DisplayConfig {
+        use crate::display::{screen::Geometry, ProtocolKind};
+        let geometry = match self.geometry {
+            DisplayGeometry::Cols16Rows2 => Geometry::Cols16Rows2,
+            DisplayGeometry::Cols20Rows4 => Geometry::Cols20Rows4,
+        };
+        let protocol = match self.protocol {
+            DisplayProtocol::Line => ProtocolKind::Line,
+            DisplayProtocol::Lcd => ProtocolKind::Lcd,
+            DisplayProtocol::Nextion => ProtocolKind::Nextion,
+        };
+        let mut c = crate::display::DisplayConfig::new(&self.port, protocol);
+        c.baud = self.baud;
+        c.geometry = geometry;
+        c.fields = match &self.fields {
+            Some(f) => f.clone(),
+            None => (0..geometry.rows()).map(|i| format!("t{i}")).collect(),
+        };
+        c.heartbeat_field = self.heartbeat_field.clone();
+        c.refresh_ms = self.refresh_ms;
+        c.heartbeat_ms = self.heartbeat_ms;
+        c.alert_timeout_ms = (self.alert_timeout_s > 0).then_some(self.alert_timeout_s * 1000);
+        c
+    }
+}
+
+/// A Nextion component name: letters, digits, `_` and `.` (page.component), 1 to 32 long.
+fn is_component_name(s: &str) -> bool {
+    (1..=32).contains(&s.len()) && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.')
+}
+
 impl BoardProfile {
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read { path: path.to_path_buf(), err })?;
@@ -305,6 +400,51 @@ impl BoardProfile {
         if let Some(c) = r.cpu_affinity.iter().find(|&&c| c >= 1024) {
             return Err(range("runtime.cpu_affinity", c.to_string(), "CPU numbers 0 to 1023"));
         }
+        if let Some(d) = &self.display {
+            if !BAUD_RATES.contains(&d.baud) {
+                return Err(range(
+                    "display.baud",
+                    d.baud.to_string(),
+                    "2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400 or 921600",
+                ));
+            }
+            if d.port.as_os_str().is_empty() {
+                return Err(range("display.port", "\"\"".into(), "a serial device path such as /dev/ttyACM0"));
+            }
+            if !(20..=10_000).contains(&d.refresh_ms) {
+                return Err(range("display.refresh_ms", d.refresh_ms.to_string(), "20 to 10000 ms"));
+            }
+            if !(200..=10_000).contains(&d.heartbeat_ms) {
+                return Err(range("display.heartbeat_ms", d.heartbeat_ms.to_string(), "200 to 10000 ms"));
+            }
+            if d.alert_timeout_s > 86_400 {
+                return Err(range(
+                    "display.alert_timeout_s",
+                    d.alert_timeout_s.to_string(),
+                    "0 (latched until acknowledged) to 86400 seconds",
+                ));
+            }
+            let rows = match d.geometry {
+                DisplayGeometry::Cols16Rows2 => 2,
+                DisplayGeometry::Cols20Rows4 => 4,
+            };
+            if let Some(f) = &d.fields {
+                if f.len() != rows || !f.iter().all(|n| is_component_name(n)) {
+                    return Err(range(
+                        "display.fields",
+                        format!("{f:?}"),
+                        "one Nextion component name per row of display.geometry (letters, digits, _ or ., up to 32)",
+                    ));
+                }
+            }
+            if !is_component_name(&d.heartbeat_field) {
+                return Err(range(
+                    "display.heartbeat_field",
+                    format!("{:?}", d.heartbeat_field),
+                    "a Nextion component name (letters, digits, _ or ., up to 32)",
+                ));
+            }
+        }
         Ok(())
     }
 }
@@ -375,5 +515,49 @@ state_dir = "/tmp/state"
         assert!(e.contains("budget_mss") && e.contains("line 15"), "{e}");
         let e = err(&format!("{GOOD}\n[runtime]\nrealtime_priority = 0\n"));
         assert!(e.contains("runtime.realtime_priority") && e.contains("1 to 99"), "{e}");
+    }
+
+    #[test]
+    fn the_display_table_is_optional_checked_and_resolved() {
+        let p = BoardProfile::parse(GOOD, Path::new("p.toml")).expect("good");
+        assert!(p.display.is_none(), "absent: no display");
+        let d = "\n[display]\nport = \"/dev/ttyACM0\"\nprotocol = \"lcd\"\n";
+        let p = BoardProfile::parse(&format!("{GOOD}{d}"), Path::new("p.toml")).expect("display");
+        let c = p.display.expect("display").config();
+        assert_eq!((c.baud, c.refresh_ms, c.heartbeat_ms, c.alert_timeout_ms), (9600, 250, 1000, None));
+        assert_eq!(c.fields, ["t0", "t1", "t2", "t3"]);
+        let e = err(&format!("{GOOD}{d}baud = 9601\n"));
+        assert!(e.contains("display.baud") && e.contains("115200"), "{e}");
+        let e = err(&format!("{GOOD}{d}").replace("\"lcd\"", "\"vfd\""));
+        assert!(e.contains("vfd") && e.contains("nextion") && e.contains("line 16"), "{e}");
+        let e = err(&format!("{GOOD}{d}geometry = \"40x2\"\n"));
+        assert!(e.contains("40x2") && e.contains("20x4"), "{e}");
+        let e = err(&format!("{GOOD}{d}geometry = \"16x2\"\nfields = [\"a\", \"b\", \"c\"]\n"));
+        assert!(e.contains("display.fields") && e.contains("one Nextion component name per row"), "{e}");
+        let e = err(&format!("{GOOD}{d}fields = [\"t0\", \"t1\", \"t 2\", \"t3\"]\n"));
+        assert!(e.contains("display.fields"), "{e}");
+        let e = err(&format!("{GOOD}{d}heartbeat_ms = 50\n"));
+        assert!(e.contains("display.heartbeat_ms") && e.contains("200 to 10000"), "{e}");
+        let e = err(&format!("{GOOD}{d}alert_timeout_s = 100000\n"));
+        assert!(e.contains("display.alert_timeout_s"), "{e}");
+        let e = err(&format!("{GOOD}{d}prot = 1\n"));
+        assert!(e.contains("prot") && e.contains("line 17"), "{e}");
+        // The shipped profile documents every key as a commented-out line: uncommented, they parse.
+        let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("board/x86-cpu.toml"))
+            .expect("shipped profile");
+        let block = shipped.split("# [display]").nth(1).expect("a commented [display] block");
+        let keys: String = block
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .filter(|l| l.contains(" = "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let p =
+            BoardProfile::parse(&format!("{GOOD}\n[display]\n{keys}"), Path::new("p.toml")).expect("documented keys");
+        let c = p.display.expect("display").config();
+        assert_eq!(keys.lines().count(), 9, "{keys}");
+        assert_eq!(c.port, Path::new("/dev/ttyACM0"));
+        let p = BoardProfile::parse(&format!("{GOOD}{d}alert_timeout_s = 600\n"), Path::new("p.toml")).expect("ok");
+        assert_eq!(p.display.expect("display").config().alert_timeout_ms, Some(600_000));
     }
 }
