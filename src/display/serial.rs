@@ -182,7 +182,7 @@ impl Writer {
             out.clear();
             let mut redrew = false;
             let full = l.shown.is_none();
-            if dirty && (full || last_draw.map_or(true, |t| now >= t + self.refresh)) {
+            if dirty && (full || last_draw.is_none_or(|t| now >= t + self.refresh)) {
                 let screen =
                     Screen::render(self.protocol.layout(), &status, AlertView { latched: alert.as_ref(), waiting });
                 redrew = self.encode(&mut l.shown, &screen, &mut out);
