@@ -38,6 +38,16 @@ pub fn phantom_slices(run_seed: u64, index: u32, slices: u32, positive: bool) ->
         .collect()
 }
 
+/// The stream format of recorded console frames in `pixel` format.
+pub fn stream_format(pixel: PixelFormat) -> StreamFormat {
+    let stride = match pixel {
+        PixelFormat::Yuyv => WIDTH as usize * 2,
+        PixelFormat::Grey => WIDTH as usize,
+        PixelFormat::Mjpeg => 0,
+    };
+    StreamFormat { pixel, width: WIDTH, height: HEIGHT, stride, fps: FPS }
+}
+
 /// A console session: slices and which one each frame shows.
 pub struct ConsoleSim {
     slices: Vec<Vec<u8>>,
@@ -210,12 +220,7 @@ impl ConsoleSim {
 
     /// A replay source delivering this session in `pixel` format, frame after frame.
     pub fn into_source(mut self, pixel: PixelFormat) -> ReplaySource {
-        let stride = match pixel {
-            PixelFormat::Yuyv => WIDTH as usize * 2,
-            PixelFormat::Grey => WIDTH as usize,
-            PixelFormat::Mjpeg => 0,
-        };
-        let format = StreamFormat { pixel, width: WIDTH, height: HEIGHT, stride, fps: FPS };
+        let format = stream_format(pixel);
         let render: RenderFn = Box::new(move |n, buf| {
             if n as usize >= self.frames() {
                 return Ok(false);

@@ -66,7 +66,7 @@ pub const DARK: u8 = 24;
 const BLOCK: usize = 4;
 
 /// Proposes the viewport: the bounding box of the largest connected dark region (at block
-/// resolution) that is roughly square (aspect 0.75..1.33), at least 128 pixels on a side, and has
+/// resolution, pieces cut apart by a bright band merged) that is roughly square (aspect 0.75..1.33), at least 128 pixels on a side, and has
 /// image content (5..90 % of its box not dark). Edges are refined at full resolution to the
 /// outermost dark pixel rows/columns. `None` when nothing qualifies.
 pub fn find_viewport(frame: &GrayFrame) -> Option<Rect> {
@@ -93,7 +93,8 @@ pub fn find_viewport(frame: &GrayFrame) -> Option<Rect> {
     }
     let mut label = vec![u32::MAX; bw * bh];
     let mut stack = Vec::new();
-    let mut best: Option<(u64, Rect)> = None;
+    // Components as block boxes [x0, y0, x1, y1] (inclusive) with their dark block counts.
+    let mut comps: Vec<([usize; 4], usize)> = Vec::new();
     for start in 0..bw * bh {
         if !dark[start] || label[start] != u32::MAX {
             continue;
@@ -129,6 +130,39 @@ pub fn find_viewport(frame: &GrayFrame) -> Option<Rect> {
                 visit(i + bw);
             }
         }
+        if count >= 4 {
+            comps.push(([x0, y0, x1, y1], count));
+        }
+    }
+    // Bright structures spanning the image (a CT table, a body touching the edge) cut its dark
+    // background into pieces: merge a piece into a box it lies beside and within the span of.
+    const SLACK: usize = 2;
+    const GAP: usize = 32;
+    let mut merged = true;
+    while merged {
+        merged = false;
+        'outer: for i in 0..comps.len() {
+            for j in 0..comps.len() {
+                if i == j {
+                    continue;
+                }
+                let (a, b) = (comps[i].0, comps[j].0);
+                let x_within = b[0] + SLACK >= a[0] && b[2] <= a[2] + SLACK;
+                let y_within = b[1] + SLACK >= a[1] && b[3] <= a[3] + SLACK;
+                let y_near = b[1] <= a[3] + GAP && a[1] <= b[3] + GAP;
+                let x_near = b[0] <= a[2] + GAP && a[0] <= b[2] + GAP;
+                if (x_within && y_near) || (y_within && x_near) {
+                    let n = comps[i].1 + comps[j].1;
+                    comps[i] = ([a[0].min(b[0]), a[1].min(b[1]), a[2].max(b[2]), a[3].max(b[3])], n);
+                    comps.swap_remove(j);
+                    merged = true;
+                    break 'outer;
+                }
+            }
+        }
+    }
+    let mut best: Option<(u64, Rect)> = None;
+    for ([x0, y0, x1, y1], count) in comps {
         let (w, h) = ((x1 - x0 + 1) * BLOCK, (y1 - y0 + 1) * BLOCK);
         let aspect = w as f32 / h as f32;
         let content = 1.0 - count as f32 / ((x1 - x0 + 1) * (y1 - y0 + 1)) as f32;
