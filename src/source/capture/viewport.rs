@@ -135,7 +135,7 @@ pub fn find_viewport(frame: &GrayFrame) -> Option<Rect> {
         }
     }
     // Bright structures spanning the image (a CT table, a body touching the edge) cut its dark
-    // background into pieces: merge a piece into a box it lies beside and within the span of.
+    // background into pieces: merge pieces that lie one beside the other with the same span.
     const SLACK: usize = 2;
     const GAP: usize = 32;
     let mut merged = true;
@@ -147,8 +147,8 @@ pub fn find_viewport(frame: &GrayFrame) -> Option<Rect> {
                     continue;
                 }
                 let (a, b) = (comps[i].0, comps[j].0);
-                let x_within = b[0] + SLACK >= a[0] && b[2] <= a[2] + SLACK;
-                let y_within = b[1] + SLACK >= a[1] && b[3] <= a[3] + SLACK;
+                let x_within = a[0].abs_diff(b[0]) <= SLACK && a[2].abs_diff(b[2]) <= SLACK;
+                let y_within = a[1].abs_diff(b[1]) <= SLACK && a[3].abs_diff(b[3]) <= SLACK;
                 let y_near = b[1] <= a[3] + GAP && a[1] <= b[3] + GAP;
                 let x_near = b[0] <= a[2] + GAP && a[0] <= b[2] + GAP;
                 if (x_within && y_near) || (y_within && x_near) {
