@@ -267,3 +267,69 @@ fn verdicts_on_captured_slices_match_the_truth() {
         assert_eq!(verdict, want, "series {index} (positive {})", positives[index as usize]);
     }
 }
+
+/// The daemon with `[capture]` pointing at an MJPEG recording made by the recorder: every slice
+/// of the recording reaches the journal once, under one capture-<time> series.
+#[test]
+fn the_daemon_analyses_a_recorded_capture_stream() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let n = 6usize;
+    let slices = console::phantom_slices(13, 0, n as u32, false);
+    let sched: Vec<usize> = (0..n).flat_map(|k| [k, k, k, k]).collect();
+    let frames = sched.len() as u64;
+    let mut sim = ConsoleSim::new(slices, sched);
+    let mut rec = Vec::new();
+    let mut buf = Vec::new();
+    for f in 0..frames {
+        sim.encode(f, PixelFormat::Mjpeg, &mut buf).expect("encode");
+        rec.extend_from_slice(&buf);
+    }
+    let rec_path = t.path().join("rec.mjpeg");
+    std::fs::write(&rec_path, rec).expect("write recording");
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("board/x86-cpu.toml")).expect("profile");
+    let text = text.replace("dir = \"../models\"", &format!("dir = \"{}\"", root.join("models").display()))
+        + &format!(
+            "\n[capture]\ndevice = \"replay:{}\"\nviewport = {{ x = {}, y = {}, width = {}, height = {} }}\nmasks = [{{ x = {}, y = {}, width = {}, height = {} }}]\n",
+            rec_path.display(),
+            VIEWPORT.x,
+            VIEWPORT.y,
+            VIEWPORT.width,
+            VIEWPORT.height,
+            READOUT.x,
+            READOUT.y,
+            READOUT.width,
+            READOUT.height
+        );
+    let cfg = t.path().join("profile.toml");
+    std::fs::write(&cfg, text).expect("profile");
+    let state = t.path().join("state");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_pe-sentinel"))
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .arg("--drop")
+        .arg(t.path().join("drop"))
+        .arg("--state")
+        .arg(&state)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("spawn");
+    let count = |sql: &str| -> Option<i64> {
+        let c = rusqlite::Connection::open_with_flags(
+            state.join("journal.sqlite3"),
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+        )
+        .ok()?;
+        c.query_row(sql, [], |r| r.get(0)).ok()
+    };
+    let t0 = Instant::now();
+    while count("SELECT COUNT(*) FROM slices") != Some(n as i64) && t0.elapsed() < Duration::from_secs(180) {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Give it time to (wrongly) record more before stopping.
+    std::thread::sleep(Duration::from_millis(500));
+    let _ = std::process::Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let _ = child.wait();
+    assert_eq!(count("SELECT COUNT(*) FROM slices"), Some(n as i64));
+    assert_eq!(count("SELECT COUNT(DISTINCT series) FROM slices WHERE series LIKE 'capture-%'"), Some(1));
+}

@@ -16,6 +16,7 @@
 pub mod console;
 pub mod convert;
 pub mod detect;
+pub mod open;
 pub mod replay;
 pub mod runner;
 #[cfg(feature = "v4l")]
