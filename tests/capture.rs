@@ -26,10 +26,10 @@ fn detect_config() -> DetectConfig {
 fn schedule(n: usize, back: &[usize]) -> Vec<usize> {
     let mut s = Vec::new();
     for k in 0..n {
-        s.extend(std::iter::repeat_n(k, 3 + (k * 7) % 4));
+        s.extend(std::iter::repeat(k).take(3 + (k * 7) % 4));
     }
     for &k in back {
-        s.extend(std::iter::repeat_n(k, 4));
+        s.extend(std::iter::repeat(k).take(4));
     }
     s
 }

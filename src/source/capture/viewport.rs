@@ -170,7 +170,7 @@ pub fn find_viewport(frame: &GrayFrame) -> Option<Rect> {
             continue;
         }
         let area = (w * h) as u64;
-        if best.is_none_or(|(a, _)| area > a) {
+        if !matches!(best, Some((a, _)) if a >= area) {
             best = Some((area, Rect::new((x0 * BLOCK) as u32, (y0 * BLOCK) as u32, w as u32, h as u32)));
         }
     }
