@@ -332,4 +332,22 @@ fn the_daemon_analyses_a_recorded_capture_stream() {
     let _ = child.wait();
     assert_eq!(count("SELECT COUNT(*) FROM slices"), Some(n as i64));
     assert_eq!(count("SELECT COUNT(DISTINCT series) FROM slices WHERE series LIKE 'capture-%'"), Some(1));
+    // `check --capture`: one frame with the viewport drawn, and the finder's proposal.
+    let png = t.path().join("check.png");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pe-sentinel"))
+        .args(["check", "--capture", "--config"])
+        .arg(&cfg)
+        .arg("--out")
+        .arg(&png)
+        .output()
+        .expect("check");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&format!("automatic finder proposes viewport {VIEWPORT}")), "{stdout}");
+    let img = image::open(&png).expect("png").to_rgb8();
+    assert_eq!(img.dimensions(), (1920, 1080));
+    // Green just outside the viewport's top-left corner, the image's own gray inside.
+    assert_eq!(img.get_pixel(VIEWPORT.x - 1, VIEWPORT.y - 1).0, [0, 230, 0]);
+    let inside = img.get_pixel(VIEWPORT.x + 2, VIEWPORT.y + 40).0;
+    assert!(inside[0] == inside[1] && inside[1] == inside[2], "{inside:?}");
 }
