@@ -14,6 +14,7 @@ use crate::config::Resolved;
 use crate::display::{DisplayHandle, SliceUpdate};
 use crate::pipeline::{ModelSet, Pipeline, SliceScores};
 use crate::slice::{Pixels, Slice};
+use crate::source::capture::runner::CaptureRunner;
 use crate::source::decode::{dicom, raster};
 use crate::source::drop_folder::DropFolder;
 use crate::store::journal::{hex, Journal, RejectedRow, SeriesRow, SliceRecord, StageLatencyUs};
@@ -46,6 +47,8 @@ pub struct RunStats {
 /// Everything the loop needs.
 pub struct Daemon {
     drop: DropFolder,
+    /// The capture-card source, when `[capture]` is configured (polled beside the drop folder).
+    capture: Option<CaptureRunner>,
     journal: Journal,
     pipeline: Pipeline,
     models: ModelSet,
@@ -123,6 +126,25 @@ impl Daemon {
         );
         let drop = DropFolder::open(&cfg.drop_dir)?;
         log::info!("watching drop folder {}", drop.root().display());
+        let capture = match &p.capture {
+            Some(c) => {
+                use crate::source::capture::open;
+                log::info!(
+                    "capture source {} ({} {}x{} at {} fps), viewport {}",
+                    c.device,
+                    c.format,
+                    c.width,
+                    c.height,
+                    c.fps,
+                    c.viewport
+                );
+                Some(
+                    CaptureRunner::start(open::runner_config(c), open::opener(c))
+                        .context("cannot start the capture thread")?,
+                )
+            }
+            None => None,
+        };
         let fusion = p.verdict.fusion_config();
         let series = p.verdict.series_config();
         log::info!(
@@ -140,6 +162,7 @@ impl Daemon {
         Ok(Daemon {
             display,
             drop,
+            capture,
             journal,
             pipeline,
             models,
@@ -171,6 +194,10 @@ impl Daemon {
                 Some(d) => Duration::from_millis(d.saturating_sub(self.now_ms()).clamp(10, 250)),
                 None => Duration::from_millis(250),
             };
+            if self.capture.is_some() {
+                self.poll_capture(wait)?;
+            }
+            let wait = if self.capture.is_some() { Duration::ZERO } else { wait };
             if let Some(path) = self.drop.next(wait) {
                 if let Err(e) = self.process_file(&path) {
                     if let Some(d) = self.display.as_mut() {
@@ -261,6 +288,30 @@ impl Daemon {
         }
         self.drop.finish_done(path)?;
         Ok(())
+    }
+
+    /// One slice from the capture card, if one is waiting: analysed and recorded like a file's
+    /// (its sha256 is that of its pixels, so a slice seen before a restart is not analysed twice).
+    fn poll_capture(&mut self, wait: Duration) -> anyhow::Result<()> {
+        let Some(runner) = &self.capture else { return Ok(()) };
+        for e in runner.take_events() {
+            log::info!("capture event: {e:?}");
+        }
+        let Some((slice, arrival)) = runner.next_timed(wait) else { return Ok(()) };
+        let name = format!("{}-{:04}", slice.series.0, slice.instance.unwrap_or(0));
+        let sha: [u8; 32] = match &slice.pixels {
+            Pixels::Gray8(v) => Sha256::digest(v).into(),
+            _ => Sha256::digest(name.as_bytes()).into(),
+        };
+        if self.journal.seen(&sha, 0)? {
+            self.stats.duplicates += 1;
+            return Ok(());
+        }
+        if let Err(e) = self.pipeline.run(&slice, &mut self.scores) {
+            log::warn!("capture slice {name}: {e}");
+            return Ok(());
+        }
+        self.record(&slice, &name, sha, 0, arrival)
     }
 
     fn reject(&mut self, path: &Path, sha: Option<[u8; 32]>, reason: &str) -> anyhow::Result<()> {

@@ -68,6 +68,12 @@ enum Command {
     Check {
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Save one capture-card frame as PNG with the viewport (green) and masks (orange) drawn.
+        #[arg(long)]
+        capture: bool,
+        /// Where `--capture` writes its picture (default: STATE/capture-check.png).
+        #[arg(long)]
+        out: Option<PathBuf>,
     },
     /// Accuracy against ground truth on a labelled dataset (`pe-sentinel phantom` layout).
     Eval {
@@ -254,7 +260,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run { config, drop, state } => run(config, drop, state),
         Command::Infer { config, precision, dump, files } => run_infer(config, precision, dump, &files),
-        Command::Check { config } => run_check(config),
+        Command::Check { config, capture: true, out } => run_check_capture(config, out),
+        Command::Check { config, .. } => run_check(config),
         Command::Eval { data, config, precision, input, json, int8_baseline } => {
             run_eval(&data, config, precision, input, json, int8_baseline)
         }
@@ -464,6 +471,46 @@ fn run_check(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     }
     outln!("{}", if problems == 0 { "check passed".to_string() } else { format!("check found {problems} problem(s)") });
     Ok(if problems == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn run_check_capture(config: Option<PathBuf>, out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
+    use pe_sentinel::source::capture::{convert::GrayConverter, open, viewport, CaptureError};
+    let cfg = load_config(config, None, None)?;
+    let Some(c) = &cfg.profile.capture else {
+        anyhow::bail!("{}: no [capture] table; add one (see docs/capture.md)", cfg.profile_path.display());
+    };
+    let mut src = open::open_source(c)?;
+    let f = src.format();
+    let mut conv = GrayConverter::new(f.width, f.height);
+    // A few frames first: cards deliver stale or black frames right after STREAMON.
+    let mut got = false;
+    for n in 0..10 {
+        match src.next_frame() {
+            Ok(frame) => match conv.convert(&frame) {
+                Ok(_) => got = n >= 4,
+                Err(e) => log::warn!("{e}"),
+            },
+            Err(CaptureError::Ended { .. }) => break,
+            Err(e) => return Err(e.into()),
+        }
+        if got {
+            break;
+        }
+    }
+    if conv.gray.pixels.is_empty() {
+        anyhow::bail!("capture device {}: no frame could be read", c.device);
+    }
+    let proposal = viewport::find_viewport(&conv.gray);
+    let pic = viewport::check_picture(&conv.gray, Some(&c.viewport), &c.masks);
+    let path = out.unwrap_or_else(|| cfg.state_dir.join("capture-check.png"));
+    pic.save(&path).with_context(|| format!("cannot write {}", path.display()))?;
+    outln!("capture frame {}x{} ({}) saved with the viewport drawn: {}", f.width, f.height, f.pixel, path.display());
+    outln!("configured viewport {}", c.viewport);
+    match proposal {
+        Some(v) => outln!("automatic finder proposes viewport {v}"),
+        None => outln!("automatic finder found no dark, roughly square region with image content"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn run_eval(

@@ -2,6 +2,7 @@
 //! unknown key and bad value rejected (key, line and what is allowed), then resolved: paths made
 //! absolute relative to the profile, command-line overrides applied. Reads the profile file only.
 
+pub mod capture;
 pub mod raw;
 
 pub use raw::{BoardProfile, ConfigError, EngineKind, Precision};

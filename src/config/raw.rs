@@ -64,6 +64,8 @@ pub struct BoardProfile {
     pub paths: Paths,
     #[serde(default)]
     pub verdict: Verdict,
+    /// Capture-card source (issue 8); absent: none.
+    pub capture: Option<super::capture::Capture>,
     /// The scanner-room status display; absent: no display.
     pub display: Option<Display>,
     #[serde(default)]
@@ -445,6 +447,9 @@ impl BoardProfile {
                 ));
             }
         }
+        if let Some(c) = &self.capture {
+            c.check(path)?;
+        }
         Ok(())
     }
 }
@@ -559,5 +564,23 @@ state_dir = "/tmp/state"
         assert_eq!(c.port, Path::new("/dev/ttyACM0"));
         let p = BoardProfile::parse(&format!("{GOOD}{d}alert_timeout_s = 600\n"), Path::new("p.toml")).expect("ok");
         assert_eq!(p.display.expect("display").config().alert_timeout_ms, Some(600_000));
+    }
+
+    #[test]
+    fn the_capture_table_is_checked_key_by_key() {
+        let cap = "\n[capture]\ndevice = \"/dev/video0\"\nviewport = { x = 704, y = 276, width = 512, height = 512 }\n";
+        let p = BoardProfile::parse(&format!("{GOOD}{cap}"), Path::new("p.toml")).expect("capture");
+        let c = p.capture.expect("capture table");
+        assert_eq!((c.width, c.height, c.fps, c.format.as_str()), (1920, 1080, 30, "yuyv"));
+        let e = err(&format!("{GOOD}{cap}fsp = 30\n"));
+        assert!(e.contains("fsp") && e.contains("line 17"), "{e}");
+        let e = err(&format!("{GOOD}{cap}format = \"h264\"\n"));
+        assert!(e.contains("h264") && e.contains("mjpeg"), "{e}");
+        let e = err(&format!("{GOOD}{cap}width = 1000\n"));
+        assert!(e.contains("capture.viewport") && e.contains("inside"), "{e}");
+        let e = err(&format!("{GOOD}{cap}masks = [{{ x = 1900, y = 0, width = 40, height = 10 }}]\n"));
+        assert!(e.contains("capture.masks"), "{e}");
+        let e = err(&format!("{GOOD}{cap}changed_fraction = 0.9\n"));
+        assert!(e.contains("capture.changed_fraction") && e.contains("0.5"), "{e}");
     }
 }
