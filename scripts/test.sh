@@ -13,6 +13,8 @@ fi
 "$VENV/bin/pip" install --quiet --disable-pip-version-check -r tests/py/requirements.txt
 
 cargo fmt --check
+# The systemd unit, sysusers and tmpfiles files (verify must print nothing; exposure <= 1.0).
+scripts/check-systemd.sh
 cargo clippy --all-targets --locked -- -D warnings
 cargo build --locked --all-targets
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"

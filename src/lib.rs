@@ -16,6 +16,7 @@ pub mod phantom;
 pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
+pub mod service;
 pub mod slice;
 pub mod source;
 pub mod store;
