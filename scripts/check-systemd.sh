@@ -5,7 +5,8 @@
 #  2. `systemd-analyze security --offline=yes`: the exposure rating must be <= 1.0 ("SAFE").
 #  3. sysusers.d and tmpfiles.d applied for real into the temporary root: the user, group and
 #     folders (owner, mode) must come out as documented.
-# Needs: systemd-analyze, systemd-sysusers, systemd-tmpfiles (Debian package `systemd`).
+#  4. the udev rules parsed by `udevadm test` (see below).
+# Needs: systemd-analyze, systemd-sysusers, systemd-tmpfiles (Debian package `systemd`), udevadm (`udev`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 unit=systemd/pe-sentinel.service
@@ -70,3 +71,36 @@ for want in "var/lib/pe-sentinel 750" "var/lib/pe-sentinel/overlays 750" "var/li
   fi
 done
 echo "ok: sysusers and tmpfiles create the user, group and folders"
+
+# 4. The udev rules (board/udev/99-pe-sentinel.rules). `udevadm verify` only exists from systemd
+#    253 on (Debian 12 has 252), so the rules are parsed by `udevadm test` in a private mount
+#    namespace where /etc/udev/rules.d holds only them and /etc/group knows the service's group:
+#    any message naming the file (invalid key, operator or group) fails. Needs root (unshare -m).
+rules=board/udev/99-pe-sentinel.rules
+udevadm=$(command -v udevadm || true)
+if [ -z "$udevadm" ]; then
+  echo "SKIPPED: udev rules check (no udevadm; install the Debian package udev)"
+elif [ "$(id -u)" != 0 ]; then
+  echo "SKIPPED: udev rules check (needs root for a private mount namespace)"
+else
+  cp /etc/group "$root/group"
+  grep -q '^pe-sentinel:' "$root/group" || echo 'pe-sentinel:x:999:' >>"$root/group"
+  mkdir -p "$root/rules.d"
+  cp "$rules" "$root/rules.d/99-pe-sentinel.rules"
+  udev_out=$(unshare -m sh -c "mkdir -p /etc/udev/rules.d && mount --bind '$root/rules.d' /etc/udev/rules.d && \
+    mount --bind '$root/group' /etc/group && '$udevadm' test --action=add /sys/class/tty/tty 2>&1") || {
+    echo "FAIL: udevadm test could not run:" >&2
+    echo "$udev_out" >&2
+    exit 1
+  }
+  grep -q 'Reading rules file: /etc/udev/rules.d/99-pe-sentinel.rules' <<<"$udev_out" || {
+    echo "FAIL: udevadm test did not read $rules:" >&2
+    echo "$udev_out" >&2
+    exit 1
+  }
+  if grep '99-pe-sentinel.rules:' <<<"$udev_out" >&2; then
+    echo "FAIL: udevadm test found problems in $rules (above)" >&2
+    exit 1
+  fi
+  echo "ok: udevadm test parses $rules without complaint"
+fi
