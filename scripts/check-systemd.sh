@@ -47,7 +47,7 @@ mkdir -p "$root/etc"
 # With --root, both tools read their configuration from inside the root, as installed.
 mkdir -p "$root/usr/lib/sysusers.d" "$root/usr/lib/tmpfiles.d"
 cp systemd/pe-sentinel.sysusers "$root/usr/lib/sysusers.d/pe-sentinel.conf"
-cp systemd/pe-sentinel.tmpfiles "$root/usr/lib/tmpfiles.d/pe-sentinel.conf"
+cp systemd/pe-sentinel.tmpfile "$root/usr/lib/tmpfiles.d/pe-sentinel.conf"
 systemd-sysusers --root="$root"
 grep -q '^pe-sentinel:' "$root/etc/passwd" || { echo "FAIL: sysusers made no pe-sentinel user" >&2; exit 1; }
 grep -q '^pe-sentinel:' "$root/etc/group" || { echo "FAIL: sysusers made no pe-sentinel group" >&2; exit 1; }

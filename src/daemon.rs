@@ -259,7 +259,7 @@ impl Daemon {
             }
             None => "retrying".to_string(),
         };
-        log::error!("FAULT: {e:#}; {what} in {} s (free space in the state folder if it is full)", pause.as_secs());
+        log::error!("FAULT: {e:#}; {what} in {} s", pause.as_secs());
         self.service.status_now(&format!("FAULT: {e:#}"));
         self.tracker = SeriesTracker::new(self.series_config);
         self.known.clear();
