@@ -5,7 +5,6 @@
 //! Library code never prints: it returns values and errors.
 #![deny(unsafe_code)]
 
-pub mod alloc_cap;
 pub mod config;
 pub mod daemon;
 pub mod engine;

@@ -143,10 +143,6 @@ struct PhantomArgs {
     emit_hu: bool,
 }
 
-/// Refuses oversized allocations where the DICOM parser is capped (src/alloc_cap.rs).
-#[global_allocator]
-static ALLOC: pe_sentinel::alloc_cap::CappedAlloc = pe_sentinel::alloc_cap::CappedAlloc;
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();

@@ -3,9 +3,6 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-
-#[global_allocator]
-static ALLOC: pe_sentinel::alloc_cap::CappedAlloc = pe_sentinel::alloc_cap::CappedAlloc;
 use pe_sentinel::config::BoardProfile;
 use std::path::Path;
 

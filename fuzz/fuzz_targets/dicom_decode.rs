@@ -4,9 +4,6 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-
-#[global_allocator]
-static ALLOC: pe_sentinel::alloc_cap::CappedAlloc = pe_sentinel::alloc_cap::CappedAlloc;
 use pe_sentinel::slice::Pixels;
 use pe_sentinel::source::decode::dicom::{decode_bytes, Accept};
 use std::path::Path;
