@@ -17,6 +17,8 @@ PE_SENTINEL_ORT_LIB="$(ls "$VENV"/lib/python3*/site-packages/onnxruntime/capi/li
 export PE_SENTINEL_ORT_LIB
 
 cargo fmt --check
+# The systemd unit, sysusers and tmpfiles files (verify must print nothing; exposure <= 1.0).
+scripts/check-systemd.sh
 cargo clippy --all-targets --locked -- -D warnings
 # The TensorRT binding (feature `tensorrt`) must compile and lint everywhere (docs/engines.md).
 cargo clippy --features tensorrt --all-targets --locked -- -D warnings

@@ -6,6 +6,11 @@
 //! SIGINT finish the file in hand and stop. Touches the drop folder, the state folder and the
 //! model files.
 //!
+//! A failure of the daemon's own storage (journal, `done/`, e.g. a full disk) is a FAULT, not an
+//! exit: it is logged, the file stays in the drop folder, the in-memory series state is rebuilt
+//! from the journal (as after a restart) and the file is retried with a growing pause. The
+//! service manager hears READY/WATCHDOG/STATUS/STOPPING through `crate::service`.
+//!
 //! Threads: the inotify watcher runs in its own thread (inside `notify`); decoding, inference and
 //! the journal share this loop for now — the display and budget issues split the sink off.
 
@@ -13,6 +18,7 @@ use crate::budget::{us_since, BudgetTracker, SlowChange};
 use crate::config::Resolved;
 use crate::display::{DisplayHandle, SliceUpdate};
 use crate::pipeline::{ModelSet, Pipeline, SliceScores};
+use crate::service::Service;
 use crate::slice::{Pixels, Slice};
 use crate::source::capture::runner::CaptureRunner;
 use crate::source::decode::{dicom, raster};
@@ -20,7 +26,7 @@ use crate::source::drop_folder::DropFolder;
 use crate::store::journal::{hex, Journal, RejectedRow, SeriesRow, SliceRecord, StageLatencyUs};
 use crate::store::overlay::{self, OverlayBox};
 use crate::verdict::fusion::{fuse, FusionConfig, SliceScores as FusionScores};
-use crate::verdict::series::{SeriesEvent, SeriesSummary, SeriesTracker, SliceObservation};
+use crate::verdict::series::{SeriesConfig, SeriesEvent, SeriesSummary, SeriesTracker, SliceObservation};
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -32,6 +38,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 /// Files larger than this are rejected unread (a CT slice is well under 100 MB even multi-frame).
 pub const MAX_FILE_BYTES: u64 = 1 << 30;
 
+/// Pause after the first FAULT; doubled on each further one, up to `FAULT_PAUSE_MAX`.
+const FAULT_PAUSE_MIN: Duration = Duration::from_secs(1);
+const FAULT_PAUSE_MAX: Duration = Duration::from_secs(15);
+
 /// Counters of one run, for the log and tests.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct RunStats {
@@ -42,6 +52,8 @@ pub struct RunStats {
     pub alerts: u64,
     /// Slices whose arrival-to-verdict time exceeded the budget.
     pub budget_misses: u64,
+    /// Failures of the daemon's own storage, each logged as FAULT and retried.
+    pub faults: u64,
 }
 
 /// Everything the loop needs.
@@ -54,6 +66,10 @@ pub struct Daemon {
     models: ModelSet,
     fusion: FusionConfig,
     tracker: SeriesTracker,
+    series_config: SeriesConfig,
+    service: Service,
+    /// The pause before the next retry after a FAULT; None while healthy.
+    fault_pause: Option<Duration>,
     overlays: PathBuf,
     start: Instant,
     start_unix_ms: i64,
@@ -168,6 +184,9 @@ impl Daemon {
             models,
             fusion,
             tracker: SeriesTracker::new(series),
+            series_config: series,
+            service: Service::from_env(),
+            fault_pause: None,
             overlays: cfg.state_dir.join("overlays"),
             start: Instant::now(),
             start_unix_ms: unix_ms(),
@@ -189,7 +208,13 @@ impl Daemon {
 
     /// Runs until `stop` is set; the file in hand is finished first.
     pub fn run(&mut self, stop: &AtomicBool) -> anyhow::Result<RunStats> {
+        self.service.ready(&format!(
+            "ready: engine {}, watching {}",
+            self.pipeline.engine_name(),
+            self.drop.root().display()
+        ));
         while !stop.load(Ordering::Relaxed) {
+            self.service.tick(false);
             let wait = match self.tracker.next_deadline_ms() {
                 Some(d) => Duration::from_millis(d.saturating_sub(self.now_ms()).clamp(10, 250)),
                 None => Duration::from_millis(250),
@@ -199,25 +224,28 @@ impl Daemon {
             }
             let wait = if self.capture.is_some() { Duration::ZERO } else { wait };
             if let Some(path) = self.drop.next(wait) {
-                if let Err(e) = self.process_file(&path) {
-                    if let Some(d) = self.display.as_mut() {
-                        d.fault(&format!("{e:#}"));
-                    }
-                    return Err(e);
+                match self.process_file(&path, stop) {
+                    Ok(()) => self.fault_pause = None,
+                    Err(e) => self.fault(Some(&path), &e, stop),
                 }
             }
             let events = self.tracker.close_quiet(self.now_ms());
             for e in events {
-                self.on_event(e)?;
+                if let Err(err) = self.on_event(e) {
+                    self.fault(None, &err, stop);
+                    break;
+                }
             }
         }
+        self.service.stopping("stopping");
         log::info!(
-            "stopping: {} file(s), {} slice(s), {} rejected, {} duplicate(s), {} alert(s), {} slice(s) over the {} ms budget",
+            "stopping: {} file(s), {} slice(s), {} rejected, {} duplicate(s), {} alert(s), {} fault(s), {} slice(s) over the {} ms budget",
             self.stats.files,
             self.stats.slices,
             self.stats.rejected,
             self.stats.duplicates,
             self.stats.alerts,
+            self.stats.faults,
             self.stats.budget_misses,
             self.budget.budget_ms()
         );
@@ -226,7 +254,7 @@ impl Daemon {
 
     /// One file from the drop folder to `done/` or `rejected/`. Errors returned are the daemon's
     /// own (journal, folder), not the file's: a bad file is rejected and the loop goes on.
-    fn process_file(&mut self, path: &Path) -> anyhow::Result<()> {
+    fn process_file(&mut self, path: &Path, stop: &AtomicBool) -> anyhow::Result<()> {
         self.stats.files += 1;
         let arrival = self.drop.last_arrival();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -278,6 +306,7 @@ impl Daemon {
         };
         let decode_us = t_decode.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
         for slice in &slices {
+            self.service.tick(stop.load(Ordering::Relaxed));
             if let Err(e) = self.pipeline.run(slice, &mut self.scores) {
                 if let Some(d) = self.display.as_mut() {
                     d.fault(&format!("engine: {e}"));
@@ -312,6 +341,35 @@ impl Daemon {
             return Ok(());
         }
         self.record(&slice, &name, sha, 0, arrival)
+    }
+
+    /// A failure of the daemon's own storage: log it, leave the file in the drop folder, forget
+    /// the in-memory series state (restored from the journal on next sight, as after a restart,
+    /// so a slice counted before the failure is not counted twice), and pause before the retry.
+    fn fault(&mut self, path: Option<&Path>, e: &anyhow::Error, stop: &AtomicBool) {
+        self.stats.faults += 1;
+        let pause = self.fault_pause.map_or(FAULT_PAUSE_MIN, |p| (p * 2).min(FAULT_PAUSE_MAX));
+        self.fault_pause = Some(pause);
+        let what = match path {
+            Some(p) => {
+                self.drop.retry(p);
+                format!("{} stays in the drop folder and is retried", p.display())
+            }
+            None => "retrying".to_string(),
+        };
+        log::error!("FAULT: {e:#}; {what} in {} s", pause.as_secs());
+        self.service.status_now(&format!("FAULT: {e:#}"));
+        if let Some(d) = self.display.as_mut() {
+            d.fault(&format!("{e:#}"));
+        }
+        self.tracker = SeriesTracker::new(self.series_config);
+        self.known.clear();
+        self.alerted_before.clear();
+        let until = Instant::now() + pause;
+        while Instant::now() < until && !stop.load(Ordering::Relaxed) {
+            self.service.tick(false);
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     fn reject(&mut self, path: &Path, sha: Option<[u8; 32]>, reason: &str) -> anyhow::Result<()> {
@@ -441,6 +499,15 @@ impl Daemon {
             }
         }
         self.stats.slices += 1;
+        self.service.set_status(format!(
+            "last: {name} frame {}: {} (P {:.3}, {} box(es)); {} slice(s), {} alert(s)",
+            slice.frame,
+            if verdict.suspicious { "suspicious" } else { "not suspicious" },
+            fs.p,
+            fs.boxes,
+            self.stats.slices,
+            self.stats.alerts
+        ));
         if verdict.suspicious {
             self.overlay(slice, name)?;
         }
@@ -510,6 +577,10 @@ impl Daemon {
                     log::info!("series {series}: positive (already alerted before a restart)");
                 } else {
                     self.stats.alerts += 1;
+                    self.service.status_now(&format!(
+                        "ALERT series {series}: POSITIVE, {} suspicious of {} slices",
+                        summary.suspicious_slices, summary.slices
+                    ));
                     log::warn!(
                         "ALERT series {series}: POSITIVE — {} suspicious of {} slices, max P {:.3}, {} box(es)",
                         summary.suspicious_slices,
@@ -573,7 +644,10 @@ impl Daemon {
             .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
             .collect();
         let dir = self.overlays.join(safe);
-        std::fs::create_dir_all(&dir).with_context(|| format!("cannot create overlay folder {}", dir.display()))?;
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            log::warn!("cannot create overlay folder {}: {e}", dir.display());
+            return Ok(());
+        }
         let path = dir.join(format!("{name}-f{}.png", slice.frame));
         if let Err(e) = overlay::save(&path, &gray, slice.width, slice.height, &boxes) {
             // An overlay is for review; failing to draw one must not stop the analysis.

@@ -22,6 +22,7 @@ pub mod pipeline;
 pub mod postprocess;
 pub mod preprocess;
 pub mod runtime;
+pub mod service;
 pub mod slice;
 pub mod source;
 pub mod store;

@@ -331,8 +331,14 @@ impl BoardProfile {
 
     /// Parses and range-checks a profile; `path` is only used in messages.
     pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
-        let profile: BoardProfile = toml::from_str(text)
-            .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        let profile: BoardProfile = toml::from_str(text).map_err(|e| {
+            let key = e.span().and_then(|s| key_at(text, s.start));
+            let message = match key {
+                Some(k) => format!("key `{k}`: {e}"),
+                None => e.to_string(),
+            };
+            ConfigError::Parse { path: path.to_path_buf(), message }
+        })?;
         profile.check(path)?;
         Ok(profile)
     }
@@ -454,6 +460,27 @@ impl BoardProfile {
     }
 }
 
+/// The dotted key (`engine.threads`) on the line holding byte `offset`, for error messages: the
+/// TOML error shows the line, this names the key as the documentation does.
+fn key_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset.min(text.len()))?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line = text[line_start..].lines().next().unwrap_or("").trim();
+    let table = |l: &str| l.strip_prefix('[').and_then(|l| l.strip_suffix(']')).map(|t| t.trim().to_string());
+    if let Some(t) = table(line) {
+        return Some(t);
+    }
+    let name = line.split('=').next()?.trim();
+    if name.is_empty() || name.starts_with('#') {
+        return None;
+    }
+    let header = text[..line_start].lines().rev().find_map(|l| table(l.trim()));
+    Some(match header {
+        Some(h) => format!("{h}.{name}"),
+        None => name.to_string(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,7 +530,9 @@ state_dir = "/tmp/state"
         let e = err(&GOOD.replace("threads = 2", "threads = 0"));
         assert!(e.contains("engine.threads") && e.contains("1 to 64"), "{e}");
         let e = err(&GOOD.replace("threads = 2", "threads = \"two\""));
-        assert!(e.contains("threads") && e.contains("line 7"), "{e}");
+        assert!(e.contains("key `engine.threads`") && e.contains("line 7"), "{e}");
+        let e = err(&GOOD.replace("threads = 2", "threads = 2\nthreds = 3"));
+        assert!(e.contains("key `engine.threds`"), "{e}");
         let e = err(&GOOD.replace("[paths]", "[pathz]"));
         assert!(e.contains("pathz"), "{e}");
         let e = err(&format!("{GOOD}\n[verdict]\nclassifier_threshold = 1.5\n"));

@@ -300,6 +300,16 @@ impl DropFolder {
         Ok(to)
     }
 
+    /// Gives a file back to be handed out again next (after a FAULT of the daemon's storage).
+    pub fn retry(&mut self, path: &Path) {
+        self.in_flight.remove(path);
+        if path.exists() {
+            // It keeps its arrival (it is the file handed out last): the fault's delay counts
+            // against its budget.
+            self.ready.insert(path.to_path_buf(), self.last_arrival);
+        }
+    }
+
     /// Gives a file back (it stays in the folder and is offered again after a rescan).
     pub fn release(&mut self, path: &Path) {
         self.in_flight.remove(path);

@@ -156,7 +156,7 @@ pub enum JournalError {
     )]
     Locked { path: PathBuf, action: &'static str },
     #[error(
-        "the disk holding the journal {} is full (while trying to {action}); free space there and restart: \
+        "the disk holding the journal {} is full (while trying to {action}); free space there (the daemon retries by itself): \
          inputs not yet recorded stay in the drop folder",
         .path.display()
     )]

@@ -6,7 +6,7 @@
 use super::{MAX_FRAMES, MAX_PIXELS_PER_FRAME};
 use crate::slice::{Pixels, SeriesId, Slice};
 use dicom_dictionary_std::tags;
-use dicom_object::{open_file, DefaultDicomObject};
+use dicom_object::DefaultDicomObject;
 use dicom_pixeldata::PixelDecoder;
 use std::path::{Path, PathBuf};
 
@@ -79,13 +79,18 @@ const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
 
 /// Opens a file, checks its declared image against limits and decodes its pixel data.
 pub fn decode_stored(path: &Path) -> Result<Stored, DicomError> {
-    let obj = open_file(path).map_err(|e| DicomError::Open { path: path.to_path_buf(), reason: e.to_string() })?;
-    decode_object(obj, path)
+    // Read whole, so the element lengths can be checked before dicom-rs allocates them.
+    let bytes =
+        std::fs::read(path).map_err(|e| DicomError::Open { path: path.to_path_buf(), reason: e.to_string() })?;
+    decode_stored_bytes(&bytes, path)
 }
 
 /// As `decode_stored`, from the file's bytes already in memory (the daemon hashes them first, so
 /// the file is read once); `path` names the file in messages.
 pub fn decode_stored_bytes(bytes: &[u8], path: &Path) -> Result<Stored, DicomError> {
+    // dicom-rs allocates a declared length before reading it: refuse impossible lengths first.
+    // See: dicom_lengths.rs, fuzz/.
+    super::dicom_lengths::check(bytes).map_err(|reason| DicomError::Open { path: path.to_path_buf(), reason })?;
     let obj = dicom_object::OpenFileOptions::new()
         .read_preamble(dicom_object::file::ReadPreamble::Auto)
         .from_reader(bytes)

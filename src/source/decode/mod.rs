@@ -2,6 +2,7 @@
 //! file and what was wrong; nothing here panics on a file's content. Reads only the given file.
 
 pub mod dicom;
+pub mod dicom_lengths;
 pub mod raster;
 
 /// Largest image accepted (pixels per frame): a declared 60000x60000 image is refused before any

@@ -1,0 +1,26 @@
+//! Fuzz target: arbitrary bytes as a dropped PNG/JPEG file. The decoder reads from a path, so each
+//! input is written to a file in /dev/shm (a memory file system) first. Every input must give a
+//! slice or an error, never a panic; a slice must hold width x height pixels.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use pe_sentinel::slice::{Pixels, SeriesId};
+use pe_sentinel::source::decode::raster::decode_file;
+use std::path::PathBuf;
+
+fuzz_target!(|data: &[u8]| {
+    let dir = std::env::var_os("FUZZ_TMP").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/dev/shm"));
+    let path = dir.join(format!("pe-sentinel-fuzz-{}.png", std::process::id()));
+    if std::fs::write(&path, data).is_err() {
+        return;
+    }
+    if let Ok(s) = decode_file(&path, SeriesId("fuzz".into())) {
+        let n = s.width as usize * s.height as usize;
+        let len = match &s.pixels {
+            Pixels::Hu(v) => v.len(),
+            Pixels::Gray8(v) => v.len(),
+            Pixels::Gray16(v) => v.len(),
+        };
+        assert_eq!(len, n, "slice of {}x{} holds {len} pixels", s.width, s.height);
+    }
+});

@@ -1,0 +1,55 @@
+//! Inputs found by the cargo-fuzz targets in fuzz/ (scripts/fuzz.sh), kept as regression tests.
+//! Each must be refused or decoded with bounded memory and no panic.
+
+use pe_sentinel::source::decode::dicom::{decode_bytes, Accept};
+use std::path::PathBuf;
+
+fn data(p: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data/fuzz").join(p)
+}
+
+fn vm_hwm_kb() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn refused_with_bounded_memory(name: &str) {
+    let bytes = std::fs::read(data(name)).expect("fixture");
+    let before = vm_hwm_kb();
+    for accept in [Accept::CtOnly, Accept::AnyGrayscale] {
+        let e = decode_bytes(&bytes, &data(name), accept).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains(name) && e.contains("damaged length field"), "{e}");
+    }
+    let grown = vm_hwm_kb().saturating_sub(before);
+    assert!(grown < 64 * 1024, "decoding a {} byte file raised the peak RSS by {} MB", bytes.len(), grown / 1024);
+}
+
+/// A string-valued element's damaged length: dicom-rs allocated ~1.9 GB (infallibly).
+#[test]
+fn dicom_oom_2() {
+    refused_with_bounded_memory("dicom-oom-2.dcm");
+}
+
+/// An OB element's damaged length: dicom-rs allocated and zeroed ~3.7 GB.
+#[test]
+fn dicom_oom_1() {
+    refused_with_bounded_memory("dicom-oom-1.dcm");
+}
+
+/// OPEN: a damaged length inside a *deflated* data set (transfer syntax 1.2.840.10008.1.2.1.99):
+/// `dicom_lengths` cannot walk compressed bytes, and dicom-rs allocates ~3 GB. Kept failing and
+/// ignored until deflated data sets are inflated (with a size cap) and checked, or refused.
+#[test]
+#[ignore = "open defect: deflated DICOM with a damaged length still costs ~3 GB (docs/install.md, Fuzzing)"]
+fn dicom_deflate_oom_3() {
+    let name = "dicom-deflate-oom-3.dcm";
+    let bytes = std::fs::read(data(name)).expect("fixture");
+    let before = vm_hwm_kb();
+    let _ = decode_bytes(&bytes, &data(name), Accept::AnyGrayscale);
+    let grown = vm_hwm_kb().saturating_sub(before);
+    assert!(grown < 64 * 1024, "decoding a {} byte file raised the peak RSS by {} MB", bytes.len(), grown / 1024);
+}
