@@ -94,7 +94,7 @@ impl Service {
             self.stopping("stopping: finishing the slice in hand");
         }
         let now = Instant::now();
-        let due = |last: Option<Instant>, every: Duration| last.map_or(true, |t| now.duration_since(t) >= every);
+        let due = |last: Option<Instant>, every: Duration| last.is_none_or(|t| now.duration_since(t) >= every);
         let ping = self.watchdog_every.is_some_and(|every| due(self.last_ping, every));
         let status = self.pending_status.is_some() && (ping || due(self.last_status, STATUS_EVERY));
         let pending = if status { self.pending_status.take() } else { None };

@@ -580,6 +580,8 @@ state_dir = "/tmp/state"
         let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("board/x86-cpu.toml"))
             .expect("shipped profile");
         let block = shipped.split("# [display]").nth(1).expect("a commented [display] block");
+        // Up to the next (commented) table.
+        let block = block.split("\n# [").next().unwrap_or(block);
         let keys: String = block
             .lines()
             .filter_map(|l| l.strip_prefix("# "))
