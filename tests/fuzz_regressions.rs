@@ -40,11 +40,9 @@ fn dicom_oom_1() {
     refused_with_bounded_memory("dicom-oom-1.dcm");
 }
 
-/// OPEN: a damaged length inside a *deflated* data set (transfer syntax 1.2.840.10008.1.2.1.99):
-/// `dicom_lengths` cannot walk compressed bytes, and dicom-rs allocates ~3 GB. Kept failing and
-/// ignored until deflated data sets are inflated (with a size cap) and checked, or refused.
+/// A damaged length inside a *deflated* data set (transfer syntax 1.2.840.10008.1.2.1.99): dicom-rs
+/// allocated ~3 GB; now the data set is inflated (capped) and walked first, and the file refused.
 #[test]
-#[ignore = "open defect: deflated DICOM with a damaged length still costs ~3 GB (docs/install.md, Fuzzing)"]
 fn dicom_deflate_oom_3() {
     let name = "dicom-deflate-oom-3.dcm";
     let bytes = std::fs::read(data(name)).expect("fixture");

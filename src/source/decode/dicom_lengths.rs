@@ -5,10 +5,14 @@
 //! Touches nothing but the bytes given.
 //!
 //! Covered: the file meta group; explicit VR little and big endian and implicit VR little endian
-//! data sets, descending into sequences and items; encapsulated pixel data fragments. Not
-//! covered (the walk stops there and leaves the rest to dicom-rs): deflated data sets, the
-//! contents of undefined-length UN elements, and elements nested inside a defined-length
-//! sequence of an implicit VR data set (its total length is still checked).
+//! data sets, descending into sequences and items; encapsulated pixel data fragments; deflated
+//! data sets, inflated first with a size cap (`MAX_INFLATED`) and then walked. Not covered (the
+//! walk stops there and leaves the rest to dicom-rs): the contents of undefined-length UN
+//! elements, and elements nested inside a defined-length sequence of an implicit VR data set (its
+//! total length is still checked).
+
+/// A deflated data set that inflates beyond this is refused (a CT slice is a few hundred kB).
+pub const MAX_INFLATED: u64 = 256 << 20;
 
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 
@@ -70,9 +74,36 @@ pub fn check(bytes: &[u8]) -> Result<(), String> {
     let (explicit, big) = match transfer_syntax.as_str() {
         "1.2.840.10008.1.2" => (false, false),
         "1.2.840.10008.1.2.2" => (true, true),
-        // Deflated: the data set is compressed, nothing to walk here.
-        "1.2.840.10008.1.2.1.99" => return Ok(()),
+        // Deflated (raw deflate, then explicit VR little endian): inflate with a cap, walk that.
+        "1.2.840.10008.1.2.1.99" => {
+            use std::io::Read;
+            let mut inflated = Vec::new();
+            let mut z = flate2::read::DeflateDecoder::new(&bytes[pos..]).take(MAX_INFLATED + 1);
+            if let Err(e) = z.read_to_end(&mut inflated) {
+                return Err(format!("deflated data set at byte {pos} cannot be inflated ({e})"));
+            }
+            if inflated.len() as u64 > MAX_INFLATED {
+                return Err(format!(
+                    "deflated data set at byte {pos} inflates beyond {} MiB (damaged or hostile file)",
+                    MAX_INFLATED >> 20
+                ));
+            }
+            return walk(&inflated, 0, true, false).map_err(|e| format!("in the inflated data set: {e}"));
+        }
         _ => (true, false),
+    };
+    walk(bytes, pos, explicit, big)
+}
+
+/// Walks the data set in `bytes` from `pos` (after the file meta group).
+fn walk(bytes: &[u8], mut pos: usize, explicit: bool, big: bool) -> Result<(), String> {
+    let n = bytes.len();
+    let too_long = |group: u16, element: u16, len: u32, at: usize| {
+        format!(
+            "element ({group:04X},{element:04X}) at byte {at} declares {len} bytes, but the file has only {} left \
+             (damaged length field)",
+            n.saturating_sub(at)
+        )
     };
     let mut in_fragments = false;
     while pos + 8 <= n {
@@ -168,5 +199,18 @@ mod tests {
         assert!(check(&file(&seq, "1.2.840.10008.1.2.1")).is_err());
         // Not Part 10: left to dicom-rs.
         assert_eq!(check(b"not dicom"), Ok(()));
+        // Deflated: the same damaged element, compressed, is found after inflating.
+        use std::io::Write;
+        let deflate = |raw: &[u8]| {
+            let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
+            z.write_all(raw).expect("deflate");
+            z.finish().expect("deflate")
+        };
+        assert_eq!(check(&file(&deflate(&ok), "1.2.840.10008.1.2.1.99")), Ok(()));
+        let bad = [0x08, 0x00, 0x30, 0x10, b'L', b'O', 0xF0, 0xFF, b'x', b'y'];
+        let e = check(&file(&deflate(&bad), "1.2.840.10008.1.2.1.99")).expect_err("inflated, past the end");
+        assert!(e.contains("inflated") && e.contains("(0008,1030)"), "{e}");
+        // Not deflate data at all: refused, not passed on.
+        assert!(check(&file(&[0xFF; 40], "1.2.840.10008.1.2.1.99")).is_err());
     }
 }
