@@ -143,6 +143,7 @@ fn an_unplugged_or_stalled_device_is_a_fault_that_recovers_with_backoff() {
     let cfg = RunnerConfig {
         detect: detect_config(),
         series_gap_ms: 60_000,
+        lossless: false,
         backoff_min: Duration::from_millis(20),
         backoff_max: Duration::from_millis(80),
     };
@@ -194,6 +195,7 @@ fn scrolling_faster_than_the_budget_keeps_the_latest_slice_and_counts_the_skippe
     let cfg = RunnerConfig {
         detect: detect_config(),
         series_gap_ms: 60_000,
+        lossless: false,
         backoff_min: Duration::from_millis(20),
         backoff_max: Duration::from_millis(80),
     };

@@ -59,6 +59,7 @@ pub fn runner_config(c: &Capture) -> RunnerConfig {
     RunnerConfig {
         detect: c.detect_config(),
         series_gap_ms: (c.new_series_after_s * 1000.0) as u64,
+        lossless: c.device.starts_with("replay:"),
         backoff_min: Duration::from_millis(500),
         backoff_max: Duration::from_secs(30),
     }

@@ -134,6 +134,9 @@ pub struct CaptureStats {
 pub struct RunnerConfig {
     pub detect: DetectConfig,
     pub series_gap_ms: u64,
+    /// A recording, not a live screen: wait for the analyser to take each slice instead of letting
+    /// the newest replace it (a live source keeps latest-wins and counts the skipped ones).
+    pub lossless: bool,
     pub backoff_min: Duration,
     pub backoff_max: Duration,
 }
@@ -144,6 +147,8 @@ struct Shared {
     /// The newest slice and when it was made from its frame (its arrival, for the budget).
     slot: Mutex<Option<(Slice, Instant)>>,
     ready: Condvar,
+    /// Signalled when the analyser takes the slot (lossless replay waits on it).
+    taken: Condvar,
     state: Mutex<CaptureState>,
     events: Mutex<VecDeque<CaptureEvent>>,
     stats: Mutex<CaptureStats>,
@@ -189,6 +194,7 @@ impl CaptureRunner {
         let shared = Arc::new(Shared {
             slot: Mutex::new(None),
             ready: Condvar::new(),
+            taken: Condvar::new(),
             state: Mutex::new(CaptureState::Starting),
             events: Mutex::new(VecDeque::new()),
             stats: Mutex::new(CaptureStats::default()),
@@ -212,6 +218,7 @@ impl CaptureRunner {
         let s = slot.take();
         if s.is_some() {
             lock(&self.shared.stats).taken += 1;
+            self.shared.taken.notify_one();
         }
         s
     }
@@ -298,6 +305,13 @@ fn capture_loop(sh: &Shared, cfg: RunnerConfig, mut open: OpenFn) {
                     }
                     if let Some(slice) = slice {
                         let mut slot = lock(&sh.slot);
+                        while cfg.lossless && slot.is_some() && !sh.stop.load(Ordering::Relaxed) {
+                            slot = sh
+                                .taken
+                                .wait_timeout(slot, Duration::from_millis(50))
+                                .map(|(g, _)| g)
+                                .unwrap_or_else(|p| p.into_inner().0);
+                        }
                         if slot.replace((slice, Instant::now())).is_some() {
                             lock(&sh.stats).skipped += 1;
                         }
