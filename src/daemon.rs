@@ -20,7 +20,7 @@ use crate::display::{DisplayHandle, SliceUpdate};
 use crate::pipeline::{ModelSet, Pipeline, SliceScores};
 use crate::service::Service;
 use crate::slice::{Pixels, Slice};
-use crate::source::capture::runner::CaptureRunner;
+use crate::source::capture::runner::{CaptureEvent, CaptureRunner};
 use crate::source::decode::{dicom, raster};
 use crate::source::drop_folder::DropFolder;
 use crate::store::journal::{hex, Journal, RejectedRow, SeriesRow, SliceRecord, StageLatencyUs};
@@ -325,6 +325,14 @@ impl Daemon {
         let Some(runner) = &self.capture else { return Ok(()) };
         for e in runner.take_events() {
             log::info!("capture event: {e:?}");
+            // An unplugged or stalled capture card is a FAULT on the display until it resumes.
+            if let Some(d) = self.display.as_mut() {
+                match &e {
+                    CaptureEvent::Fault { reason } => d.fault(&format!("capture: {reason}")),
+                    CaptureEvent::Resumed { .. } => d.idle(),
+                    CaptureEvent::Ended => {}
+                }
+            }
         }
         let Some((slice, arrival)) = runner.next_timed(wait) else { return Ok(()) };
         let name = format!("{}-{:04}", slice.series.0, slice.instance.unwrap_or(0));

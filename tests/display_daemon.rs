@@ -186,3 +186,51 @@ fn an_impossible_budget_shows_slow_on_the_display() {
     assert!(status.success(), "{text}");
     assert!(text.contains("SLOW: 6 of the last 100 slices missed the 1 ms budget"), "{text}");
 }
+
+/// Issue 8 on the display: a capture card that cannot be opened (here a recording that does not
+/// exist) is a FAULT on the display, with the capture's reason, while the daemon keeps running.
+#[test]
+fn a_capture_fault_shows_on_the_display() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let (drop, state) = (t.path().join("drop"), t.path().join("state"));
+    let r = nix::pty::openpty(None, None).expect("openpty");
+    // SAFETY: openpty just returned these descriptors and nothing else owns them.
+    let (mut master, _slave) = unsafe { (File::from_raw_fd(r.master), File::from_raw_fd(r.slave)) };
+    let link = t.path().join("ttyACM0");
+    std::os::unix::fs::symlink(std::fs::read_link(format!("/proc/self/fd/{}", r.slave)).expect("pty"), &link)
+        .expect("symlink");
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let cfg = t.path().join("profile.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[board]\nname = \"capfault\"\n[engine]\nkind = \"tract\"\nprecision = \"fp32\"\nthreads = 1\n\
+             [models]\ndir = \"{m}\"\nclassifier = \"{m}/tiny-classifier.toml\"\ndetector = \"{m}/tiny-detector.toml\"\n\
+             [paths]\ndrop_dir = \"{d}\"\nstate_dir = \"{s}\"\n\
+             [display]\nport = \"{p}\"\nprotocol = \"line\"\nrefresh_ms = 20\n\
+             [capture]\ndevice = \"replay:{missing}\"\nviewport = {{ x = 0, y = 0, width = 512, height = 512 }}\n",
+            m = data.display(),
+            d = drop.display(),
+            s = state.display(),
+            p = link.display(),
+            missing = t.path().join("no-such-recording.mjpeg").display()
+        ),
+    )
+    .expect("profile");
+    let log = t.path().join("daemon.log");
+    let mut child = bin()
+        .args(["run", "--config"])
+        .arg(&cfg)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(File::create(&log).expect("log"))
+        .spawn()
+        .expect("daemon");
+    let mut got = Vec::new();
+    read_until(&mut master, &mut got, "STATE=FAULT\r\n", Duration::from_secs(120), &log);
+    read_until(&mut master, &mut got, "FAULT=capture:", Duration::from_secs(10), &log);
+    assert!(matches!(child.try_wait(), Ok(None)), "the daemon keeps running");
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let status = child.wait().expect("wait");
+    assert!(status.success(), "{}", std::fs::read_to_string(&log).unwrap_or_default());
+}
