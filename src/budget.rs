@@ -25,9 +25,9 @@ impl Default for BudgetConfig {
     }
 }
 
-/// Microseconds per stage of one slice. `total` runs from arrival to verdict (store excluded:
+/// Microseconds per stage of one slice (also a row of `bench`'s output). `total` runs from arrival to verdict (store excluded:
 /// the verdict exists before it is written down; `store` is reported on its own).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SliceTimes {
     pub decode: u32,
     pub preprocess: u32,

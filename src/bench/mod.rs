@@ -67,7 +67,7 @@ pub struct SliceRow {
     pub index: usize,
     pub file: String,
     pub frame: u32,
-    pub times: SliceTimesSer,
+    pub times: SliceTimes,
     pub missed: bool,
     pub p: f32,
     pub boxes: u32,
@@ -75,40 +75,6 @@ pub struct SliceRow {
     /// Heap allocations during the pipeline step (preprocess, engines, heads) of this slice: the
     /// engines' own, as the project's code allocates nothing there.
     pub engine_allocations: u64,
-}
-
-/// [`SliceTimes`] in a serializable shape (microseconds).
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
-pub struct SliceTimesSer {
-    pub decode: u32,
-    pub preprocess: u32,
-    pub classifier: u32,
-    pub detector: u32,
-    pub heads: u32,
-    pub verdict: u32,
-    pub store: u32,
-    pub total: u32,
-}
-
-impl From<SliceTimes> for SliceTimesSer {
-    fn from(t: SliceTimes) -> Self {
-        SliceTimesSer {
-            decode: t.decode,
-            preprocess: t.preprocess,
-            classifier: t.classifier,
-            detector: t.detector,
-            heads: t.heads,
-            verdict: t.verdict,
-            store: t.store,
-            total: t.total,
-        }
-    }
-}
-
-impl SliceTimesSer {
-    pub fn values(&self) -> [u32; 8] {
-        [self.decode, self.preprocess, self.classifier, self.detector, self.heads, self.verdict, self.store, self.total]
-    }
 }
 
 /// One engine's run over all slices.
@@ -338,7 +304,7 @@ fn run_engine(
                 index,
                 file: name.clone(),
                 frame: slice.frame,
-                times: times.into(),
+                times,
                 missed,
                 p: fs.p,
                 boxes: fs.boxes,

@@ -417,7 +417,6 @@ pub fn load_summary(path: &Path) -> anyhow::Result<BenchSummary> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::SliceTimesSer;
 
     fn run(engine: &str, totals: &[u32]) -> EngineRun {
         EngineRun {
@@ -432,7 +431,7 @@ mod tests {
                     index: i,
                     file: format!("f,{i}.dcm"),
                     frame: 0,
-                    times: SliceTimesSer { classifier: t / 4, detector: t / 2, total: t, ..Default::default() },
+                    times: SliceTimes { classifier: t / 4, detector: t / 2, total: t, ..Default::default() },
                     missed: t > 50_000,
                     p: 0.5,
                     boxes: 1,
