@@ -21,7 +21,6 @@ use crate::pipeline::{ModelSet, Pipeline, SliceScores};
 use crate::service::Service;
 use crate::slice::{Pixels, Slice};
 use crate::source::capture::runner::{CaptureEvent, CaptureRunner};
-use crate::source::decode::{dicom, raster};
 use crate::source::drop_folder::DropFolder;
 use crate::store::journal::{hex, Journal, RejectedRow, SeriesRow, SliceRecord, StageLatencyUs};
 use crate::store::overlay::{self, OverlayBox};
@@ -291,14 +290,8 @@ impl Daemon {
             self.drop.finish_done(path)?;
             return Ok(());
         }
-        let is_dicom = bytes.len() >= 132 && &bytes[128..132] == b"DICM"
-            || path.extension().is_some_and(|e| e.eq_ignore_ascii_case("dcm"));
-        let slices = if is_dicom {
-            // Decoded from the bytes already read and hashed: the file is read once.
-            dicom::decode_bytes(&bytes, path, dicom::Accept::CtOnly).map_err(|e| e.to_string())
-        } else {
-            raster::decode_file(path, self.drop.series_of(path)).map(|s| vec![s]).map_err(|e| e.to_string())
-        };
+        // Decoded from the bytes already read and hashed: the file is read once.
+        let slices = crate::source::decode::decode_any_bytes(&bytes, path, self.drop.series_of(path));
         drop(bytes);
         let slices = match slices {
             Ok(s) => s,

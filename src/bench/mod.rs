@@ -13,7 +13,6 @@ use crate::budget::{us_since, BudgetConfig, BudgetTracker, SliceTimes};
 use crate::config::Resolved;
 use crate::pipeline::{ModelSet, Pipeline, SliceScores};
 use crate::slice::Slice;
-use crate::source::decode::{dicom, raster};
 use crate::store::journal::{Journal, SliceRecord, StageLatencyUs};
 use crate::verdict::fusion::{fuse, SliceScores as FusionScores};
 use crate::verdict::series::{SeriesTracker, SliceObservation};
@@ -145,18 +144,12 @@ fn is_image_name(name: &str) -> bool {
 fn read_decode(path: &Path, root_series: &str) -> Result<(Vec<Slice>, [u8; 32]), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read ({e})", path.display()))?;
     let sha: [u8; 32] = Sha256::digest(&bytes).into();
-    let is_dicom = bytes.len() >= 132 && &bytes[128..132] == b"DICM"
-        || path.extension().is_some_and(|e| e.eq_ignore_ascii_case("dcm"));
-    let slices = if is_dicom {
-        dicom::decode_bytes(&bytes, path, dicom::Accept::CtOnly).map_err(|e| e.to_string())?
-    } else {
-        let series = path
-            .parent()
-            .and_then(|p| p.file_name())
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| root_series.to_string());
-        vec![raster::decode_file(path, crate::slice::SeriesId(series)).map_err(|e| e.to_string())?]
-    };
+    let series = path
+        .parent()
+        .and_then(|p| p.file_name())
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| root_series.to_string());
+    let slices = crate::source::decode::decode_any_bytes(&bytes, path, crate::slice::SeriesId(series))?;
     Ok((slices, sha))
 }
 

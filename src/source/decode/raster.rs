@@ -24,13 +24,25 @@ pub enum RasterError {
 /// Smallest image accepted as a slice.
 pub const MIN_SIDE: u32 = 16;
 
-/// Decodes a PNG or JPEG into a gray slice. `series` is the drop folder's subfolder.
+/// Decodes a PNG or JPEG file into a gray slice. `series` is the drop folder's subfolder.
 pub fn decode_file(path: &Path, series: SeriesId) -> Result<Slice, RasterError> {
+    let bytes =
+        std::fs::read(path).map_err(|e| RasterError::Read { path: path.to_path_buf(), reason: e.to_string() })?;
+    decode_bytes(&bytes, path, series)
+}
+
+/// Decodes a PNG or JPEG already in memory (`path` names it in errors and gives the instance).
+pub fn decode_bytes(bytes: &[u8], path: &Path, series: SeriesId) -> Result<Slice, RasterError> {
     let p = || path.to_path_buf();
-    let reader = ImageReader::open(path)
-        .map_err(|e| RasterError::Read { path: p(), reason: e.to_string() })?
-        .with_guessed_format()
-        .map_err(|e| RasterError::Read { path: p(), reason: e.to_string() })?;
+    let open = || {
+        let mut r = ImageReader::new(std::io::Cursor::new(bytes));
+        // The extension is the first guess, the content overrides it (as `ImageReader::open` does).
+        if let Ok(f) = image::ImageFormat::from_path(path) {
+            r.set_format(f);
+        }
+        r.with_guessed_format().map_err(|e| RasterError::Read { path: p(), reason: e.to_string() })
+    };
+    let reader = open()?;
     match reader.format() {
         Some(image::ImageFormat::Png) | Some(image::ImageFormat::Jpeg) => {}
         other => {
@@ -50,10 +62,7 @@ pub fn decode_file(path: &Path, series: SeriesId) -> Result<Slice, RasterError> 
     if width < MIN_SIDE || height < MIN_SIDE {
         return Err(RasterError::TooSmall { path: p(), width, height });
     }
-    let mut reader = ImageReader::open(path)
-        .map_err(|e| RasterError::Read { path: p(), reason: e.to_string() })?
-        .with_guessed_format()
-        .map_err(|e| RasterError::Read { path: p(), reason: e.to_string() })?;
+    let mut reader = open()?;
     let mut limits = Limits::default();
     limits.max_image_width = Some(8192);
     limits.max_image_height = Some(8192);
