@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Builds the appliance package for a Jetson (arm64) or an x86 mini-PC (amd64) on any Linux host:
+#   scripts/build-deb.sh arm64|amd64        -> target/debian/pe-sentinel_<version>_<arch>.deb
+# The binary is linked against glibc 2.31 with cargo-zigbuild (so it starts on JetPack 5 / Ubuntu
+# 20.04, JetPack 6 / Ubuntu 22.04 and anything newer), checked for newer symbol versions, and the
+# package says `Depends: libc6 (>= 2.31)` (Cargo.toml: a fixed line, not cargo-deb's `$auto`, which
+# would copy the build host's glibc version). C++ (CharLS) is linked statically by zig, so there is
+# no libstdc++ dependency. Installs cargo-deb (cargo install) and cargo-zigbuild (PyPI, with zig)
+# when missing; the cross build uses the same venv as scripts/cross-aarch64.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+GLIBC="2.31"
+case "${1:-}" in
+  arm64) triple=aarch64-unknown-linux-gnu ;;
+  amd64) triple=x86_64-unknown-linux-gnu ;;
+  *) echo "usage: scripts/build-deb.sh arm64|amd64" >&2; exit 2 ;;
+esac
+VENV="${PE_SENTINEL_XBUILD_VENV:-$HOME/.cache/pe-sentinel/xbuild}"
+if [ ! -x "$VENV/bin/cargo-zigbuild" ]; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install --quiet --disable-pip-version-check cargo-zigbuild==0.24.1 ziglang==0.17.1
+fi
+command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
+rustup target list --installed | grep -qx "$triple" || rustup target add "$triple"
+PATH="$VENV/bin:$PATH" cargo zigbuild --locked --release --target "$triple.$GLIBC" --bin pe-sentinel
+scripts/glibc-check.sh "${CARGO_TARGET_DIR:-target}/$triple/release/pe-sentinel" "$GLIBC"
+cargo deb --no-build --strip --target "$triple"
