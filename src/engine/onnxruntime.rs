@@ -5,7 +5,8 @@
 //! the environment and the install layout say, probes each candidate itself (dlopen, the
 //! `OrtGetApiBase` symbol, the version string) and records what it looked for where, so a missing
 //! or wrong library is a clear message and never ort's panic. [`OrtPlan::load`] builds one session
-//! per model (intra-op threads from the profile, full graph optimization) and binds the input and
+//! per model (full graph optimization; intra-op threads from the profile, in one pool shared by
+//! both sessions) and binds the input and
 //! every output to tensors allocated once; [`Engine::run`] copies the slice into the bound input
 //! and the bound outputs into the caller's [`Outputs`].
 //! Touches: the library file(s) it probes and loads, the ONNX file (through its manifest) at load.
@@ -186,16 +187,33 @@ fn init(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-/// onnxruntime allows one environment per process: made on first use, shared by every session.
-static ENVIRONMENT: Mutex<Option<ort::environment::Environment>> = Mutex::new(None);
+/// onnxruntime allows one environment per process: made on first use, shared by every session,
+/// with the intra-op threads of the first model loaded (see [`OrtOptions::threads`]).
+static ENVIRONMENT: Mutex<Option<(ort::environment::Environment, usize)>> = Mutex::new(None);
 
-fn environment() -> Result<ort::environment::Environment, String> {
+/// The process's environment. Its one global intra-op thread pool serves every session: the
+/// classifier and the detector run one after the other on the same warm threads. (With a pool per
+/// session, threads left spinning by one model stole the cores from the other, 2-3x slower per
+/// model on 2 cores; with spinning off instead, each model first had to wake its sleeping pool,
+/// and the classifier ran 1.2 ms slower than in onnxruntime's own tight loop.)
+fn environment(threads: usize) -> Result<ort::environment::Environment, String> {
     let mut env = ENVIRONMENT.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(e) = env.as_ref() {
+    if let Some((e, pool)) = env.as_ref() {
+        if *pool != threads {
+            log::warn!(
+                "onnxruntime: a model asks for {threads} intra-op thread(s) but this process's shared pool has {pool}; \
+                 using {pool} (one thread count per process: set [engine] threads once)"
+            );
+        }
         return Ok(e.clone());
     }
-    let e = ort::init().with_name("pe-sentinel").build().map_err(|e| e.to_string())?;
-    *env = Some(e.clone());
+    let pool = ort::environment::GlobalThreadPoolOptions::default()
+        .with_intra_threads(threads)
+        .and_then(|o| o.with_inter_threads(1))
+        .and_then(|o| o.with_spin_control(true))
+        .map_err(|e| format!("setting up the shared thread pool: {e}"))?;
+    let e = ort::init().with_name("pe-sentinel").with_global_thread_pool(pool).build().map_err(|e| e.to_string())?;
+    *env = Some((e.clone(), threads));
     Ok(e)
 }
 
@@ -230,7 +248,7 @@ pub enum Provider {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct OrtOptions {
-    /// Intra-op threads.
+    /// Intra-op threads of the process's one shared pool (the first model loaded sets it).
     pub threads: usize,
     /// Execution providers to register before the CPU one.
     pub providers: Vec<Provider>,
@@ -282,7 +300,8 @@ impl OrtPlan {
     pub fn load(_lib: &OrtLibrary, manifest: &Manifest, options: &OrtOptions) -> Result<OrtEngine, EngineError> {
         let path = manifest.onnx_path();
         let bytes = manifest.read_verified_onnx()?;
-        let env = environment().map_err(load_err(path, "creating the onnxruntime environment"))?;
+        let env =
+            environment(options.threads.max(1)).map_err(load_err(path, "creating the onnxruntime environment"))?;
         let s = |e: ort::Error<ort::session::builder::SessionBuilder>| e.to_string();
         let mut eps = Vec::new();
         for p in &options.providers {
@@ -296,13 +315,8 @@ impl OrtPlan {
             .map_err(|e| e.to_string())
             .map_err(load_err(path, "creating the session builder"))?;
         let opt = load_err(path, "setting session options");
-        let builder = builder.with_optimization_level(GraphOptimizationLevel::Level3).map_err(s).map_err(&opt)?;
-        let builder = builder.with_intra_threads(options.threads.max(1)).map_err(s).map_err(&opt)?;
-        let builder = builder.with_inter_threads(1).map_err(s).map_err(&opt)?;
-        // Two sessions (classifier, detector) run one after the other on the same cores: threads
-        // left spinning by one steal the CPU from the other (measured: 2-3x slower per model on
-        // 2 cores). Idle threads sleep instead.
-        let mut builder = builder.with_intra_op_spinning(false).map_err(s).map_err(&opt)?;
+        // Threads come from the environment's shared pool (see `environment`).
+        let mut builder = builder.with_optimization_level(GraphOptimizationLevel::Level3).map_err(s).map_err(&opt)?;
         if !eps.is_empty() {
             builder = builder
                 .with_execution_providers(eps)
