@@ -1,18 +1,21 @@
 //! Regression benchmarks (criterion) of the project's own per-slice steps, on the shipped models'
 //! manifests: preprocessing a 512x512 HU slice for the classifier (224) and the detector (416),
 //! YOLO decode + NMS of the detector's real raw outputs on a phantom slice, and the verdict step
-//! (fusion + series rule). Run: `cargo bench --bench hot_path`. The whole path per engine is
+//! (fusion + series rule), and the decode stage's parts on a phantom 512x512 DICOM file (sha256 of
+//! its bytes, DICOM decode to HU). Run: `cargo bench --bench hot_path`. The whole path per engine is
 //! `pe-sentinel bench`'s job.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use pe_sentinel::engine::{Engine, Outputs, TractOptions, TractPlan};
 use pe_sentinel::model::Manifest;
+use pe_sentinel::phantom::dicom_writer::{self, CtSlice, RESCALE_INTERCEPT};
 use pe_sentinel::phantom::render::{Canvas, SIZE};
 use pe_sentinel::phantom::SeriesPlan;
 use pe_sentinel::postprocess::{Detections, YoloDecoder};
 use pe_sentinel::preprocess::{Pixels, Preprocessor, SliceView};
 use pe_sentinel::verdict::fusion::{fuse, FusionConfig, FusionPolicy, SliceScores};
 use pe_sentinel::verdict::series::{SeriesConfig, SeriesTracker, SliceObservation};
+use sha2::{Digest, Sha256};
 use std::path::Path;
 
 fn manifest(name: &str) -> Manifest {
@@ -57,6 +60,42 @@ fn hot_path(c: &mut Criterion) {
     let mut dets = Detections::default();
     c.bench_function("yolo decode + NMS (threshold 0.05)", |b| {
         b.iter(|| dec.decode(black_box(outs.data()), &lb, &mut dets).expect("decode"))
+    });
+
+    // The decode stage on the phantom slice as a DICOM file (the bytes as read from disk).
+    let stored: Vec<u16> = hu.iter().map(|&v| (v.round() - RESCALE_INTERCEPT) as u16).collect();
+    let ct = CtSlice {
+        study_uid: "1.2.3",
+        series_uid: "1.2.3.4",
+        sop_uid: "1.2.3.4.5",
+        frame_uid: "1.2.3.6",
+        series_number: 1,
+        instance_number: 1,
+        series_description: "bench",
+        patient_id: "P",
+        patient_name: "Bench^Phantom",
+        position_mm: [0.0, 0.0, 0.0],
+        pixel_spacing_mm: 0.7,
+        slice_thickness_mm: 1.0,
+        window_center: 100.0,
+        window_width: 700.0,
+        rows: SIZE as u16,
+        columns: SIZE as u16,
+        pixels: &stored,
+    };
+    let mut bytes = Vec::new();
+    dicom_writer::encode(&ct, &mut bytes);
+    let path = Path::new("bench.dcm");
+    c.bench_function("sha256 of a 512x512 DICOM file", |b| b.iter(|| Sha256::digest(black_box(&bytes))));
+    c.bench_function("DICOM decode 512x512 -> HU", |b| {
+        b.iter(|| {
+            pe_sentinel::source::decode::decode_any_bytes(
+                black_box(&bytes),
+                path,
+                pe_sentinel::slice::SeriesId(String::new()),
+            )
+            .expect("decode")
+        })
     });
 
     let fusion = FusionConfig::new(FusionPolicy::Either, 0.5);
