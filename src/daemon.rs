@@ -283,16 +283,17 @@ impl Daemon {
                 return Ok(());
             }
         };
-        let sha: [u8; 32] = Sha256::digest(&bytes).into();
+        // Decoded from the bytes already read, while a second core hashes them: the file is read once.
+        let series = self.drop.series_of(path);
+        let (sha, slices) =
+            crate::source::decode::hash_while(&bytes, || crate::source::decode::decode_any_bytes(&bytes, path, series));
+        drop(bytes);
         if self.journal.seen(&sha, 0)? {
             self.stats.duplicates += 1;
             log::info!("{name}: same content as a file already analysed (sha256 {}); not analysed again", hex(&sha));
             self.drop.finish_done(path)?;
             return Ok(());
         }
-        // Decoded from the bytes already read and hashed: the file is read once.
-        let slices = crate::source::decode::decode_any_bytes(&bytes, path, self.drop.series_of(path));
-        drop(bytes);
         let slices = match slices {
             Ok(s) => s,
             Err(reason) => return self.reject(path, Some(sha), &reason),

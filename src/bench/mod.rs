@@ -18,7 +18,6 @@ use crate::verdict::fusion::{fuse, SliceScores as FusionScores};
 use crate::verdict::series::{SeriesTracker, SliceObservation};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -143,14 +142,15 @@ fn is_image_name(name: &str) -> bool {
 /// Reads, hashes and decodes one file as the daemon does.
 fn read_decode(path: &Path, root_series: &str) -> Result<(Vec<Slice>, [u8; 32]), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read ({e})", path.display()))?;
-    let sha: [u8; 32] = Sha256::digest(&bytes).into();
     let series = path
         .parent()
         .and_then(|p| p.file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| root_series.to_string());
-    let slices = crate::source::decode::decode_any_bytes(&bytes, path, crate::slice::SeriesId(series))?;
-    Ok((slices, sha))
+    let (sha, slices) = crate::source::decode::hash_while(&bytes, || {
+        crate::source::decode::decode_any_bytes(&bytes, path, crate::slice::SeriesId(series))
+    });
+    Ok((slices?, sha))
 }
 
 /// Runs every requested engine over `files`; `build` makes the pipeline for an engine name.
