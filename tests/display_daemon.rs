@@ -35,6 +35,52 @@ fn read_until(master: &mut File, got: &mut Vec<u8>, needle: &str, limit: Duratio
     );
 }
 
+/// A pseudo-terminal standing in for the display, reached through a symlink in `dir` as
+/// /dev/ttyACM0 would be: (master end the test reads, slave end kept open, the symlink).
+fn pty_display(dir: &Path) -> (File, File, PathBuf) {
+    let r = nix::pty::openpty(None, None).expect("openpty");
+    // SAFETY: openpty just returned these descriptors and nothing else owns them.
+    let (master, slave) = unsafe { (File::from_raw_fd(r.master), File::from_raw_fd(r.slave)) };
+    let link = dir.join("ttyACM0");
+    std::os::unix::fs::symlink(std::fs::read_link(format!("/proc/self/fd/{}", r.slave)).expect("pty"), &link)
+        .expect("symlink");
+    (master, slave, link)
+}
+
+/// A profile on the tiny test models (tract, 1 thread) with the display on `port`; `extra` is
+/// appended (more tables).
+fn tiny_profile(dir: &Path, name: &str, port: &Path, extra: &str) -> PathBuf {
+    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let cfg = dir.join("profile.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[board]\nname = \"{name}\"\n[engine]\nkind = \"tract\"\nprecision = \"fp32\"\nthreads = 1\n\
+             [models]\ndir = \"{m}\"\nclassifier = \"{m}/tiny-classifier.toml\"\ndetector = \"{m}/tiny-detector.toml\"\n\
+             [paths]\ndrop_dir = \"{d}\"\nstate_dir = \"{s}\"\n\
+             [display]\nport = \"{p}\"\nprotocol = \"line\"\nrefresh_ms = 20\n{extra}",
+            m = data.display(),
+            d = dir.join("drop").display(),
+            s = dir.join("state").display(),
+            p = port.display()
+        ),
+    )
+    .expect("profile");
+    cfg
+}
+
+/// `pe-sentinel run --config CFG` with its log in `log`.
+fn spawn_daemon(cfg: &Path, log: &Path) -> std::process::Child {
+    bin()
+        .args(["run", "--config"])
+        .arg(cfg)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(File::create(log).expect("log"))
+        .spawn()
+        .expect("daemon")
+}
+
 fn files_in(dir: &Path) -> Vec<PathBuf> {
     let mut v: Vec<PathBuf> =
         std::fs::read_dir(dir).map(|r| r.flatten().map(|e| e.path()).collect()).unwrap_or_default();
@@ -46,12 +92,7 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
 fn the_daemon_shows_alert_on_the_display_and_pe_sentinel_ack_clears_it() {
     let t = tempfile::tempdir().expect("tempdir");
     let (drop, state) = (t.path().join("drop"), t.path().join("state"));
-    let r = nix::pty::openpty(None, None).expect("openpty");
-    // SAFETY: openpty just returned these descriptors and nothing else owns them.
-    let (mut master, _slave) = unsafe { (File::from_raw_fd(r.master), File::from_raw_fd(r.slave)) };
-    let link = t.path().join("ttyACM0");
-    std::os::unix::fs::symlink(std::fs::read_link(format!("/proc/self/fd/{}", r.slave)).expect("pty"), &link)
-        .expect("symlink");
+    let (mut master, _slave, link) = pty_display(t.path());
 
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let text = std::fs::read_to_string(root.join("board/x86-cpu.toml")).expect("profile");
@@ -132,29 +173,9 @@ fn the_daemon_shows_alert_on_the_display_and_pe_sentinel_ack_clears_it() {
 #[test]
 fn an_impossible_budget_shows_slow_on_the_display() {
     let t = tempfile::tempdir().expect("tempdir");
-    let (drop, state) = (t.path().join("drop"), t.path().join("state"));
-    let r = nix::pty::openpty(None, None).expect("openpty");
-    // SAFETY: openpty just returned these descriptors and nothing else owns them.
-    let (mut master, _slave) = unsafe { (File::from_raw_fd(r.master), File::from_raw_fd(r.slave)) };
-    let link = t.path().join("ttyACM0");
-    std::os::unix::fs::symlink(std::fs::read_link(format!("/proc/self/fd/{}", r.slave)).expect("pty"), &link)
-        .expect("symlink");
-    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let cfg = t.path().join("profile.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[board]\nname = \"slow\"\n[engine]\nkind = \"tract\"\nprecision = \"fp32\"\nthreads = 1\n\
-             [models]\ndir = \"{m}\"\nclassifier = \"{m}/tiny-classifier.toml\"\ndetector = \"{m}/tiny-detector.toml\"\n\
-             [paths]\ndrop_dir = \"{d}\"\nstate_dir = \"{s}\"\n[budget]\nbudget_ms = 1\n\
-             [display]\nport = \"{p}\"\nprotocol = \"line\"\nrefresh_ms = 20\n",
-            m = data.display(),
-            d = drop.display(),
-            s = state.display(),
-            p = link.display()
-        ),
-    )
-    .expect("profile");
+    let drop = t.path().join("drop");
+    let (mut master, _slave, link) = pty_display(t.path());
+    let cfg = tiny_profile(t.path(), "slow", &link, "[budget]\nbudget_ms = 1\n");
     let st = bin()
         .args(["phantom", "--series", "1", "--slices", "10", "--seed", "4", "--pe-fraction", "0", "--format", "png"])
         .arg("--out")
@@ -164,14 +185,7 @@ fn an_impossible_budget_shows_slow_on_the_display() {
     assert!(st.status.success());
     std::fs::create_dir_all(drop.join("s1")).expect("mkdir");
     let log = t.path().join("daemon.log");
-    let mut child = bin()
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(File::create(&log).expect("log"))
-        .spawn()
-        .expect("daemon");
+    let mut child = spawn_daemon(&cfg, &log);
     let mut got = Vec::new();
     read_until(&mut master, &mut got, "STATE=READY\r\n", Duration::from_secs(120), &log);
     for f in files_in(&t.path().join("ph/series-000/png")) {
@@ -192,40 +206,15 @@ fn an_impossible_budget_shows_slow_on_the_display() {
 #[test]
 fn a_capture_fault_shows_on_the_display() {
     let t = tempfile::tempdir().expect("tempdir");
-    let (drop, state) = (t.path().join("drop"), t.path().join("state"));
-    let r = nix::pty::openpty(None, None).expect("openpty");
-    // SAFETY: openpty just returned these descriptors and nothing else owns them.
-    let (mut master, _slave) = unsafe { (File::from_raw_fd(r.master), File::from_raw_fd(r.slave)) };
-    let link = t.path().join("ttyACM0");
-    std::os::unix::fs::symlink(std::fs::read_link(format!("/proc/self/fd/{}", r.slave)).expect("pty"), &link)
-        .expect("symlink");
-    let data = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let cfg = t.path().join("profile.toml");
-    std::fs::write(
-        &cfg,
-        format!(
-            "[board]\nname = \"capfault\"\n[engine]\nkind = \"tract\"\nprecision = \"fp32\"\nthreads = 1\n\
-             [models]\ndir = \"{m}\"\nclassifier = \"{m}/tiny-classifier.toml\"\ndetector = \"{m}/tiny-detector.toml\"\n\
-             [paths]\ndrop_dir = \"{d}\"\nstate_dir = \"{s}\"\n\
-             [display]\nport = \"{p}\"\nprotocol = \"line\"\nrefresh_ms = 20\n\
-             [capture]\ndevice = \"replay:{missing}\"\nviewport = {{ x = 0, y = 0, width = 512, height = 512 }}\n",
-            m = data.display(),
-            d = drop.display(),
-            s = state.display(),
-            p = link.display(),
-            missing = t.path().join("no-such-recording.mjpeg").display()
-        ),
-    )
-    .expect("profile");
+    let (mut master, _slave, link) = pty_display(t.path());
+    let missing = t.path().join("no-such-recording.mjpeg");
+    let capture = format!(
+        "[capture]\ndevice = \"replay:{}\"\nviewport = {{ x = 0, y = 0, width = 512, height = 512 }}\n",
+        missing.display()
+    );
+    let cfg = tiny_profile(t.path(), "capfault", &link, &capture);
     let log = t.path().join("daemon.log");
-    let mut child = bin()
-        .args(["run", "--config"])
-        .arg(&cfg)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(File::create(&log).expect("log"))
-        .spawn()
-        .expect("daemon");
+    let mut child = spawn_daemon(&cfg, &log);
     let mut got = Vec::new();
     read_until(&mut master, &mut got, "STATE=FAULT\r\n", Duration::from_secs(120), &log);
     read_until(&mut master, &mut got, "FAULT=capture:", Duration::from_secs(10), &log);
