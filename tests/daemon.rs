@@ -3,76 +3,10 @@
 //! real signals. The models are the tiny untrained stand-ins from tests/data (these tests check
 //! the plumbing; accuracy is checked against the shipped models in tests/shipped_models.rs).
 
+mod common;
+use common::{bin, data, profile, try_count, wait_for, Daemon};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn bin() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_pe-sentinel"))
-}
-
-fn data(p: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(p)
-}
-
-/// A board profile on the tiny models with a short quiet time.
-fn profile(dir: &Path) -> PathBuf {
-    let p = dir.join("profile.toml");
-    let text = format!(
-        "[board]\nname = \"test\"\n[engine]\nkind = \"tract\"\nprecision = \"fp32\"\nthreads = 1\n\
-         [models]\ndir = \"{m}\"\nclassifier = \"{c}\"\ndetector = \"{d}\"\n\
-         [paths]\ndrop_dir = \"{dir}/unused-drop\"\nstate_dir = \"{dir}/unused-state\"\n[verdict]\nquiet_s = 1.0\n",
-        m = data("").display(),
-        c = data("tiny-classifier.toml").display(),
-        d = data("tiny-detector.toml").display(),
-        dir = dir.display()
-    );
-    std::fs::write(&p, text).expect("profile");
-    p
-}
-
-struct Daemon {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Daemon {
-    fn start(cfg: &Path, drop: &Path, state: &Path) -> Daemon {
-        let log = state.with_extension("log");
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log");
-        let child = bin()
-            .args(["run", "--config"])
-            .arg(cfg)
-            .arg("--drop")
-            .arg(drop)
-            .arg("--state")
-            .arg(state)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(out)
-            .spawn()
-            .expect("start daemon");
-        Daemon { child, log }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn alive(&mut self) -> bool {
-        matches!(self.child.try_wait(), Ok(None))
-    }
-
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
-        self.child.wait().expect("wait")
-    }
-
-    fn kill9(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use std::time::Duration;
 
 fn files_in(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
@@ -93,36 +27,12 @@ fn files_in(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// Waits until `cond` holds (the daemon works asynchronously); panics with the log after `limit`.
-fn wait_for(d: &mut Daemon, limit: Duration, what: &str, mut cond: impl FnMut(&Daemon) -> bool) {
-    let end = Instant::now() + limit;
-    while Instant::now() < end {
-        if cond(d) {
-            return;
-        }
-        assert!(d.alive(), "daemon died while waiting for {what}:\n{}", d.log());
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out waiting for {what}:\n{}", d.log());
-}
-
 fn db(state: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(state.join("journal.sqlite3")).expect("journal")
 }
 
 fn count(state: &Path, sql: &str) -> i64 {
     db(state).query_row(sql, [], |r| r.get(0)).expect("query")
-}
-
-/// Like `count`, for polling while the daemon may still be creating the journal: the file can
-/// exist before its tables do, so "not there yet" is `None`, not a failure.
-fn try_count(state: &Path, sql: &str) -> Option<i64> {
-    let c = rusqlite::Connection::open_with_flags(
-        state.join("journal.sqlite3"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .ok()?;
-    c.query_row(sql, [], |r| r.get(0)).ok()
 }
 
 fn phantom(out: &Path, series: u32, slices: u32, seed: u64) {

@@ -1,7 +1,6 @@
-//! Helpers shared by the appliance integration tests (tests/service.rs, tests/faults.rs): start the
-//! real binary on a temp drop and state folder with the tiny models, wait on its journal, write
-//! small distinct PNG slices. Copied from tests/daemon.rs where they overlap, so that file stays as
-//! it is; fold it in here when convenient.
+//! Helpers shared by the daemon's integration tests (tests/daemon.rs, tests/service.rs,
+//! tests/faults.rs): start the real binary on a temp drop and state folder with the tiny models,
+//! wait on its journal, write small distinct PNG slices.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -80,6 +79,12 @@ impl Daemon {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// SIGKILL: no chance to finish the slice in hand.
+    pub fn kill9(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn terminate(mut self) -> std::process::ExitStatus {
