@@ -16,6 +16,17 @@ use pe_sentinel::verdict::series::{SeriesTracker, SeriesVerdict, SliceObservatio
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+/// A live (not lossless) runner with short reconnect pauses.
+fn runner_config() -> RunnerConfig {
+    RunnerConfig {
+        detect: detect_config(),
+        series_gap_ms: 60_000,
+        lossless: false,
+        backoff_min: Duration::from_millis(20),
+        backoff_max: Duration::from_millis(80),
+    }
+}
+
 fn detect_config() -> DetectConfig {
     let mut c = DetectConfig::new(VIEWPORT);
     c.masks = vec![READOUT];
@@ -140,13 +151,7 @@ fn an_unplugged_or_stalled_device_is_a_fault_that_recovers_with_backoff() {
         });
         Ok(Box::new(ReplaySource::new("sim", format, render)))
     });
-    let cfg = RunnerConfig {
-        detect: detect_config(),
-        series_gap_ms: 60_000,
-        lossless: false,
-        backoff_min: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(80),
-    };
+    let cfg = runner_config();
     let runner = CaptureRunner::start(cfg, open).expect("thread");
     let mut got = Vec::new();
     let t = Instant::now();
@@ -192,13 +197,7 @@ fn scrolling_faster_than_the_budget_keeps_the_latest_slice_and_counts_the_skippe
             None => Err(CaptureError::Open { device: "sim".into(), reason: "gone".into() }),
         }
     });
-    let cfg = RunnerConfig {
-        detect: detect_config(),
-        series_gap_ms: 60_000,
-        lossless: false,
-        backoff_min: Duration::from_millis(20),
-        backoff_max: Duration::from_millis(80),
-    };
+    let cfg = runner_config();
     let runner = CaptureRunner::start(cfg, open).expect("thread");
     let mut got = Vec::new();
     let t = Instant::now();
