@@ -51,3 +51,26 @@ fn dicom_deflate_oom_3() {
     let grown = vm_hwm_kb().saturating_sub(before);
     assert!(grown < 64 * 1024, "decoding a {} byte file raised the peak RSS by {} MB", bytes.len(), grown / 1024);
 }
+
+/// A damaged RLE Lossless segment: dicom-rs's RLE decoder panics (index out of bounds). The panic
+/// must stay inside the decoder call and the file be refused with its name, in both modes.
+#[test]
+fn dicom_rle_panic_4() {
+    let name = "dicom-rle-panic-4.dcm";
+    let bytes = std::fs::read(data(name)).expect("fixture");
+    for accept in [Accept::CtOnly, Accept::AnyGrayscale] {
+        let e = decode_bytes(&bytes, &data(name), accept).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains(name), "{accept:?}: {e}");
+        if accept == Accept::AnyGrayscale {
+            assert!(e.contains("pixel decoder failed"), "{e}");
+        }
+    }
+}
+
+/// A `\0\0` VR after the pixel data: the length walk read it with a 16-bit length, dicom-rs as
+/// UN with a 32-bit one, so the two split the following bytes differently and dicom-rs trusted a
+/// length of 0xFFFCFFFC the walk never saw (4 GB). The walk now splits as dicom-rs does.
+#[test]
+fn dicom_oom_5() {
+    refused_with_bounded_memory("dicom-oom-5.dcm");
+}

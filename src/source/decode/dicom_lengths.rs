@@ -26,8 +26,46 @@ fn u32_at(b: &[u8], at: usize, big: bool) -> Option<u32> {
     Some(if big { u32::from_be_bytes(x) } else { u32::from_le_bytes(x) })
 }
 
+/// VRs whose explicit header has a 16-bit length (PS3.5 7.1.2). Every other VR, including one
+/// that is not a VR at all, has 2 reserved bytes and a 32-bit length: that is how dicom-rs reads
+/// it (an unknown VR is taken as UN), and the walk must split the bytes into elements the same way
+/// or it checks different length fields than the ones dicom-rs then trusts (fuzzing found a
+/// `\0\0` VR that made dicom-rs read 0xFFFCFFFC as a length: tests/data/fuzz/dicom-oom-5.dcm).
+fn short_vr(vr: &[u8]) -> bool {
+    matches!(
+        vr,
+        b"AE"
+            | b"AS"
+            | b"AT"
+            | b"CS"
+            | b"DA"
+            | b"DS"
+            | b"DT"
+            | b"FL"
+            | b"FD"
+            | b"IS"
+            | b"LO"
+            | b"LT"
+            | b"PN"
+            | b"SH"
+            | b"SL"
+            | b"SS"
+            | b"ST"
+            | b"TM"
+            | b"UI"
+            | b"UL"
+            | b"US"
+    )
+}
+
 fn long_vr(vr: &[u8]) -> bool {
-    matches!(vr, b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV")
+    !short_vr(vr)
+}
+
+/// UN, or anything dicom-rs takes as UN (not a known VR).
+fn un_like(vr: &[u8]) -> bool {
+    !short_vr(vr)
+        && !matches!(vr, b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UR" | b"UT" | b"UV")
 }
 
 /// `Err(what)` when an element at some offset declares more bytes than the file has left.
@@ -143,7 +181,7 @@ fn walk(bytes: &[u8], mut pos: usize, explicit: bool, big: bool) -> Result<(), S
         if len == UNDEFINED {
             if (group, element) == (0x7FE0, 0x0010) {
                 in_fragments = true;
-            } else if vr == Some(b"UN".as_slice()) {
+            } else if vr.is_some_and(un_like) {
                 // Implicit VR inside an explicit data set: stop rather than misread it.
                 return Ok(());
             }
