@@ -74,3 +74,12 @@ fn dicom_rle_panic_4() {
 fn dicom_oom_5() {
     refused_with_bounded_memory("dicom-oom-5.dcm");
 }
+
+/// An implicit VR file (RT Plan) with a damaged length inside a defined-length sequence: the
+/// walk skipped sequences of implicit VR files whole (no VR field to tell it one was a sequence),
+/// so dicom-rs trusted a length the walk never saw (4 GB). The walk now asks the standard
+/// dictionary, as dicom-rs does.
+#[test]
+fn dicom_oom_6() {
+    refused_with_bounded_memory("dicom-oom-6.dcm");
+}

@@ -8,8 +8,9 @@
 //! data sets, descending into sequences and items; encapsulated pixel data fragments; deflated
 //! data sets, inflated first with a size cap (`MAX_INFLATED`) and then walked. Not covered (the
 //! walk stops there and leaves the rest to dicom-rs): the contents of undefined-length UN
-//! elements, and elements nested inside a defined-length sequence of an implicit VR data set (its
-//! total length is still checked).
+//! elements, and of private or unknown tags holding a sequence in an implicit VR data set (the
+//! standard dictionary, which dicom-rs also consults, does not name them; their total length is
+//! still checked).
 
 /// A deflated data set that inflates beyond this is refused (a CT slice is a few hundred kB).
 pub const MAX_INFLATED: u64 = 256 << 20;
@@ -60,6 +61,14 @@ fn short_vr(vr: &[u8]) -> bool {
 
 fn long_vr(vr: &[u8]) -> bool {
     !short_vr(vr)
+}
+
+/// Whether the standard dictionary says this tag is a sequence (how dicom-rs reads implicit VR).
+fn implicit_sequence(group: u16, element: u16) -> bool {
+    use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
+    dicom_dictionary_std::StandardDataDictionary
+        .by_tag(dicom_core::Tag(group, element))
+        .is_some_and(|e| e.vr().relaxed() == dicom_core::VR::SQ)
 }
 
 /// UN, or anything dicom-rs takes as UN (not a known VR).
@@ -190,7 +199,11 @@ fn walk(bytes: &[u8], mut pos: usize, explicit: bool, big: bool) -> Result<(), S
         if pos + len as usize > n {
             return Err(too_long(group, element, len, at));
         }
-        if vr == Some(b"SQ".as_slice()) {
+        // A sequence: walk into its items. Implicit VR has no VR field; dicom-rs takes the VR
+        // from the standard dictionary, and so does this walk (fuzzing found a damaged length
+        // inside a defined-length sequence of an implicit VR file that made dicom-rs allocate
+        // 4 GB: tests/data/fuzz/dicom-oom-6.dcm).
+        if vr == Some(b"SQ".as_slice()) || (vr.is_none() && implicit_sequence(group, element)) {
             continue;
         }
         pos += len as usize;
