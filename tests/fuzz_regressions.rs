@@ -83,3 +83,11 @@ fn dicom_oom_5() {
 fn dicom_oom_6() {
     refused_with_bounded_memory("dicom-oom-6.dcm");
 }
+
+/// An element with a garbage VR and undefined length, then a damaged length further on: the walk
+/// stopped at the first (taking it for implicit VR content), dicom-rs read on and trusted the
+/// second (4 GB). The walk now reads on as dicom-rs does.
+#[test]
+fn dicom_oom_7() {
+    refused_with_bounded_memory("dicom-oom-7.dcm");
+}

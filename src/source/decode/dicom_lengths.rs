@@ -7,10 +7,9 @@
 //! Covered: the file meta group; explicit VR little and big endian and implicit VR little endian
 //! data sets, descending into sequences and items; encapsulated pixel data fragments; deflated
 //! data sets, inflated first with a size cap (`MAX_INFLATED`) and then walked. Not covered (the
-//! walk stops there and leaves the rest to dicom-rs): the contents of undefined-length UN
-//! elements, and of private or unknown tags holding a sequence in an implicit VR data set (the
-//! standard dictionary, which dicom-rs also consults, does not name them; their total length is
-//! still checked).
+//! walk leaves them to dicom-rs): the contents of private or unknown tags holding a sequence in
+//! an implicit VR data set (the standard dictionary, which dicom-rs also consults, does not name
+//! them; their total length is still checked).
 
 /// A deflated data set that inflates beyond this is refused (a CT slice is a few hundred kB).
 pub const MAX_INFLATED: u64 = 256 << 20;
@@ -69,12 +68,6 @@ fn implicit_sequence(group: u16, element: u16) -> bool {
     dicom_dictionary_std::StandardDataDictionary
         .by_tag(dicom_core::Tag(group, element))
         .is_some_and(|e| e.vr().relaxed() == dicom_core::VR::SQ)
-}
-
-/// UN, or anything dicom-rs takes as UN (not a known VR).
-fn un_like(vr: &[u8]) -> bool {
-    !short_vr(vr)
-        && !matches!(vr, b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UR" | b"UT" | b"UV")
 }
 
 /// `Err(what)` when an element at some offset declares more bytes than the file has left.
@@ -188,11 +181,12 @@ fn walk(bytes: &[u8], mut pos: usize, explicit: bool, big: bool) -> Result<(), S
         let Some(len) = len else { return Ok(()) };
         pos += header;
         if len == UNDEFINED {
+            // Undefined length: pixel data fragments, or a sequence. dicom-rs 0.10 reads a UN (or
+            // unknown VR) of undefined length as a sequence in the data set's own encoding, so the
+            // walk goes on into it the same way (it used to stop there, and fuzzing found a file
+            // whose damaged length after such an element cost 4 GB: tests/data/fuzz/dicom-oom-7.dcm).
             if (group, element) == (0x7FE0, 0x0010) {
                 in_fragments = true;
-            } else if vr.is_some_and(un_like) {
-                // Implicit VR inside an explicit data set: stop rather than misread it.
-                return Ok(());
             }
             continue;
         }
