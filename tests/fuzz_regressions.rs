@@ -91,3 +91,11 @@ fn dicom_oom_6() {
 fn dicom_oom_7() {
     refused_with_bounded_memory("dicom-oom-7.dcm");
 }
+
+/// A tag in the item group that is neither an item nor a delimiter, (FFFE,000D), with a length
+/// of 0xE0000400 inside a sequence: the walk ignored lengths in that group except items', dicom-rs
+/// read it as a UN element and allocated 3.7 GB.
+#[test]
+fn dicom_oom_8() {
+    refused_with_bounded_memory("dicom-oom-8.dcm");
+}

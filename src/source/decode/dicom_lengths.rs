@@ -155,15 +155,26 @@ fn walk(bytes: &[u8], mut pos: usize, explicit: bool, big: bool) -> Result<(), S
             let Some(len) = u32_at(bytes, pos + 4, big) else { return Ok(()) };
             let at = pos;
             pos += 8;
-            if element == 0xE000 && len != UNDEFINED {
-                if pos + len as usize > n {
-                    return Err(too_long(group, element, len, at));
+            match element {
+                0xE000 if len != UNDEFINED => {
+                    if pos + len as usize > n {
+                        return Err(too_long(group, element, len, at));
+                    }
+                    if in_fragments {
+                        pos += len as usize;
+                    }
                 }
-                if in_fragments {
+                0xE0DD => in_fragments = false,
+                0xE000 | 0xE00D => {}
+                // Not an item or a delimiter: dicom-rs reads it as a UN element of `len` bytes
+                // (fuzzing: (FFFE,000D) with 0xE0000400 bytes cost 3.7 GB, tests/data/fuzz/dicom-oom-8.dcm).
+                _ if len != UNDEFINED => {
+                    if pos + len as usize > n {
+                        return Err(too_long(group, element, len, at));
+                    }
                     pos += len as usize;
                 }
-            } else if element == 0xE0DD {
-                in_fragments = false;
+                _ => {}
             }
             continue;
         }
