@@ -1,7 +1,8 @@
 //! The daemon end to end, as the real binary: a real drop folder watched with inotify, real files
 //! (phantom series, pydicom's test files, broken and hostile inputs), the real SQLite journal,
 //! real signals. The models are the tiny untrained stand-ins from tests/data (these tests check
-//! the plumbing; accuracy is checked against the shipped models in tests/shipped_models.rs).
+//! the plumbing; the shipped models run in `the_demo_study_gets_true_series_verdicts_as_dicom_and_png`
+//! below, in tests/display_daemon.rs, and in tests/py/test_models.py).
 
 mod common;
 use common::{bin, data, profile, try_count, wait_for, Daemon};
