@@ -146,6 +146,8 @@ def main():
     ap.add_argument("--train-seeds", required=True)
     ap.add_argument("--eval-seeds", required=True)
     ap.add_argument("--script", default="models/train/train_all.sh")
+    ap.add_argument("--kinds", nargs="+", default=["classifier", "detector"],
+                    help="which models' manifests to (re)write; the others are left as they are")
     a = ap.parse_args()
     models = Path(a.models)
     evals = json.loads(Path(a.eval).read_text())
@@ -158,6 +160,8 @@ def main():
         "framework": f"torch {torch.__version__.split('+')[0]} / onnxruntime {onnxruntime.__version__}",
     }
     for file, kind, precision in MODELS:
+        if kind not in a.kinds:
+            continue
         text = manifest(file, kind, precision, models, evals[file], prov)
         (models / (Path(file).stem + ".toml")).write_text(text)
         print(f"[manifest] wrote {Path(file).stem}.toml", flush=True)
