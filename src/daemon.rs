@@ -24,7 +24,7 @@ use crate::source::capture::runner::{CaptureEvent, CaptureRunner};
 use crate::source::drop_folder::DropFolder;
 use crate::store::journal::{hex, Journal, RejectedRow, SeriesRow, SliceRecord, StageLatencyUs};
 use crate::store::overlay::{self, OverlayBox};
-use crate::verdict::fusion::{fuse, FusionConfig, SliceScores as FusionScores};
+use crate::verdict::fusion::{fuse, FusionConfig};
 use crate::verdict::series::{SeriesConfig, SeriesEvent, SeriesSummary, SeriesTracker, SliceObservation};
 use anyhow::Context;
 use sha2::{Digest, Sha256};
@@ -429,11 +429,7 @@ impl Daemon {
         let series = slice.series.0.clone();
         self.restore(&series)?;
         let det = &self.scores.detections;
-        let fs = FusionScores {
-            p: self.scores.p,
-            boxes: det.boxes.len() as u32,
-            max_confidence: det.boxes.iter().map(|d| d.confidence).fold(0.0, f32::max),
-        };
+        let fs = self.scores.fusion_scores();
         let verdict = fuse(&self.fusion, &fs);
         let instance = slice.instance.unwrap_or(slice.frame as i32 + 1);
         let events = self.tracker.observe(

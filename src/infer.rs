@@ -5,7 +5,7 @@
 use crate::pipeline::{Pipeline, SliceScores};
 use crate::slice::{SeriesId, Slice};
 use crate::source::decode::{dicom, raster};
-use crate::verdict::fusion::{fuse, FusionConfig, SliceScores as FusionScores};
+use crate::verdict::fusion::{fuse, FusionConfig};
 use serde::Serialize;
 use std::path::Path;
 
@@ -62,11 +62,7 @@ pub fn infer_file(
 
 pub fn answer(s: &Slice, scores: &SliceScores, fusion: &FusionConfig) -> SliceAnswer {
     let d = &scores.detections.boxes;
-    let fs = FusionScores {
-        p: scores.p,
-        boxes: d.len() as u32,
-        max_confidence: d.iter().map(|b| b.confidence).fold(0.0, f32::max),
-    };
+    let fs = scores.fusion_scores();
     SliceAnswer {
         file: s.source.display().to_string(),
         frame: s.frame,

@@ -77,6 +77,18 @@ pub struct SliceScores {
     pub times: StageTimes,
 }
 
+impl SliceScores {
+    /// What the fusion rule looks at: P, the box count and the highest box confidence (0 if none).
+    pub fn fusion_scores(&self) -> crate::verdict::fusion::SliceScores {
+        let boxes = &self.detections.boxes;
+        crate::verdict::fusion::SliceScores {
+            p: self.p,
+            boxes: boxes.len() as u32,
+            max_confidence: boxes.iter().map(|d| d.confidence).fold(0.0, f32::max),
+        }
+    }
+}
+
 /// Both models ready on this thread, with every buffer they need.
 pub struct Pipeline {
     cls_pre: Preprocessor,

@@ -11,7 +11,7 @@ use pe_sentinel::source::capture::replay::{RenderFn, ReplaySource};
 use pe_sentinel::source::capture::runner::{CaptureEvent, CaptureRunner, CaptureState, RunnerConfig, SliceMaker};
 use pe_sentinel::source::capture::viewport::find_viewport;
 use pe_sentinel::source::capture::{CaptureError, FrameSource, PixelFormat};
-use pe_sentinel::verdict::fusion::{fuse, SliceScores as FusionScores};
+use pe_sentinel::verdict::fusion::fuse;
 use pe_sentinel::verdict::series::{SeriesTracker, SeriesVerdict, SliceObservation};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -246,12 +246,7 @@ fn verdicts_on_captured_slices_match_the_truth() {
         let label = format!("series-{index}");
         for s in &got {
             pipeline.run(s, &mut scores).expect("pipeline");
-            let det = &scores.detections;
-            let fs = FusionScores {
-                p: scores.p,
-                boxes: det.boxes.len() as u32,
-                max_confidence: det.boxes.iter().map(|d| d.confidence).fold(0.0, f32::max),
-            };
+            let fs = scores.fusion_scores();
             let v = fuse(&fusion, &fs);
             let obs = SliceObservation {
                 instance: s.instance.unwrap_or(0),

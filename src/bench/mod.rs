@@ -14,7 +14,7 @@ use crate::config::Resolved;
 use crate::pipeline::{ModelSet, Pipeline, SliceScores};
 use crate::slice::Slice;
 use crate::store::journal::{Journal, SliceRecord, StageLatencyUs};
-use crate::verdict::fusion::{fuse, SliceScores as FusionScores};
+use crate::verdict::fusion::fuse;
 use crate::verdict::series::{SeriesTracker, SliceObservation};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
@@ -233,11 +233,7 @@ fn run_engine(
             }
             let t_verdict = Instant::now();
             let det = &scores.detections;
-            let fs = FusionScores {
-                p: scores.p,
-                boxes: det.boxes.len() as u32,
-                max_confidence: det.boxes.iter().map(|d| d.confidence).fold(0.0, f32::max),
-            };
+            let fs = scores.fusion_scores();
             let v = fuse(&fusion, &fs);
             let instance = slice.instance.unwrap_or(slice.frame as i32 + 1);
             let obs = SliceObservation {
