@@ -35,7 +35,7 @@ const PARALLEL_HASH_BYTES: usize = 64 * 1024;
 /// The daemon needs the digest (journal key, duplicate check) and the decoded slices of every file,
 /// and both lie on the path from arrival to verdict, while the engines' threads are idle (their
 /// spinning stops when a run returns). Measured on the 2-core development VM for a 512x512 CT
-/// file: the decode stage (read, sha256, DICOM) 0.9 -> 0.65 ms. Small files, or a thread the
+/// file: the decode stage (read, sha256, DICOM) 0.9 -> 0.5-0.7 ms (p50 over runs). Small files, or a thread the
 /// system refuses, are hashed here after `decode`.
 pub fn hash_while<T>(bytes: &[u8], decode: impl FnOnce() -> T) -> ([u8; 32], T) {
     use sha2::{Digest, Sha256};
