@@ -87,6 +87,8 @@ def manifest(file: str, kind: str, precision: str, models: Path, metrics: dict, 
         f"window_center_hu = {fnum(common.WINDOW_CENTER_HU)}",
         f"window_width_hu = {fnum(common.WINDOW_WIDTH_HU)}",
         'resize = "stretch"',
+        # Pillow's BILINEAR (antialiased), as common.resize_gray fed the model in training and evaluation.
+        'filter = "triangle"',
         "scale = 0.003921568627451",
         "mean = [0.0]",
         "std = [1.0]",

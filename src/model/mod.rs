@@ -7,5 +7,6 @@ pub mod manifest;
 
 pub use manifest::{
     ClassifierOutput, DType, DetectorHead, DetectorSpec, Head, InputSpec, Labels, Layout, Manifest, ManifestError,
-    ManifestWarning, ModelInfo, ModelKind, OutputKind, OutputSpec, Precision, PreprocessSpec, Provenance, ResizeMode,
+    ManifestWarning, ModelInfo, ModelKind, OutputKind, OutputSpec, Precision, PreprocessSpec, Provenance, ResizeFilter,
+    ResizeMode,
 };

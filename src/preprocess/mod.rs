@@ -5,8 +5,10 @@
 //! [`Letterbox`] that maps network pixels back to slice pixels. Steps, in order:
 //! 1. HU window (DICOM only): `gray = clamp((HU - (c - w/2)) / w, 0, 1) * 255`; PNG/JPEG gray is
 //!    used as shown (8 bit as is, 16 bit scaled by 255/65535).
-//! 2. Bilinear resize, stretch or letterbox (see [`resize`] for the exact convention); letterbox
-//!    padding is gray 0 (black, what air shows as in any CT window).
+//! 2. Resize, stretch or letterbox, with the manifest's filter: `bilinear` (2x2 taps, see
+//!    [`resize`] for the exact convention) or `triangle` (antialiased, Pillow's `BILINEAR`, see
+//!    [`resize::Kernel::fill_triangle`]); letterbox padding is gray 0 (black, what air shows as in
+//!    any CT window).
 //! 3. `tensor = (gray * scale - mean[c]) / std[c]`, gray replicated to every channel, NCHW or NHWC.
 //!
 //! After [`Preprocessor::new`] nothing allocates. Touches nothing outside its arguments.
@@ -14,8 +16,8 @@ pub mod resize;
 
 pub use resize::Letterbox;
 
-use crate::model::{Layout, Manifest, PreprocessSpec, ResizeMode};
-use resize::{fill_taps, Tap};
+use crate::model::{Layout, Manifest, PreprocessSpec, ResizeFilter, ResizeMode};
+use resize::{fill_taps, Kernel, Tap};
 
 /// Largest slice side accepted; larger is a broken or hostile header, not a CT slice.
 pub const MAX_SLICE_SIDE: usize = 16384;
@@ -84,11 +86,9 @@ pub enum PreprocessError {
     BufferLen { expected: usize, found: usize },
 }
 
-/// The preprocessing plan for one model, with its scratch; one per inference thread.
-#[derive(Debug, Clone)]
-pub struct Preprocessor {
-    window: HuWindow,
-    resize: ResizeMode,
+/// How a resized gray row becomes tensor values: size, layout, channels, normalization.
+#[derive(Debug, Clone, Copy)]
+struct OutFormat {
     layout: Layout,
     channels: usize,
     net_w: usize,
@@ -96,9 +96,53 @@ pub struct Preprocessor {
     /// `tensor = gray * gain[c] + offset[c]`.
     gain: [f32; 3],
     offset: [f32; 3],
+}
+
+impl OutFormat {
+    /// Writes `row` (one resized row, gray 0..=255) as row `y` of the inner image: `gray *
+    /// gain[c] + offset[c]` into every channel, in the manifest's layout.
+    #[inline(always)]
+    fn write_row(&self, row: &[f32], y: usize, lb: &Letterbox, out: &mut [f32]) {
+        let oy = y + lb.pad_y as usize;
+        let ox = lb.pad_x as usize;
+        match self.layout {
+            Layout::Nchw => {
+                let plane = self.net_w * self.net_h;
+                for c in 0..self.channels {
+                    let start = c * plane + oy * self.net_w + ox;
+                    let (g, off) = (self.gain[c], self.offset[c]);
+                    for (t, v) in out[start..start + row.len()].iter_mut().zip(row.iter()) {
+                        *t = v * g + off;
+                    }
+                }
+            }
+            Layout::Nhwc => {
+                let start = (oy * self.net_w + ox) * self.channels;
+                let dst = &mut out[start..start + row.len() * self.channels];
+                for (px, v) in dst.chunks_exact_mut(self.channels).zip(row.iter()) {
+                    for (c, t) in px.iter_mut().enumerate() {
+                        *t = v * self.gain[c] + self.offset[c];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The preprocessing plan for one model, with its scratch; one per inference thread.
+#[derive(Debug, Clone)]
+pub struct Preprocessor {
+    window: HuWindow,
+    resize: ResizeMode,
+    filter: ResizeFilter,
+    fmt: OutFormat,
     xtaps: Vec<Tap>,
     ytaps: Vec<Tap>,
-    /// One source row through the window/gray map (`MAX_SLICE_SIDE` long).
+    /// The `triangle` filter's kernels (empty for `bilinear`).
+    xkernel: Kernel,
+    ykernel: Kernel,
+    /// One source row through the window/gray map (`MAX_SLICE_SIDE` long); for `triangle`, the
+    /// vertical blend of the source rows under one output row.
     line: Vec<f32>,
     /// Two source rows resampled horizontally, and which source rows they hold.
     hrows: [Vec<f32>; 2],
@@ -135,14 +179,18 @@ impl Preprocessor {
         Preprocessor {
             window: HuWindow { center_hu: spec.window_center_hu, width_hu: spec.window_width_hu },
             resize: spec.resize,
-            layout,
-            channels,
-            net_w: width,
-            net_h: height,
-            gain,
-            offset,
+            filter: spec.filter,
+            fmt: OutFormat { layout, channels, net_w: width, net_h: height, gain, offset },
             xtaps: vec![Tap::default(); width],
             ytaps: vec![Tap::default(); height],
+            xkernel: match spec.filter {
+                ResizeFilter::Bilinear => Kernel::default(),
+                ResizeFilter::Triangle => Kernel::with_capacity(width, MAX_SLICE_SIDE),
+            },
+            ykernel: match spec.filter {
+                ResizeFilter::Bilinear => Kernel::default(),
+                ResizeFilter::Triangle => Kernel::with_capacity(height, MAX_SLICE_SIDE),
+            },
             line: vec![0.0; MAX_SLICE_SIDE],
             hrows: [vec![0.0; width], vec![0.0; width]],
             hrow_of: [usize::MAX; 2],
@@ -152,7 +200,7 @@ impl Preprocessor {
 
     /// Number of f32 values the output buffer must hold.
     pub fn input_len(&self) -> usize {
-        self.net_w * self.net_h * self.channels
+        self.fmt.net_w * self.fmt.net_h * self.fmt.channels
     }
 
     pub fn window(&self) -> HuWindow {
@@ -171,18 +219,26 @@ impl Preprocessor {
         if out.len() != self.input_len() {
             return Err(PreprocessError::BufferLen { expected: self.input_len(), found: out.len() });
         }
-        let lb = Letterbox::new(self.resize, w, h, self.net_w, self.net_h);
-        fill_taps(w, &mut self.xtaps[..lb.inner_width]);
-        fill_taps(h, &mut self.ytaps[..lb.inner_height]);
-        if lb.inner_width != self.net_w || lb.inner_height != self.net_h {
-            for c in 0..self.channels {
-                let pad = self.offset[c];
-                match self.layout {
+        let lb = Letterbox::new(self.resize, w, h, self.fmt.net_w, self.fmt.net_h);
+        match self.filter {
+            ResizeFilter::Bilinear => {
+                fill_taps(w, &mut self.xtaps[..lb.inner_width]);
+                fill_taps(h, &mut self.ytaps[..lb.inner_height]);
+            }
+            ResizeFilter::Triangle => {
+                self.xkernel.fill_triangle(w, lb.inner_width);
+                self.ykernel.fill_triangle(h, lb.inner_height);
+            }
+        }
+        if lb.inner_width != self.fmt.net_w || lb.inner_height != self.fmt.net_h {
+            for c in 0..self.fmt.channels {
+                let pad = self.fmt.offset[c];
+                match self.fmt.layout {
                     Layout::Nchw => {
-                        let plane = self.net_w * self.net_h;
+                        let plane = self.fmt.net_w * self.fmt.net_h;
                         out[c * plane..(c + 1) * plane].fill(pad);
                     }
-                    Layout::Nhwc => out.iter_mut().skip(c).step_by(self.channels).for_each(|v| *v = pad),
+                    Layout::Nhwc => out.iter_mut().skip(c).step_by(self.fmt.channels).for_each(|v| *v = pad),
                 }
             }
         }
@@ -191,10 +247,15 @@ impl Preprocessor {
         let k = 255.0 / self.window.width_hu;
         #[allow(clippy::manual_clamp)]
         let hu_gray = move |v: f32| ((v - lo) * k).max(0.0).min(255.0);
-        match slice.pixels {
-            Pixels::Hu(p) => self.resample(p, w, &lb, out, hu_gray),
-            Pixels::Gray8(p) => self.resample(p, w, &lb, out, |v| v as f32),
-            Pixels::Gray16(p) => self.resample(p, w, &lb, out, |v| v as f32 * (255.0 / 65535.0)),
+        let gray8 = |v: u8| v as f32;
+        let gray16 = |v: u16| v as f32 * (255.0 / 65535.0);
+        match (self.filter, slice.pixels) {
+            (ResizeFilter::Bilinear, Pixels::Hu(p)) => self.resample(p, w, &lb, out, hu_gray),
+            (ResizeFilter::Bilinear, Pixels::Gray8(p)) => self.resample(p, w, &lb, out, gray8),
+            (ResizeFilter::Bilinear, Pixels::Gray16(p)) => self.resample(p, w, &lb, out, gray16),
+            (ResizeFilter::Triangle, Pixels::Hu(p)) => self.resample_kernel(p, w, &lb, out, hu_gray),
+            (ResizeFilter::Triangle, Pixels::Gray8(p)) => self.resample_kernel(p, w, &lb, out, gray8),
+            (ResizeFilter::Triangle, Pixels::Gray16(p)) => self.resample_kernel(p, w, &lb, out, gray16),
         }
         Ok(lb)
     }
@@ -239,29 +300,45 @@ impl Preprocessor {
             for ((o, &top), &bottom) in row.iter_mut().zip(&self.hrows[0]).zip(&self.hrows[1]) {
                 *o = top + (bottom - top) * wy;
             }
-            let oy = y + lb.pad_y as usize;
-            let ox = lb.pad_x as usize;
-            match self.layout {
-                Layout::Nchw => {
-                    let plane = self.net_w * self.net_h;
-                    for c in 0..self.channels {
-                        let start = c * plane + oy * self.net_w + ox;
-                        let (g, off) = (self.gain[c], self.offset[c]);
-                        for (t, v) in out[start..start + row.len()].iter_mut().zip(row.iter()) {
-                            *t = v * g + off;
-                        }
-                    }
+            self.fmt.write_row(&self.row[..lb.inner_width], y, lb, out);
+        }
+    }
+
+    /// Kernel resample of `src` (row length `w`) through `gray`, one output row at a time.
+    ///
+    /// Vertical pass first, on whole source rows (a vectorized multiply-add per tap row, with the
+    /// gray map recomputed per tap: cheaper than caching windowed rows), then the horizontal pass
+    /// on the one blended row. The same sums as Pillow's horizontal-then-vertical order (the
+    /// passes are linear), without Pillow's rounding to 8 bits between and after them.
+    #[inline(always)]
+    fn resample_kernel<P: Copy>(
+        &mut self,
+        src: &[P],
+        w: usize,
+        lb: &Letterbox,
+        out: &mut [f32],
+        gray: impl Fn(P) -> f32,
+    ) {
+        let (ky, kx) = (&self.ykernel, &self.xkernel);
+        for y in 0..lb.inner_height {
+            let acc = &mut self.line[..w];
+            acc.fill(0.0);
+            let y0 = ky.start[y];
+            for (k, &wk) in ky.weights[y * ky.ksize..(y + 1) * ky.ksize].iter().enumerate() {
+                if wk == 0.0 {
+                    continue;
                 }
-                Layout::Nhwc => {
-                    let start = (oy * self.net_w + ox) * self.channels;
-                    let dst = &mut out[start..start + row.len() * self.channels];
-                    for (px, v) in dst.chunks_exact_mut(self.channels).zip(row.iter()) {
-                        for (c, t) in px.iter_mut().enumerate() {
-                            *t = v * self.gain[c] + self.offset[c];
-                        }
-                    }
+                let r = (y0 + k) * w;
+                for (a, &v) in acc.iter_mut().zip(&src[r..r + w]) {
+                    *a += wk * gray(v);
                 }
             }
+            let ks = kx.ksize;
+            for ((o, &x0), wx) in self.row[..lb.inner_width].iter_mut().zip(&kx.start).zip(kx.weights.chunks_exact(ks))
+            {
+                *o = wx.iter().zip(&acc[x0..x0 + ks]).map(|(a, b)| a * b).sum();
+            }
+            self.fmt.write_row(&self.row[..lb.inner_width], y, lb, out);
         }
     }
 }
@@ -271,7 +348,15 @@ mod tests {
     use super::*;
 
     fn spec(resize: ResizeMode, mean: Vec<f32>, std: Vec<f32>) -> PreprocessSpec {
-        PreprocessSpec { window_center_hu: 100.0, window_width_hu: 700.0, resize, scale: 1.0 / 255.0, mean, std }
+        PreprocessSpec {
+            window_center_hu: 100.0,
+            window_width_hu: 700.0,
+            resize,
+            filter: ResizeFilter::Bilinear,
+            scale: 1.0 / 255.0,
+            mean,
+            std,
+        }
     }
 
     /// Straight from the definition, in f64: window the whole slice, then resize each output pixel
@@ -331,6 +416,53 @@ mod tests {
         let px = [0u8, 1, 2, 3];
         p.run(SliceView { width: 2, height: 2, pixels: Pixels::Gray8(&px) }, &mut out).unwrap();
         assert_eq!(out, want);
+    }
+
+    #[test]
+    fn triangle_matches_pillow_known_values() {
+        // Pillow 13, float images (no 8-bit rounding): Image.fromarray(a, mode="F")
+        //     .resize((w, h), Image.BILINEAR)
+        let tri = || PreprocessSpec {
+            scale: 1.0,
+            filter: ResizeFilter::Triangle,
+            ..spec(ResizeMode::Stretch, vec![0.0], vec![1.0])
+        };
+        let mut p = Preprocessor::from_spec(&tri(), Layout::Nchw, 1, 2, 1);
+        let mut out = vec![0.0; 2];
+        let px = [0u8, 1, 2, 3];
+        p.run(SliceView { width: 4, height: 1, pixels: Pixels::Gray8(&px) }, &mut out).unwrap();
+        assert!((out[0] - 0.714_285_73).abs() < 1e-5 && (out[1] - 2.285_714_4).abs() < 1e-5, "{out:?}");
+        // a = round(arange(35) ** 1.5).reshape(5, 7), 7x5 resized to 3x2 (both axes downscale,
+        // uneven factors); 16-bit gray (mapped to v * 255/65535), scale undoes that.
+        let a: Vec<u16> = (0..35).map(|v| (v as f64).powf(1.5).round() as u16).collect();
+        let s = PreprocessSpec { scale: 65535.0 / 255.0, ..tri() };
+        let mut p = Preprocessor::from_spec(&s, Layout::Nchw, 1, 3, 2);
+        let mut out = vec![0.0; 6];
+        p.run(SliceView { width: 7, height: 5, pixels: Pixels::Gray16(&a) }, &mut out).unwrap();
+        let want = [27.139_61, 35.997_326, 46.227_272, 105.006_49, 120.516_045, 136.422_09];
+        for (g, w) in out.iter().zip(want) {
+            assert!((g - w).abs() < 1e-3, "{out:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn triangle_keeps_a_flat_slice_flat_and_rejects_nothing_valid() {
+        for &(w, h, nw, nh) in &[(512, 512, 224, 224), (512, 512, 416, 416), (640, 480, 416, 416), (1, 1, 8, 8)] {
+            for mode in [ResizeMode::Stretch, ResizeMode::Letterbox] {
+                let s = PreprocessSpec { filter: ResizeFilter::Triangle, ..spec(mode, vec![0.0], vec![1.0]) };
+                let mut p = Preprocessor::from_spec(&s, Layout::Nchw, 1, nw, nh);
+                let px = vec![200u8; w * h];
+                let mut out = vec![f32::NAN; p.input_len()];
+                let lb = p.run(SliceView { width: w, height: h, pixels: Pixels::Gray8(&px) }, &mut out).unwrap();
+                for y in 0..lb.inner_height {
+                    for x in 0..lb.inner_width {
+                        let v = out[(y + lb.pad_y as usize) * nw + x + lb.pad_x as usize];
+                        assert!((v - 200.0 / 255.0).abs() < 1e-5, "{w}x{h}->{nw}x{nh} {mode:?} ({x},{y}) = {v}");
+                    }
+                }
+                assert!(out.iter().all(|v| v.is_finite()));
+            }
+        }
     }
 
     #[test]

@@ -32,6 +32,57 @@ pub(crate) fn fill_taps(in_len: usize, taps: &mut [Tap]) {
     }
 }
 
+/// A resampling kernel for one axis, any filter width: output `d` is
+/// `sum(weights[d * ksize + k] * src[start[d] + k] for k in 0..ksize)`, with `start[d] + ksize`
+/// never past the source and weights outside a pixel's support zero.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Kernel {
+    pub ksize: usize,
+    pub start: Vec<usize>,
+    pub weights: Vec<f32>,
+}
+
+impl Kernel {
+    /// Sized for up to `max_out` outputs from up to `max_in` sources, any `out <= max_out`:
+    /// `out * ksize <= out * (2 * ceil(in / out) + 1) <= 2 * in + 3 * out`.
+    pub fn with_capacity(max_out: usize, max_in: usize) -> Kernel {
+        Kernel { ksize: 0, start: vec![0; max_out], weights: vec![0.0; 2 * max_in + 3 * max_out] }
+    }
+
+    /// The triangle filter stretched by the downscale factor, as Pillow's `BILINEAR` resize
+    /// computes it (`precompute_coeffs` in `libImaging/Resample.c`): output `d` is centred on
+    /// source coordinate `(d + 0.5) * in / out`, the filter `max(1 - |t|, 0)` is widened by
+    /// `max(in / out, 1)`, taps outside the image are dropped and the rest normalized to sum 1.
+    /// Upscaling gives exactly the half-pixel bilinear of [`fill_taps`]. `1 <= out_len <= max_out`
+    /// and `1 <= in_len <= max_in` of [`Kernel::with_capacity`] (the preprocessor's checks ensure it).
+    pub fn fill_triangle(&mut self, in_len: usize, out_len: usize) {
+        let scale = in_len as f64 / out_len as f64;
+        let filterscale = scale.max(1.0);
+        let support = filterscale;
+        let ksize = ((support.ceil() as usize) * 2 + 1).min(in_len);
+        self.ksize = ksize;
+        let weights = &mut self.weights[..out_len * ksize];
+        weights.fill(0.0);
+        for (d, (start, w)) in self.start[..out_len].iter_mut().zip(weights.chunks_exact_mut(ksize)).enumerate() {
+            let center = (d as f64 + 0.5) * scale;
+            // Pillow truncates toward zero, then clamps: the same for the values that survive.
+            let lo = ((center - support + 0.5).max(0.0) as usize).min(in_len - 1);
+            let hi = ((center + support + 0.5).max(0.0) as usize).clamp(lo + 1, in_len);
+            // Keep the window inside the source: shift it left at the right edge.
+            let first = lo.min(in_len - ksize);
+            *start = first;
+            let end = hi.min(first + ksize);
+            let tri = |x: usize| (1.0 - ((x as f64 - center + 0.5) / filterscale).abs()).max(0.0);
+            let sum: f64 = (lo..end).map(tri).sum();
+            if sum > 0.0 {
+                for x in lo..end {
+                    w[x - first] = (tri(x) / sum) as f32;
+                }
+            }
+        }
+    }
+}
+
 /// How a slice sits inside the network input, to map boxes back to slice pixels.
 ///
 /// Coordinates are continuous pixel coordinates (pixel `i` covers `[i, i + 1)`), so
@@ -122,6 +173,43 @@ mod tests {
         for (d, tap) in t.iter().enumerate() {
             assert_eq!(tap.i0, d);
             assert_eq!(tap.w1, 0.0);
+        }
+    }
+
+    #[test]
+    fn triangle_kernel_rows_sum_to_one_and_stay_inside() {
+        for &(i, o) in &[(512, 224), (512, 416), (7, 3), (3, 7), (1, 5), (16384, 1), (100, 100), (5, 4)] {
+            let mut k = Kernel::with_capacity(o, 16384);
+            k.fill_triangle(i, o);
+            for d in 0..o {
+                let w = &k.weights[d * k.ksize..(d + 1) * k.ksize];
+                let sum: f32 = w.iter().sum();
+                assert!((sum - 1.0).abs() < 1e-5, "{i}->{o} row {d} sums to {sum}");
+                assert!(k.start[d] + k.ksize <= i, "{i}->{o} row {d} reads past the source");
+                assert!(w.iter().all(|&v| v >= 0.0));
+            }
+        }
+    }
+
+    #[test]
+    fn triangle_upscale_is_half_pixel_bilinear() {
+        for &(i, o) in &[(2, 4), (5, 13), (224, 416), (1, 3)] {
+            let mut k = Kernel::with_capacity(o, i);
+            k.fill_triangle(i, o);
+            let mut t = vec![Tap::default(); o];
+            fill_taps(i, &mut t);
+            for d in 0..o {
+                let mut dense = vec![0.0f32; i];
+                for (j, &w) in k.weights[d * k.ksize..(d + 1) * k.ksize].iter().enumerate() {
+                    dense[k.start[d] + j] += w;
+                }
+                let mut want = vec![0.0f32; i];
+                want[t[d].i0] += 1.0 - t[d].w1;
+                want[t[d].i1] += t[d].w1;
+                for (a, b) in dense.iter().zip(&want) {
+                    assert!((a - b).abs() < 1e-6, "{i}->{o} at {d}: {dense:?} vs {want:?}");
+                }
+            }
         }
     }
 

@@ -9,7 +9,8 @@
 //! [model]        # name, kind = "classifier"|"detector", file (relative to the manifest's folder),
 //!                # sha256 (64 hex), precision = "fp32"|"int8", opset
 //! [input]        # name, shape = [1, C, H, W] or [1, H, W, C], layout = "nchw"|"nhwc", dtype = "f32"
-//! [preprocess]   # window_center_hu, window_width_hu, resize = "stretch"|"letterbox", scale, mean, std
+//! [preprocess]   # window_center_hu, window_width_hu, resize = "stretch"|"letterbox", scale, mean, std,
+//!                #   filter = "bilinear"|"triangle" (optional, default "bilinear")
 //! [output]       # classifier only: name, kind = "probabilities"|"logits"
 //! [labels]       # names (output index order), positive (optional; `check` warns when absent)
 //! [detector]     # detector only: anchors, confidence_threshold, nms_iou, [[detector.heads]]
@@ -76,6 +77,22 @@ pub enum ResizeMode {
     Stretch,
     /// One scale for both axes, centred, the rest padded (aspect ratio kept).
     Letterbox,
+}
+
+/// Which resampling filter fits the slice to the network input: it must be the one the model was
+/// trained with (a classifier trained on one and fed the other lost 3 points of accuracy here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResizeFilter {
+    /// 2x2 taps at half-pixel centres, no antialiasing: PyTorch `F.interpolate(mode="bilinear",
+    /// align_corners=False)`, OpenCV `INTER_LINEAR`, ONNX `Resize` linear/half_pixel. The default,
+    /// what a manifest without `filter` means.
+    #[default]
+    Bilinear,
+    /// The triangle filter stretched by the downscale factor (antialiased; equal to `bilinear`
+    /// when upscaling): Pillow `Image.resize(.., Image.BILINEAR)`, torchvision `antialias=True`,
+    /// the `image` crate's `FilterType::Triangle`.
+    Triangle,
 }
 
 /// What a classifier's output holds.
@@ -149,6 +166,7 @@ pub struct PreprocessSpec {
     pub window_center_hu: f32,
     pub window_width_hu: f32,
     pub resize: ResizeMode,
+    pub filter: ResizeFilter,
     pub scale: f32,
     /// One value per channel, or one value for all channels.
     pub mean: Vec<f32>,

@@ -45,6 +45,8 @@ struct RawPreprocess {
     window_center_hu: Spanned<f32>,
     window_width_hu: Spanned<f32>,
     resize: ResizeMode,
+    #[serde(default)]
+    filter: ResizeFilter,
     scale: Spanned<f32>,
     mean: Spanned<Vec<f32>>,
     std: Spanned<Vec<f32>>,
@@ -324,6 +326,7 @@ impl Validator<'_> {
             window_center_hu: *p.window_center_hu.get_ref(),
             window_width_hu: width,
             resize: p.resize,
+            filter: p.filter,
             scale,
             mean: p.mean.into_inner(),
             std: p.std.into_inner(),
