@@ -1,5 +1,6 @@
 //! Regression benchmarks (criterion) of the project's own per-slice steps, on the shipped models'
-//! manifests: preprocessing a 512x512 HU slice for the classifier (224) and the detector (416),
+//! manifests: preprocessing a 512x512 HU slice for the classifier (224) and the detector (416)
+//! (and the same with 2x2 bilinear instead of the manifests' triangle filter),
 //! YOLO decode + NMS of the detector's real raw outputs on a phantom slice, and the verdict step
 //! (fusion + series rule), and the decode stage's parts on a phantom 512x512 DICOM file (sha256 of
 //! its bytes, DICOM decode to HU). Run: `cargo bench --bench hot_path`. The whole path per engine is
@@ -7,7 +8,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use pe_sentinel::engine::{Engine, Outputs, TractOptions, TractPlan};
-use pe_sentinel::model::Manifest;
+use pe_sentinel::model::{Manifest, PreprocessSpec, ResizeFilter};
 use pe_sentinel::phantom::dicom_writer::{self, CtSlice, RESCALE_INTERCEPT};
 use pe_sentinel::phantom::render::{Canvas, SIZE};
 use pe_sentinel::phantom::SeriesPlan;
@@ -45,6 +46,20 @@ fn hot_path(c: &mut Criterion) {
         b.iter(|| {
             pre_c.run(black_box(view), &mut in_c).expect("preprocess");
             pre_d.run(black_box(view), &mut in_d).expect("preprocess")
+        })
+    });
+    // The peer: the same manifests with the 2x2 bilinear filter (what the shipped models' triangle
+    // filter costs over it).
+    let bilinear = |m: &Manifest| {
+        let spec = PreprocessSpec { filter: ResizeFilter::Bilinear, ..m.preprocess().clone() };
+        let i = m.input();
+        Preprocessor::from_spec(&spec, i.layout, i.channels(), i.width(), i.height())
+    };
+    let (mut bil_c, mut bil_d) = (bilinear(&cls), bilinear(&det));
+    c.bench_function("preprocess 512x512 HU -> 224 + 416, 2x2 bilinear", |b| {
+        b.iter(|| {
+            bil_c.run(black_box(view), &mut in_c).expect("preprocess");
+            bil_d.run(black_box(view), &mut in_d).expect("preprocess")
         })
     });
 

@@ -59,15 +59,21 @@ impl Kernel {
         let scale = in_len as f64 / out_len as f64;
         let filterscale = scale.max(1.0);
         let support = filterscale;
-        let ksize = ((support.ceil() as usize) * 2 + 1).min(in_len);
+        // Pillow truncates toward zero, then clamps: the same for the values that survive.
+        let span = |d: usize| {
+            let center = (d as f64 + 0.5) * scale;
+            let lo = ((center - support + 0.5).max(0.0) as usize).min(in_len - 1);
+            let hi = ((center + support + 0.5).max(0.0) as usize).clamp(lo + 1, in_len);
+            (center, lo, hi)
+        };
+        // As many taps as the widest output needs (Pillow's bound, 2 * ceil(support) + 1, is up to
+        // two more, which would be zeros multiplied on every row).
+        let ksize = (0..out_len).map(|d| span(d).2 - span(d).1).max().unwrap_or(1).min(in_len);
         self.ksize = ksize;
         let weights = &mut self.weights[..out_len * ksize];
         weights.fill(0.0);
         for (d, (start, w)) in self.start[..out_len].iter_mut().zip(weights.chunks_exact_mut(ksize)).enumerate() {
-            let center = (d as f64 + 0.5) * scale;
-            // Pillow truncates toward zero, then clamps: the same for the values that survive.
-            let lo = ((center - support + 0.5).max(0.0) as usize).min(in_len - 1);
-            let hi = ((center + support + 0.5).max(0.0) as usize).clamp(lo + 1, in_len);
+            let (center, lo, hi) = span(d);
             // Keep the window inside the source: shift it left at the right edge.
             let first = lo.min(in_len - ksize);
             *start = first;

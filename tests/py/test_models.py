@@ -29,7 +29,7 @@ MAX_BYTES = 25 * 1024 * 1024
 SCHEMA = {
     "model": {"name", "kind", "file", "sha256", "precision", "opset"},
     "input": {"name", "shape", "layout", "dtype"},
-    "preprocess": {"window_center_hu", "window_width_hu", "resize", "scale", "mean", "std"},
+    "preprocess": {"window_center_hu", "window_width_hu", "resize", "filter", "scale", "mean", "std"},
     "output": {"name", "kind"},
     "labels": {"names", "positive"},
     "detector": {"anchors", "confidence_threshold", "nms_iou", "heads"},
@@ -64,6 +64,7 @@ def preprocess(gray: np.ndarray, m: dict) -> np.ndarray:
     """gray uint8 [H,W] -> the model's input tensor, as [preprocess] and [input] say."""
     _, c, h, w = m["input"]["shape"]
     assert m["input"]["layout"] == "nchw" and m["preprocess"]["resize"] == "stretch"
+    assert m["preprocess"].get("filter") == "triangle", "this check resizes with Pillow BILINEAR (triangle)"
     im = np.asarray(Image.fromarray(gray).resize((w, h), Image.BILINEAR), dtype=np.float32)
     p = m["preprocess"]
     x = np.stack([(im * p["scale"] - p["mean"][i]) / p["std"][i] for i in range(c)])

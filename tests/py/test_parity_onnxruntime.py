@@ -80,3 +80,35 @@ def test_dicom_and_png_of_a_slice_give_the_same_input(dumped):
             b = np.fromfile(dd / f"{stem}.{model}.input.f32", dtype="<f4")
             # The PNG is the rounded window of the same HU: at most half a gray level apart.
             assert np.abs(a - b).max() <= 0.5 / 255 + 1e-6, (stem, model, np.abs(a - b).max())
+
+
+def test_png_input_is_what_training_fed_the_model(dumped):
+    """The models were trained and evaluated on Pillow's BILINEAR resize (antialiased: a triangle
+    filter widened by the downscale factor; models/train/common.py resize_gray), and their manifests
+    say `filter = "triangle"`. The daemon's input must be that image, up to Pillow's two roundings to
+    8 bits (one after each pass): at most one gray level. A plain 2x2 bilinear resize (what the
+    daemon did before) is measurably further away, so this test tells the two filters apart."""
+    from PIL import Image
+
+    (d, _), stems = dumped[0]["png"], dumped[1]
+    png_dir = d.parent / "ph" / "series-000" / "png"
+    for kind in ("classifier", "detector"):
+        m, _ = manifest(kind)
+        assert m["preprocess"].get("filter") == "triangle", m["preprocess"]
+        _, _, h, w = m["input"]["shape"]
+        scale = m["preprocess"]["scale"]
+        for stem in stems:
+            im = Image.open(png_dir / f"{stem}.png").convert("L")
+            want = np.asarray(im.resize((w, h), Image.BILINEAR), dtype=np.float32) * scale
+            ours = load(d, f"{stem}.{kind}.input.f32", (h, w))
+            assert np.abs(ours - want).max() <= 1.0 / 255 + 1e-5, (kind, stem, np.abs(ours - want).max() * 255)
+            # The same slice through 2x2 bilinear (half-pixel centres, no antialiasing).
+            a = np.asarray(im, dtype=np.float32)
+            ys = np.clip((np.arange(h) + 0.5) * a.shape[0] / h - 0.5, 0, a.shape[0] - 1)
+            xs = np.clip((np.arange(w) + 0.5) * a.shape[1] / w - 0.5, 0, a.shape[1] - 1)
+            y0, x0 = ys.astype(int), xs.astype(int)
+            y1, x1 = np.minimum(y0 + 1, a.shape[0] - 1), np.minimum(x0 + 1, a.shape[1] - 1)
+            fy, fx = (ys - y0)[:, None], (xs - x0)[None, :]
+            plain = ((a[y0][:, x0] * (1 - fx) + a[y0][:, x1] * fx) * (1 - fy)
+                     + (a[y1][:, x0] * (1 - fx) + a[y1][:, x1] * fx) * fy) * scale
+            assert np.abs(ours - plain).mean() > 3 * np.abs(ours - want).mean(), (kind, stem)
