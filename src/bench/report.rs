@@ -122,8 +122,10 @@ pub fn summarize_run(r: &EngineRun) -> RunSummary {
     }
 }
 
-/// Engine median / peer median per run and model ("tract/classifier" -> 4.8), and the
-/// end-to-end p50 over the peer's two models together ("tract/end_to_end_vs_peer_models").
+/// Engine median / peer median per run and model ("tract/classifier" -> 4.8), the end-to-end p50
+/// over the sum of the peer's two tight-loop medians ("tract/end_to_end_vs_peer_models"), and over
+/// the peer's median of both models run back to back per slice ("tract/end_to_end_vs_peer_pair",
+/// when the peer measured that role).
 pub fn peer_ratios(runs: &[RunSummary], peer: &PeerResult) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     let peer_ms = |role: &str| peer.models.iter().find(|m| m.role == role).map(|m| m.p50_ms);
@@ -138,6 +140,11 @@ pub fn peer_ratios(runs: &[RunSummary], peer: &PeerResult) -> BTreeMap<String, f
         if let (Some(t), Some(c), Some(d)) = (r.stages.get("total"), peer_ms("classifier"), peer_ms("detector")) {
             if c + d > 0.0 {
                 out.insert(format!("{}/end_to_end_vs_peer_models", r.engine), t.p50_ms / (c + d));
+            }
+        }
+        if let (Some(t), Some(pair)) = (r.stages.get("total"), peer_ms("classifier+detector")) {
+            if pair > 0.0 {
+                out.insert(format!("{}/end_to_end_vs_peer_pair", r.engine), t.p50_ms / pair);
             }
         }
     }
@@ -212,7 +219,7 @@ pub fn table(s: &BenchSummary) -> String {
         );
         for m in &p.models {
             let _ =
-                writeln!(t, "  {:<11} p50 {:>8.2} ms  p99 {:>8.2} ms  ({} runs)", m.role, m.p50_ms, m.p99_ms, m.runs);
+                writeln!(t, "  {:<19} p50 {:>8.2} ms  p99 {:>8.2} ms  ({} runs)", m.role, m.p50_ms, m.p99_ms, m.runs);
         }
         for (k, v) in &s.ratios_to_peer {
             let _ = writeln!(t, "  ratio {k}: {v:.2}x");
@@ -456,12 +463,18 @@ mod tests {
             models: vec![
                 super::super::PeerTiming { role: "classifier".into(), runs: 10, p50_ms: 2.0, p99_ms: 3.0 },
                 super::super::PeerTiming { role: "detector".into(), runs: 10, p50_ms: 8.0, p99_ms: 9.0 },
+                super::super::PeerTiming { role: "classifier+detector".into(), runs: 10, p50_ms: 12.5, p99_ms: 13.0 },
             ],
         };
-        let q = peer_ratios(&[r], &peer);
+        let q = peer_ratios(std::slice::from_ref(&r), &peer);
         assert_eq!(q["tract/classifier"], 5.0);
         assert_eq!(q["tract/detector"], 2.5);
         assert_eq!(q["tract/end_to_end_vs_peer_models"], 4.0);
+        assert_eq!(q["tract/end_to_end_vs_peer_pair"], 3.2);
+        // An older peer without the pair role: no pair ratio, the others unchanged.
+        let old = PeerResult { models: peer.models[..2].to_vec(), ..peer };
+        let q = peer_ratios(&[r], &old);
+        assert!(!q.contains_key("tract/end_to_end_vs_peer_pair") && q["tract/end_to_end_vs_peer_models"] == 4.0);
     }
 
     #[test]

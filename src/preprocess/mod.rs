@@ -86,6 +86,21 @@ pub enum PreprocessError {
     BufferLen { expected: usize, found: usize },
 }
 
+/// One row's horizontal pass with a kernel `K` taps wide: `row[x] = sum(w[x][k] * src[start[x] + k])`.
+#[inline(always)]
+fn horizontal<const K: usize>(src: &[f32], kernel: &Kernel, row: &mut [f32]) {
+    for ((o, &x0), wx) in row.iter_mut().zip(&kernel.start).zip(kernel.weights.chunks_exact(K)) {
+        let (Ok(s), Ok(wx)) = (<&[f32; K]>::try_from(&src[x0..x0 + K]), <&[f32; K]>::try_from(wx)) else {
+            continue;
+        };
+        let mut sum = 0.0;
+        for k in 0..K {
+            sum += wx[k] * s[k];
+        }
+        *o = sum;
+    }
+}
+
 /// How a resized gray row becomes tensor values: size, layout, channels, normalization.
 #[derive(Debug, Clone, Copy)]
 struct OutFormat {
@@ -322,21 +337,43 @@ impl Preprocessor {
         let (ky, kx) = (&self.ykernel, &self.xkernel);
         for y in 0..lb.inner_height {
             let acc = &mut self.line[..w];
-            acc.fill(0.0);
             let y0 = ky.start[y];
+            let mut first = true;
             for (k, &wk) in ky.weights[y * ky.ksize..(y + 1) * ky.ksize].iter().enumerate() {
                 if wk == 0.0 {
                     continue;
                 }
                 let r = (y0 + k) * w;
-                for (a, &v) in acc.iter_mut().zip(&src[r..r + w]) {
-                    *a += wk * gray(v);
+                if first {
+                    for (a, &v) in acc.iter_mut().zip(&src[r..r + w]) {
+                        *a = wk * gray(v);
+                    }
+                    first = false;
+                } else {
+                    for (a, &v) in acc.iter_mut().zip(&src[r..r + w]) {
+                        *a += wk * gray(v);
+                    }
                 }
             }
-            let ks = kx.ksize;
-            for ((o, &x0), wx) in self.row[..lb.inner_width].iter_mut().zip(&kx.start).zip(kx.weights.chunks_exact(ks))
-            {
-                *o = wx.iter().zip(&acc[x0..x0 + ks]).map(|(a, b)| a * b).sum();
+            if first {
+                acc.fill(0.0);
+            }
+            let row = &mut self.row[..lb.inner_width];
+            // The horizontal dot products with the kernel width as a constant, so each unrolls.
+            match kx.ksize {
+                1 => horizontal::<1>(acc, kx, row),
+                2 => horizontal::<2>(acc, kx, row),
+                3 => horizontal::<3>(acc, kx, row),
+                4 => horizontal::<4>(acc, kx, row),
+                5 => horizontal::<5>(acc, kx, row),
+                6 => horizontal::<6>(acc, kx, row),
+                7 => horizontal::<7>(acc, kx, row),
+                8 => horizontal::<8>(acc, kx, row),
+                ks => {
+                    for ((o, &x0), wx) in row.iter_mut().zip(&kx.start).zip(kx.weights.chunks_exact(ks)) {
+                        *o = wx.iter().zip(&acc[x0..x0 + ks]).map(|(a, b)| a * b).sum();
+                    }
+                }
             }
             self.fmt.write_row(&self.row[..lb.inner_width], y, lb, out);
         }
