@@ -10,8 +10,11 @@ usage: ort_peer.py REQUEST.json RESULT.json
 Each model: 3 warm-up runs, then every input REPEATS times in a tight loop; nearest-rank
 percentiles. Then, when the request holds a classifier and a detector, the role
 "classifier+detector": both models back to back on each slice's inputs, timed together, as a
-per-slice loop in Python would run them (the tight loops keep one model's weights and threads hot;
-here each model follows the other, as in the daemon).
+per-slice loop runs them (the tight loops keep one model's weights and threads hot; here each
+model follows the other, as in the daemon). Those two sessions are configured as the daemon's
+onnxruntime engine configures its own: spinning between operators, stopped when a run returns
+(`session.force_spinning_stop`); with onnxruntime's defaults the idle model's pool keeps spinning
+while the other runs, which measured here 19 ms per pair against 11.6 ms for the two tight loops.
 """
 import json
 import math
@@ -64,7 +67,17 @@ def main():
         })
         loaded[m["role"]] = (sess, m["input_name"], xs)
     if "classifier" in loaded and "detector" in loaded:
-        (cs, cn, cx), (ds, dn, dx) = loaded["classifier"], loaded["detector"]
+        def paired(role):
+            so = ort.SessionOptions()
+            so.intra_op_num_threads = threads
+            so.inter_op_num_threads = 1
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            so.add_session_config_entry("session.intra_op.allow_spinning", "1")
+            so.add_session_config_entry("session.force_spinning_stop", "1")
+            m = next(m for m in req["models"] if m["role"] == role)
+            sess = ort.InferenceSession(m["onnx"], so, providers=["CPUExecutionProvider"])
+            return sess, loaded[role][1], loaded[role][2]
+        (cs, cn, cx), (ds, dn, dx) = paired("classifier"), paired("detector")
         n = min(len(cx), len(dx))
         ms = []
         for r in range(REPEATS + 1):

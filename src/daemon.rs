@@ -283,15 +283,10 @@ impl Daemon {
                 return Ok(());
             }
         };
-        // Decoded from the bytes already read, and the first slice preprocessed, while a second
-        // core hashes them: the file is read once, and the hash is off the path to the verdict.
+        // Decoded from the bytes already read, while a second core hashes them: the file is read once.
         let series = self.drop.series_of(path);
-        let pipeline = &mut self.pipeline;
-        let (sha, (slices, mut prepared)) = crate::source::decode::hash_while(&bytes, || {
-            let slices = crate::source::decode::decode_any_bytes(&bytes, path, series);
-            let prepared = slices.as_ref().ok().and_then(|s| s.first()).map(|first| pipeline.prepare(first));
-            (slices, prepared)
-        });
+        let (sha, slices) =
+            crate::source::decode::hash_while(&bytes, || crate::source::decode::decode_any_bytes(&bytes, path, series));
         drop(bytes);
         if self.journal.seen(&sha, 0)? {
             self.stats.duplicates += 1;
@@ -303,21 +298,10 @@ impl Daemon {
             Ok(s) => s,
             Err(reason) => return self.reject(path, Some(sha), &reason),
         };
-        // The decode stage: read, decode and the wait for the hash; the preprocessing done in
-        // the meantime is the first slice's own stage.
-        let pre_us = match &prepared {
-            Some(Ok(p)) => p.preprocess_us(),
-            _ => 0,
-        };
-        let decode_us = (t_decode.elapsed().as_micros().min(u128::from(u32::MAX)) as u32).saturating_sub(pre_us);
+        let decode_us = t_decode.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
         for slice in &slices {
             self.service.tick(stop.load(Ordering::Relaxed));
-            let result = match prepared.take() {
-                Some(Ok(p)) => self.pipeline.infer(p, &mut self.scores),
-                Some(Err(e)) => Err(e),
-                None => self.pipeline.run(slice, &mut self.scores),
-            };
-            if let Err(e) = result {
+            if let Err(e) = self.pipeline.run(slice, &mut self.scores) {
                 if let Some(d) = self.display.as_mut() {
                     d.fault(&format!("engine: {e}"));
                 }

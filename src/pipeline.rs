@@ -106,21 +106,6 @@ pub struct Pipeline {
     cascade_gate: Option<f32>,
 }
 
-/// A slice preprocessed by [`Pipeline::prepare`], waiting for [`Pipeline::infer`].
-#[derive(Debug, Clone, Copy)]
-#[must_use = "run the models on it with Pipeline::infer"]
-pub struct Prepared {
-    letterbox: crate::preprocess::Letterbox,
-    preprocess_us: u32,
-}
-
-impl Prepared {
-    /// Microseconds the preprocessing took.
-    pub fn preprocess_us(&self) -> u32 {
-        self.preprocess_us
-    }
-}
-
 fn us(t: Instant) -> u32 {
     t.elapsed().as_micros().min(u128::from(u32::MAX)) as u32
 }
@@ -211,13 +196,6 @@ impl Pipeline {
 
     /// Runs both models on one slice; results go into `out` (its buffers are reused).
     pub fn run(&mut self, slice: &Slice, out: &mut SliceScores) -> Result<(), PipelineError> {
-        let prepared = self.prepare(slice)?;
-        self.infer(prepared, out)
-    }
-
-    /// The first half of [`Pipeline::run`]: preprocesses `slice` into this pipeline's model
-    /// inputs. The daemon does it while a second core still hashes the file.
-    pub fn prepare(&mut self, slice: &Slice) -> Result<Prepared, PipelineError> {
         let view = SliceView {
             width: slice.width as usize,
             height: slice.height as usize,
@@ -231,14 +209,7 @@ impl Pipeline {
         let t = Instant::now();
         self.cls_pre.run(view, &mut self.cls_in).map_err(pre_err)?;
         let letterbox = self.det_pre.run(view, &mut self.det_in).map_err(pre_err)?;
-        Ok(Prepared { letterbox, preprocess_us: us(t) })
-    }
-
-    /// The second half of [`Pipeline::run`]: both models on the inputs of the latest
-    /// [`Pipeline::prepare`] (which `prepared` came from); results go into `out`.
-    pub fn infer(&mut self, prepared: Prepared, out: &mut SliceScores) -> Result<(), PipelineError> {
-        let Prepared { letterbox, preprocess_us } = prepared;
-        out.times.preprocess_us = preprocess_us;
+        out.times.preprocess_us = us(t);
         let t = Instant::now();
         self.cls.run(&self.cls_in, &mut self.cls_out)?;
         out.times.classifier_us = us(t);

@@ -11,7 +11,7 @@ pub mod stats;
 
 use crate::budget::{us_since, BudgetConfig, BudgetTracker, SliceTimes};
 use crate::config::Resolved;
-use crate::pipeline::{ModelSet, Pipeline, Prepared, SliceScores};
+use crate::pipeline::{ModelSet, Pipeline, SliceScores};
 use crate::slice::Slice;
 use crate::store::journal::{Journal, SliceRecord, StageLatencyUs};
 use crate::verdict::fusion::fuse;
@@ -139,33 +139,18 @@ fn is_image_name(name: &str) -> bool {
     [".dcm", ".png", ".jpg", ".jpeg"].iter().any(|e| lower.ends_with(e)) || !lower.contains('.')
 }
 
-/// A file read, hashed and decoded as the daemon does it, its first slice already preprocessed.
-struct ReadFile {
-    slices: Vec<Slice>,
-    sha: [u8; 32],
-    first: Option<Prepared>,
-    /// Reading, decoding and waiting for the hash, without the first slice's preprocessing.
-    decode_us: u32,
-}
-
-/// Reads, hashes and decodes one file as the daemon does (the first slice preprocessed while the
-/// hash finishes).
-fn read_decode(path: &Path, root_series: &str, pipeline: &mut Pipeline) -> Result<ReadFile, String> {
-    let t = Instant::now();
+/// Reads, hashes and decodes one file as the daemon does.
+fn read_decode(path: &Path, root_series: &str) -> Result<(Vec<Slice>, [u8; 32]), String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read ({e})", path.display()))?;
     let series = path
         .parent()
         .and_then(|p| p.file_name())
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| root_series.to_string());
-    let (sha, (slices, first)) = crate::source::decode::hash_while(&bytes, || {
-        let slices = crate::source::decode::decode_any_bytes(&bytes, path, crate::slice::SeriesId(series));
-        let first = slices.as_ref().ok().and_then(|s| s.first()).map(|f| pipeline.prepare(f));
-        (slices, first)
+    let (sha, slices) = crate::source::decode::hash_while(&bytes, || {
+        crate::source::decode::decode_any_bytes(&bytes, path, crate::slice::SeriesId(series))
     });
-    let first = first.transpose().map_err(|e| format!("{}: {e}", path.display()))?;
-    let decode_us = us_since(t).saturating_sub(first.map_or(0, |p| p.preprocess_us()));
-    Ok(ReadFile { slices: slices?, sha, first, decode_us })
+    Ok((slices?, sha))
 }
 
 /// Runs every requested engine over `files`; `build` makes the pipeline for an engine name.
@@ -228,21 +213,18 @@ fn run_engine(
             let _ = e.flush();
         }
         let arrival = Instant::now();
-        let ReadFile { slices, sha, mut first, decode_us: decode } = match read_decode(path, "bench", &mut pipeline) {
+        let (slices, sha) = match read_decode(path, "bench") {
             Ok(x) => x,
             Err(reason) => {
                 log::warn!("bench: skipping {reason}");
                 continue;
             }
         };
+        let decode = us_since(arrival);
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         for slice in &slices {
             let allocs_before = crate::alloc_count::this_thread().0;
-            match first.take() {
-                Some(p) => pipeline.infer(p, &mut scores),
-                None => pipeline.run(slice, &mut scores),
-            }
-            .with_context(|| format!("bench: {}", path.display()))?;
+            pipeline.run(slice, &mut scores).with_context(|| format!("bench: {}", path.display()))?;
             let allocs = crate::alloc_count::this_thread().0 - allocs_before;
             if dump_peer && peer_cls.len() < PEER_SLICES * pipeline.last_inputs().0.len() {
                 let (c, d) = pipeline.last_inputs();
