@@ -2,7 +2,8 @@
 inputs the daemon's engine received, and the summary states tract/onnxruntime ratios per model.
 Checked here: the peer ran onnxruntime (this venv's version) on both models; its inputs are real
 preprocessed phantom slices of the manifest's shape (one per timed-or-warm-up slice); the ratios in
-the summary are the engine's medians over the peer's. (Parity of the outputs themselves is
+the summary are the engine's medians over the peer's, end to end also over the peer's two models
+run back to back per slice. (Parity of the outputs themselves is
 tests/py/test_parity_onnxruntime.py's job.)"""
 import json
 import pathlib
@@ -26,12 +27,19 @@ def test_bench_peer_times_onnxruntime_on_the_daemons_inputs(pe_sentinel_bin, tmp
     assert s["peer"]["runtime"] == "onnxruntime-python"
     assert s["peer"]["version"] == ort.__version__
     roles = {m["role"]: m for m in s["peer"]["models"]}
-    assert set(roles) == {"classifier", "detector"}
+    assert set(roles) == {"classifier", "detector", "classifier+detector"}
     run = s["runs"][0]
     for role in ("classifier", "detector"):
         want = run["stages"][role]["p50_ms"] / roles[role]["p50_ms"]
         assert abs(s["ratios_to_peer"][f"tract/{role}"] - want) < 1e-9
     assert "tract/end_to_end_vs_peer_models" in s["ratios_to_peer"]
+    # Both models back to back on each of the 6 slices, 5 timed passes; a pair takes longer than
+    # either model alone.
+    pair = roles["classifier+detector"]
+    assert pair["runs"] == 5 * 6
+    assert pair["p50_ms"] > max(roles["classifier"]["p50_ms"], roles["detector"]["p50_ms"])
+    want = run["stages"]["total"]["p50_ms"] / pair["p50_ms"]
+    assert abs(s["ratios_to_peer"]["tract/end_to_end_vs_peer_pair"] - want) < 1e-9
     assert "peer:" in r.stdout and "ratio tract/classifier" in r.stdout
 
     # The inputs the peer timed are real preprocessed slices, the shape the manifest states.
