@@ -9,7 +9,7 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use pe_sentinel::engine::{Engine, Outputs, TractOptions, TractPlan};
 use pe_sentinel::model::{Manifest, PreprocessSpec, ResizeFilter};
-use pe_sentinel::phantom::dicom_writer::{self, CtSlice, RESCALE_INTERCEPT};
+use pe_sentinel::phantom::dicom_writer::{self, CtSlice};
 use pe_sentinel::phantom::render::{Canvas, SIZE};
 use pe_sentinel::phantom::SeriesPlan;
 use pe_sentinel::postprocess::{Detections, YoloDecoder};
@@ -78,26 +78,9 @@ fn hot_path(c: &mut Criterion) {
     });
 
     // The decode stage on the phantom slice as a DICOM file (the bytes as read from disk).
-    let stored: Vec<u16> = hu.iter().map(|&v| (v.round() - RESCALE_INTERCEPT) as u16).collect();
-    let ct = CtSlice {
-        study_uid: "1.2.3",
-        series_uid: "1.2.3.4",
-        sop_uid: "1.2.3.4.5",
-        frame_uid: "1.2.3.6",
-        series_number: 1,
-        instance_number: 1,
-        series_description: "bench",
-        patient_id: "P",
-        patient_name: "Bench^Phantom",
-        position_mm: [0.0, 0.0, 0.0],
-        pixel_spacing_mm: 0.7,
-        slice_thickness_mm: 1.0,
-        window_center: 100.0,
-        window_width: 700.0,
-        rows: SIZE as u16,
-        columns: SIZE as u16,
-        pixels: &stored,
-    };
+    let mut stored = vec![0u16; hu.len()];
+    dicom_writer::store_hu(&hu, &mut stored);
+    let ct = CtSlice::fixed(&stored, SIZE as u16, 1);
     let mut bytes = Vec::new();
     dicom_writer::encode(&ct, &mut bytes);
     let path = Path::new("bench.dcm");

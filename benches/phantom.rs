@@ -31,27 +31,11 @@ fn main() {
             plan.render(k, &mut canvas, &mut boxes);
             render.push(t.elapsed().as_secs_f64() * 1e3);
             let t = Instant::now();
-            for (o, &h) in stored.iter_mut().zip(&canvas.hu) {
-                *o = (h.round() + 1024.0) as u16;
-            }
+            dicom_writer::store_hu(&canvas.hu, &mut stored);
             let slice = CtSlice {
                 study_uid: &plan.study_uid,
                 series_uid: &plan.series_uid,
-                sop_uid: "2.25.1",
-                frame_uid: "2.25.2",
-                series_number: 1,
-                instance_number: k + 1,
-                series_description: "bench",
-                patient_id: "bench",
-                patient_name: "bench",
-                position_mm: [0.0, 0.0, 0.0],
-                pixel_spacing_mm: 0.7,
-                slice_thickness_mm: 1.0,
-                window_center: 100.0,
-                window_width: 700.0,
-                rows: SIZE as u16,
-                columns: SIZE as u16,
-                pixels: &stored,
+                ..CtSlice::fixed(&stored, SIZE as u16, k + 1)
             };
             dicom_writer::encode(&slice, &mut buf);
             dicom.push(t.elapsed().as_secs_f64() * 1e3);

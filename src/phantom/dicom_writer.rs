@@ -36,6 +36,40 @@ pub struct CtSlice<'a> {
     pub pixels: &'a [u16],
 }
 
+/// Stored values of `hu` into `out` (HU rounded, minus [`RESCALE_INTERCEPT`]), pairwise.
+pub fn store_hu(hu: &[f32], out: &mut [u16]) {
+    for (o, &h) in out.iter_mut().zip(hu) {
+        *o = (h.round() - RESCALE_INTERCEPT) as u16;
+    }
+}
+
+impl<'a> CtSlice<'a> {
+    /// A `side` x `side` axial slice at the origin with fixed identifiers and the phantom's usual
+    /// geometry (0.7 mm pixels, 1 mm thick, window 100/700): for benchmarks that need a valid CT
+    /// file, not a study. Override fields with struct update syntax.
+    pub fn fixed(pixels: &'a [u16], side: u16, instance_number: u32) -> CtSlice<'a> {
+        CtSlice {
+            study_uid: "2.25.1",
+            series_uid: "2.25.2",
+            sop_uid: "2.25.3",
+            frame_uid: "2.25.4",
+            series_number: 1,
+            instance_number,
+            series_description: "bench",
+            patient_id: "bench",
+            patient_name: "bench",
+            position_mm: [0.0, 0.0, 0.0],
+            pixel_spacing_mm: 0.7,
+            slice_thickness_mm: 1.0,
+            window_center: 100.0,
+            window_width: 700.0,
+            rows: side,
+            columns: side,
+            pixels,
+        }
+    }
+}
+
 fn ds(v: f32) -> String {
     // DS is at most 16 characters; four decimals are plenty at millimetre scale.
     let s = format!("{v:.4}");

@@ -376,9 +376,7 @@ impl SeriesWriter {
             let instance = k + 1;
             let stem = slice_stem(instance, opts.slices);
             plan.render(k, &mut self.canvas, &mut self.boxes);
-            for (s, &hu) in self.stored.iter_mut().zip(&self.canvas.hu) {
-                *s = (hu.round() - dicom_writer::RESCALE_INTERCEPT) as u16;
-            }
+            dicom_writer::store_hu(&self.canvas.hu, &mut self.stored);
             let z = scene.slice_z(k);
             if opts.format.dicom() {
                 let grid = render::Grid::new(scene.pixel_spacing);
