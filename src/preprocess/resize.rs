@@ -68,7 +68,14 @@ impl Kernel {
         };
         // As many taps as the widest output needs (Pillow's bound, 2 * ceil(support) + 1, is up to
         // two more, which would be zeros multiplied on every row).
-        let ksize = (0..out_len).map(|d| span(d).2 - span(d).1).max().unwrap_or(1).min(in_len);
+        let ksize = (0..out_len)
+            .map(|d| {
+                let (_, lo, hi) = span(d);
+                hi - lo
+            })
+            .max()
+            .unwrap_or(1)
+            .min(in_len);
         self.ksize = ksize;
         let weights = &mut self.weights[..out_len * ksize];
         weights.fill(0.0);
