@@ -8,6 +8,7 @@
 pub mod alloc_count;
 pub mod bench;
 pub mod budget;
+pub mod check;
 pub mod config;
 pub mod daemon;
 pub mod display;

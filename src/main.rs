@@ -365,112 +365,12 @@ fn run_infer(
 }
 
 fn run_check(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
-    let path = config.unwrap_or_else(config::default_profile_path);
-    let mut problems = 0;
-    let mut line = |ok: bool, what: String| {
-        outln!("{} {what}", if ok { "ok     " } else { "PROBLEM" });
-        if !ok {
-            problems += 1;
-        }
-    };
-    let cfg = match Resolved::load(&path, None, None) {
-        Ok(c) => {
-            line(true, format!("profile {} ({})", path.display(), c.profile.board.name));
-            c
-        }
-        Err(e) => {
-            line(false, format!("{e}"));
-            return Ok(ExitCode::FAILURE);
-        }
-    };
-    let p = &cfg.profile;
-    line(
-        true,
-        format!(
-            "engine {}, precision {}, {} thread(s)",
-            p.engine.kind.as_str(),
-            p.engine.precision.as_str(),
-            p.engine.threads
-        ),
-    );
-    match ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest) {
-        Ok(models) => {
-            for m in [&models.classifier, &models.detector] {
-                line(
-                    true,
-                    format!("model {} ({}): sha256 {} matches", m.model().name, m.path().display(), m.model().sha256),
-                );
-                for w in m.warnings() {
-                    outln!("warning {}: {w}", m.path().display());
-                }
-            }
-            let t = std::time::Instant::now();
-            match pe_sentinel::engine::open(&cfg, &models) {
-                Ok((cls, det, choice)) => {
-                    line(true, format!("{choice}"));
-                    for a in &choice.looked {
-                        outln!("        looked at {a}");
-                    }
-                    match Pipeline::with_engines(&models, cls, det) {
-                        Ok(mut pl) => {
-                            line(
-                                true,
-                                format!(
-                                    "engine {} loaded and warmed up in {} ms",
-                                    pl.engine_name(),
-                                    t.elapsed().as_millis()
-                                ),
-                            );
-                            pl.apply_profile(p);
-                            match bench::warmup_probe(&mut pl, 5) {
-                                Ok(s) if s.p50_ms > f64::from(p.budget.budget_ms) => outln!(
-                                    "warning: models alone take {:.1} ms per slice (median of 5 warm-up runs, max {:.1} ms), over the {} ms budget before decode and store; every slice will miss it: raise budget.budget_ms, use a faster engine or precision, or set budget.cascade_gate",
-                                    s.p50_ms,
-                                    s.max_ms,
-                                    p.budget.budget_ms
-                                ),
-                                Ok(s) => line(
-                                    true,
-                                    format!(
-                                        "models take {:.1} ms per slice (median of 5 warm-up runs, max {:.1} ms) of the {} ms budget",
-                                        s.p50_ms, s.max_ms, p.budget.budget_ms
-                                    ),
-                                ),
-                                Err(e) => line(false, format!("warm-up slice failed: {e:#}")),
-                            }
-                        }
-                        Err(e) => line(false, format!("{e}")),
-                    }
-                }
-                Err(e) => line(false, format!("{e}")),
-            }
-        }
-        Err(e) => line(false, format!("{e}")),
+    let report = pe_sentinel::check::run(&config.unwrap_or_else(config::default_profile_path));
+    for line in &report.lines {
+        outln!("{line}");
     }
-    for (what, dir) in [("drop folder", &cfg.drop_dir), ("state folder", &cfg.state_dir)] {
-        let probe = dir.join(".pe-sentinel-check");
-        let ok = std::fs::create_dir_all(dir)
-            .and_then(|_| std::fs::write(&probe, b"x"))
-            .and_then(|_| std::fs::remove_file(&probe));
-        match ok {
-            Ok(()) => line(true, format!("{what} {} is writable", dir.display())),
-            Err(e) => {
-                line(false, format!("{what} {}: {e}; create it and give the daemon's user write access", dir.display()))
-            }
-        }
-    }
-    let jp = Journal::path_in(&cfg.state_dir);
-    if jp.exists() {
-        match Journal::open(&jp).and_then(|j| j.integrity_check()) {
-            Ok(true) => line(true, format!("journal {} passes integrity_check", jp.display())),
-            Ok(false) => {
-                line(false, format!("journal {} fails integrity_check; move it aside and restart", jp.display()))
-            }
-            Err(e) => line(false, format!("{e}")),
-        }
-    }
-    outln!("{}", if problems == 0 { "check passed".to_string() } else { format!("check found {problems} problem(s)") });
-    Ok(if problems == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+    outln!("{}", report.verdict());
+    Ok(if report.problems == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
 }
 
 fn run_check_capture(config: Option<PathBuf>, out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
