@@ -25,17 +25,26 @@ impl Default for BudgetConfig {
     }
 }
 
-/// Microseconds per stage of one slice (also a row of `bench`'s output). `total` runs from arrival to verdict (store excluded:
-/// the verdict exists before it is written down; `store` is reported on its own).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct SliceTimes {
+/// Time spent in each stage of one slice's path, in microseconds (a journal row's latency columns).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct StageLatencyUs {
     pub decode: u32,
     pub preprocess: u32,
     pub classifier: u32,
     pub detector: u32,
     pub heads: u32,
     pub verdict: u32,
+    /// Time up to handing the record to the journal (the commit itself cannot time itself).
     pub store: u32,
+}
+
+/// The stages of one slice and its `total` (a row of `bench`'s output). `total` runs from arrival
+/// to verdict (store excluded: the verdict exists before it is written down; `store` is reported
+/// on its own).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SliceTimes {
+    #[serde(flatten)]
+    pub stages: StageLatencyUs,
     pub total: u32,
 }
 
@@ -45,7 +54,8 @@ impl SliceTimes {
         ["decode", "preprocess", "classifier", "detector", "heads", "verdict", "store", "total"];
 
     pub fn values(&self) -> [u32; 8] {
-        [self.decode, self.preprocess, self.classifier, self.detector, self.heads, self.verdict, self.store, self.total]
+        let s = &self.stages;
+        [s.decode, s.preprocess, s.classifier, s.detector, s.heads, s.verdict, s.store, self.total]
     }
 }
 

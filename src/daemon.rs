@@ -22,7 +22,7 @@ use crate::service::Service;
 use crate::slice::{Pixels, Slice};
 use crate::source::capture::runner::{CaptureEvent, CaptureRunner};
 use crate::source::drop_folder::DropFolder;
-use crate::store::journal::{hex, Journal, RejectedRow, SeriesRow, SliceRecord, StageLatencyUs};
+use crate::store::journal::{hex, Journal, RejectedRow, SeriesRow, SliceRecord};
 use crate::store::overlay::{self, OverlayBox};
 use crate::verdict::fusion::{fuse, FusionConfig};
 use crate::verdict::series::{SeriesConfig, SeriesEvent, SeriesSummary, SeriesTracker, SliceObservation};
@@ -459,15 +459,7 @@ impl Daemon {
             p: fs.p,
             boxes,
             suspicious: verdict.suspicious,
-            latency: StageLatencyUs {
-                decode: decode_us,
-                preprocess: t.preprocess_us,
-                classifier: t.classifier_us,
-                detector: t.detector_us,
-                heads: t.heads_us,
-                verdict: verdict_us,
-                store: 0,
-            },
+            latency: t.with(decode_us, verdict_us),
             classifier_sha256: self.models.classifier.model().sha256.clone(),
             detector_sha256: self.models.detector.model().sha256.clone(),
             created_unix_ms: unix_ms(),

@@ -65,6 +65,22 @@ pub struct StageTimes {
     pub heads_us: u32,
 }
 
+impl StageTimes {
+    /// All stages of the slice: these four with the `decode` and `verdict` the caller timed;
+    /// `store` is 0 until the caller has handed the record over.
+    pub fn with(&self, decode: u32, verdict: u32) -> crate::budget::StageLatencyUs {
+        crate::budget::StageLatencyUs {
+            decode,
+            preprocess: self.preprocess_us,
+            classifier: self.classifier_us,
+            detector: self.detector_us,
+            heads: self.heads_us,
+            verdict,
+            store: 0,
+        }
+    }
+}
+
 /// What one slice gave.
 #[derive(Debug, Clone, Default)]
 pub struct SliceScores {

@@ -9,11 +9,11 @@
 pub mod report;
 pub mod stats;
 
-use crate::budget::{us_since, BudgetConfig, BudgetTracker, SliceTimes};
+use crate::budget::{us_since, BudgetConfig, BudgetTracker, SliceTimes, StageLatencyUs};
 use crate::config::Resolved;
 use crate::pipeline::{ModelSet, Pipeline, SliceScores};
 use crate::slice::Slice;
-use crate::store::journal::{Journal, SliceRecord, StageLatencyUs};
+use crate::store::journal::{Journal, SliceRecord};
 use crate::verdict::fusion::fuse;
 use crate::verdict::series::{SeriesTracker, SliceObservation};
 use anyhow::Context;
@@ -246,7 +246,6 @@ fn run_engine(
             let _events = tracker.observe(&slice.series.0, obs, started.elapsed().as_millis() as u64);
             let verdict = us_since(t_verdict);
             let total = us_since(arrival);
-            let t = scores.times;
             let t_store = Instant::now();
             let rec = SliceRecord {
                 source_file: name.clone(),
@@ -258,35 +257,18 @@ fn run_engine(
                 p: fs.p,
                 boxes: det.boxes.iter().map(|d| [d.bbox.x0, d.bbox.y0, d.bbox.x1, d.bbox.y1, d.confidence]).collect(),
                 suspicious: v.suspicious,
-                latency: StageLatencyUs {
-                    decode,
-                    preprocess: t.preprocess_us,
-                    classifier: t.classifier_us,
-                    detector: t.detector_us,
-                    heads: t.heads_us,
-                    verdict,
-                    store: 0,
-                },
+                latency: scores.times.with(decode, verdict),
                 classifier_sha256: cls_sha.clone(),
                 detector_sha256: det_sha.clone(),
                 created_unix_ms: 0,
             };
             journal.record_slice(&rec)?;
-            let store = us_since(t_store);
+            let stages = StageLatencyUs { store: us_since(t_store), ..rec.latency };
             if warm < WARMUP_SLICES {
                 warm += 1;
                 continue;
             }
-            let times = SliceTimes {
-                decode,
-                preprocess: t.preprocess_us,
-                classifier: t.classifier_us,
-                detector: t.detector_us,
-                heads: t.heads_us,
-                verdict,
-                store,
-                total,
-            };
+            let times = SliceTimes { stages, total };
             let (missed, _) = budget.record(total);
             rows.push(SliceRow {
                 engine: engine.clone(),

@@ -438,7 +438,14 @@ mod tests {
                     index: i,
                     file: format!("f,{i}.dcm"),
                     frame: 0,
-                    times: SliceTimes { classifier: t / 4, detector: t / 2, total: t, ..Default::default() },
+                    times: SliceTimes {
+                        stages: crate::budget::StageLatencyUs {
+                            classifier: t / 4,
+                            detector: t / 2,
+                            ..Default::default()
+                        },
+                        total: t,
+                    },
                     missed: t > 50_000,
                     p: 0.5,
                     boxes: 1,

@@ -73,18 +73,8 @@ CREATE TABLE rejected (
 );
 ";
 
-/// Time spent in each stage of one slice's path, in microseconds.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
-pub struct StageLatencyUs {
-    pub decode: u32,
-    pub preprocess: u32,
-    pub classifier: u32,
-    pub detector: u32,
-    pub heads: u32,
-    pub verdict: u32,
-    /// Time up to handing the record to the journal (the commit itself cannot time itself).
-    pub store: u32,
-}
+/// Time spent in each stage of one slice's path, in microseconds (defined with the budget).
+pub use crate::budget::StageLatencyUs;
 
 /// One analysed slice.
 #[derive(Debug, Clone, PartialEq)]
