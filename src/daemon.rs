@@ -23,7 +23,7 @@ use crate::slice::{Pixels, Slice};
 use crate::source::capture::runner::{CaptureEvent, CaptureRunner};
 use crate::source::drop_folder::DropFolder;
 use crate::store::journal::{hex, Journal, RejectedRow, SeriesRow, SliceRecord};
-use crate::store::overlay::{self, OverlayBox};
+use crate::store::overlay;
 use crate::verdict::fusion::{fuse, FusionConfig};
 use crate::verdict::series::{SeriesConfig, SeriesEvent, SeriesSummary, SeriesTracker, SliceObservation};
 use anyhow::Context;
@@ -499,7 +499,12 @@ impl Daemon {
             self.stats.alerts
         ));
         if verdict.suspicious {
-            self.overlay(slice, name)?;
+            let pre = self.models.classifier.preprocess();
+            let window = crate::preprocess::HuWindow { center_hu: pre.window_center_hu, width_hu: pre.window_width_hu };
+            // An overlay is for review; failing to draw one must not stop the analysis.
+            if let Err(e) = overlay::write_slice(&self.overlays, slice, name, window, &self.scores.detections.boxes) {
+                log::warn!("{e}");
+            }
         }
         log::debug!(
             "{name} frame {}: P {:.3}, {} box(es), suspicious {}",
@@ -600,48 +605,6 @@ impl Daemon {
                 self.journal.update_series(&self.series_row(&series, &summary))?;
                 log::info!("series {series}: reopened by a late slice");
             }
-        }
-        Ok(())
-    }
-
-    fn overlay(&self, slice: &Slice, name: &str) -> anyhow::Result<()> {
-        let win = crate::preprocess::HuWindow {
-            center_hu: self.models.classifier.preprocess().window_center_hu,
-            width_hu: self.models.classifier.preprocess().window_width_hu,
-        };
-        let gray: Vec<u8> = match &slice.pixels {
-            Pixels::Hu(v) => v.iter().map(|&h| win.gray(h).round() as u8).collect(),
-            Pixels::Gray8(v) => v.clone(),
-            Pixels::Gray16(v) => v.iter().map(|&g| (g / 257) as u8).collect(),
-        };
-        let boxes: Vec<OverlayBox> = self
-            .scores
-            .detections
-            .boxes
-            .iter()
-            .map(|d| OverlayBox {
-                x0: d.bbox.x0 as u32,
-                y0: d.bbox.y0 as u32,
-                x1: d.bbox.x1.ceil() as u32,
-                y1: d.bbox.y1.ceil() as u32,
-                rgb: [255, 40, 40],
-            })
-            .collect();
-        let safe: String = slice
-            .series
-            .0
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
-            .collect();
-        let dir = self.overlays.join(safe);
-        if let Err(e) = std::fs::create_dir_all(&dir) {
-            log::warn!("cannot create overlay folder {}: {e}", dir.display());
-            return Ok(());
-        }
-        let path = dir.join(format!("{name}-f{}.png", slice.frame));
-        if let Err(e) = overlay::save(&path, &gray, slice.width, slice.height, &boxes) {
-            // An overlay is for review; failing to draw one must not stop the analysis.
-            log::warn!("cannot write overlay {}: {e}", path.display());
         }
         Ok(())
     }

@@ -1,9 +1,56 @@
 //! Review overlays: a gray slice with boxes drawn over it, saved as an RGB PNG. Used for every
 //! suspicious slice the daemon sees and for the phantom's documentation picture. Writes one file
-//! per call, nothing else.
+//! per call (and, for [`write_slice`], the series folder it goes in), nothing else.
 
 use image::{Rgb, RgbImage};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use crate::postprocess::Detection;
+use crate::preprocess::HuWindow;
+use crate::slice::{Pixels, Slice};
+
+/// Writes the overlay of one analysed slice to `root/<series>/<name>-f<frame>.png` (the series id
+/// made path-safe): HU through `window`, display gray as shown, `detections` in red. Returns the
+/// file written, or what failed and where.
+pub fn write_slice(
+    root: &Path,
+    slice: &Slice,
+    name: &str,
+    window: HuWindow,
+    detections: &[Detection],
+) -> Result<PathBuf, String> {
+    let gray: Vec<u8> = match &slice.pixels {
+        Pixels::Hu(v) => v.iter().map(|&h| window.gray(h).round() as u8).collect(),
+        Pixels::Gray8(v) => v.clone(),
+        Pixels::Gray16(v) => v.iter().map(|&g| (g / 257) as u8).collect(),
+    };
+    let boxes: Vec<OverlayBox> = detections
+        .iter()
+        .map(|d| OverlayBox {
+            x0: d.bbox.x0 as u32,
+            y0: d.bbox.y0 as u32,
+            x1: d.bbox.x1.ceil() as u32,
+            y1: d.bbox.y1.ceil() as u32,
+            rgb: [255, 40, 40],
+        })
+        .collect();
+    let mut safe: String = slice
+        .series
+        .0
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .collect();
+    // "", "." and ".." (a series id is outside input) would name the root or its parent.
+    if safe.chars().all(|c| c == '.') {
+        safe.insert(0, '_');
+    }
+    let dir = root.join(safe);
+    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create overlay folder {}: {e}", dir.display()))?;
+    let path = dir.join(format!("{name}-f{}.png", slice.frame));
+    save(&path, &gray, slice.width, slice.height, &boxes)
+        .map_err(|e| format!("cannot write overlay {}: {e}", path.display()))?;
+    Ok(path)
+}
 
 /// A box to draw, in the slice's pixel coordinates (end-exclusive), with its colour.
 #[derive(Debug, Clone, Copy)]
@@ -59,5 +106,45 @@ mod tests {
             assert_eq!(img.get_pixel(x, y).0, [100, 100, 100]);
         }
         assert_eq!(img.get_pixel(0, 0).0, [100, 100, 100]);
+    }
+
+    #[test]
+    fn write_slice_windows_hu_boxes_the_detection_and_keeps_the_path_safe() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (w, h) = (40u32, 30u32);
+        // -250 HU is the window's black, 450 HU its white (centre 100, width 700).
+        let hu: Vec<f32> = (0..w * h).map(|i| if i % w < 20 { -250.0 } else { 450.0 }).collect();
+        let slice = Slice {
+            source: PathBuf::from("x.dcm"),
+            frame: 2,
+            width: w,
+            height: h,
+            pixels: Pixels::Hu(hu),
+            series: crate::slice::SeriesId("../a/b c".into()),
+            instance: Some(1),
+            position_z: None,
+        };
+        let det = Detection {
+            bbox: crate::postprocess::BBox { x0: 5.0, y0: 5.0, x1: 10.2, y1: 9.0 },
+            confidence: 0.9,
+            class: 0,
+        };
+        let window = HuWindow { center_hu: 100.0, width_hu: 700.0 };
+        let path = write_slice(dir.path(), &slice, "s1", window, &[det]).expect("written");
+        assert_eq!(path, dir.path().join(".._a_b_c").join("s1-f2.png"));
+        let img = image::open(&path).expect("a PNG").to_rgb8();
+        assert_eq!(img.dimensions(), (w, h));
+        assert_eq!(img.get_pixel(30, 20).0, [255, 255, 255]);
+        assert_eq!(img.get_pixel(15, 20).0, [0, 0, 0]);
+        assert_eq!(img.get_pixel(4, 7).0, [255, 40, 40], "the box's outline, left of x0");
+        // A series id of dots stays inside the root.
+        let dots = Slice { series: crate::slice::SeriesId("..".into()), ..slice.clone() };
+        let p = write_slice(dir.path(), &dots, "s1", window, &[]).expect("written");
+        assert_eq!(p, dir.path().join("_..").join("s1-f2.png"));
+        // A folder that cannot be created is an error naming it, not a panic.
+        let blocker = dir.path().join("file");
+        std::fs::write(&blocker, b"x").expect("write");
+        let err = write_slice(&blocker, &slice, "s1", window, &[]).expect_err("a file is not a folder");
+        assert!(err.contains("cannot create overlay folder"), "{err}");
     }
 }
