@@ -1,10 +1,10 @@
 //! Regression benchmarks (criterion) of the project's own per-slice steps, on the shipped models'
 //! manifests: preprocessing a 512x512 HU slice for the classifier (224) and the detector (416)
-//! (and the same with 2x2 bilinear instead of the manifests' triangle filter),
-//! YOLO decode + NMS of the detector's real raw outputs on a phantom slice, and the verdict step
-//! (fusion + series rule), and the decode stage's parts on a phantom 512x512 DICOM file (sha256 of
-//! its bytes, DICOM decode to HU). Run: `cargo bench --bench hot_path`. The whole path per engine is
-//! `pe-sentinel bench`'s job.
+//! (and the same with 2x2 bilinear instead of the manifests' triangle filter), YOLO decode + NMS of
+//! the detector's real raw outputs on a phantom slice, the verdict step (fusion + series rule),
+//! and the decode stage on a phantom 512x512 DICOM file: its parts (sha256 of the bytes, DICOM
+//! decode to HU, reading the file) and the whole stage as the daemon runs it. Run:
+//! `cargo bench --bench hot_path`. The whole path per engine is `pe-sentinel bench`'s job.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use pe_sentinel::engine::{Engine, Outputs, TractOptions, TractPlan};
@@ -93,6 +93,24 @@ fn hot_path(c: &mut Criterion) {
                 pe_sentinel::slice::SeriesId(String::new()),
             )
             .expect("decode")
+        })
+    });
+    // The whole decode stage as the daemon runs it (read from the page cache, sha256 on a second
+    // thread while dicom-rs decodes), to set against the parts above.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("slice.dcm");
+    std::fs::write(&file, &bytes).expect("write");
+    c.bench_function("read a 512x512 DICOM file", |b| b.iter(|| std::fs::read(black_box(&file)).expect("read")));
+    c.bench_function("decode stage: read + hash_while(DICOM decode)", |b| {
+        b.iter(|| {
+            let bytes = std::fs::read(black_box(&file)).expect("read");
+            pe_sentinel::source::decode::hash_while(&bytes, || {
+                pe_sentinel::source::decode::decode_any_bytes(
+                    &bytes,
+                    &file,
+                    pe_sentinel::slice::SeriesId(String::new()),
+                )
+            })
         })
     });
 
