@@ -88,17 +88,35 @@ pub fn decode_stored(path: &Path) -> Result<Stored, DicomError> {
 /// As `decode_stored`, from the file's bytes already in memory (the daemon hashes them first, so
 /// the file is read once); `path` names the file in messages.
 pub fn decode_stored_bytes(bytes: &[u8], path: &Path) -> Result<Stored, DicomError> {
-    // dicom-rs allocates a declared length before reading it: refuse impossible lengths first.
-    // See: dicom_lengths.rs, fuzz/.
-    super::dicom_lengths::check(bytes).map_err(|reason| DicomError::Open { path: path.to_path_buf(), reason })?;
-    let obj = dicom_object::OpenFileOptions::new()
-        .read_preamble(dicom_object::file::ReadPreamble::Auto)
-        .from_reader(bytes)
-        .map_err(|e| DicomError::Open { path: path.to_path_buf(), reason: e.to_string() })?;
-    decode_object(obj, path)
+    decode_object(open(bytes, path)?, path, Want::Stored).map(|(st, _)| st)
 }
 
-fn decode_object(obj: DefaultDicomObject, path: &Path) -> Result<Stored, DicomError> {
+/// As `decode_stored_bytes`, with each frame converted straight to the slice's pixels (one pass
+/// over the samples, no f64 copy of the frame).
+fn decode_pixels_bytes(bytes: &[u8], path: &Path) -> Result<(Stored, Vec<Pixels>), DicomError> {
+    decode_object(open(bytes, path)?, path, Want::Pixels)
+}
+
+/// Parses the file's bytes, after refusing element lengths that dicom-rs would allocate before
+/// reading them (see dicom_lengths.rs, fuzz/).
+fn open(bytes: &[u8], path: &Path) -> Result<DefaultDicomObject, DicomError> {
+    super::dicom_lengths::check(bytes).map_err(|reason| DicomError::Open { path: path.to_path_buf(), reason })?;
+    dicom_object::OpenFileOptions::new()
+        .read_preamble(dicom_object::file::ReadPreamble::Auto)
+        .from_reader(bytes)
+        .map_err(|e| DicomError::Open { path: path.to_path_buf(), reason: e.to_string() })
+}
+
+/// What `decode_object` turns each frame's samples into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// `Stored::frames`: the stored values as f64 (exact for every sample width; for checks).
+    Stored,
+    /// The slice's pixels, as `slices_from` defines them; `Stored::frames` stays empty.
+    Pixels,
+}
+
+fn decode_object(obj: DefaultDicomObject, path: &Path, want: Want) -> Result<(Stored, Vec<Pixels>), DicomError> {
     let p = || path.to_path_buf();
     if obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
         return Err(DicomError::Attribute { path: p(), attribute: "Pixel Data (7FE0,0010)" });
@@ -190,22 +208,44 @@ fn decode_object(obj: DefaultDicomObject, path: &Path) -> Result<Stored, DicomEr
     let slope = attr_f64(&obj, tags::RESCALE_SLOPE).filter(|v| v.is_finite() && *v != 0.0).unwrap_or(1.0);
     let intercept = attr_f64(&obj, tags::RESCALE_INTERCEPT).filter(|v| v.is_finite()).unwrap_or(0.0);
     let n = (rows * columns) as usize;
-    let mut all = Vec::with_capacity(frames as usize);
+    let monochrome1 = photometric == "MONOCHROME1";
+    let gray16 = Gray16Map::new(bits_stored, signed, monochrome1);
+    let mut all = Vec::new();
+    let mut pixels = Vec::new();
     for f in 0..frames as u32 {
         let bytes = decoded.frame_data(f).map_err(|e| DicomError::Pixels { path: p(), reason: e.to_string() })?;
-        let mut values = Vec::with_capacity(n);
-        stored_values(bytes, n, bits_allocated, bits_stored, signed, &mut values)
-            .map_err(|what| DicomError::Pixels { path: p(), reason: format!("frame {f}: {what}") })?;
-        all.push(values);
+        let frame_err = |what| DicomError::Pixels { path: p(), reason: format!("frame {f}: {what}") };
+        match want {
+            Want::Stored => {
+                let mut values = Vec::with_capacity(n);
+                stored_values(bytes, n, bits_allocated, bits_stored, signed, &mut values, |v| v).map_err(frame_err)?;
+                all.push(values);
+            }
+            // HU are defined by the modality LUT; MONOCHROME1 changes only how they are displayed.
+            Want::Pixels if has_rescale => {
+                let mut hu = Vec::with_capacity(n);
+                stored_values(bytes, n, bits_allocated, bits_stored, signed, &mut hu, |v| {
+                    (v * slope + intercept) as f32
+                })
+                .map_err(frame_err)?;
+                pixels.push(Pixels::Hu(hu));
+            }
+            Want::Pixels => {
+                let mut g = Vec::with_capacity(n);
+                stored_values(bytes, n, bits_allocated, bits_stored, signed, &mut g, |v| gray16.map(v))
+                    .map_err(frame_err)?;
+                pixels.push(Pixels::Gray16(g));
+            }
+        }
     }
-    Ok(Stored {
+    let st = Stored {
         rows: rows as u32,
         columns: columns as u32,
         frames: all,
         slope,
         intercept,
         has_rescale,
-        monochrome1: photometric == "MONOCHROME1",
+        monochrome1,
         signed,
         bits_stored,
         modality,
@@ -213,53 +253,61 @@ fn decode_object(obj: DefaultDicomObject, path: &Path) -> Result<Stored, DicomEr
         series,
         instance,
         position_z,
-    })
+    };
+    Ok((st, pixels))
+}
+
+/// Stored value -> 16-bit display gray for a file without a modality rescale: the stored range
+/// scaled to 0..=65535, MONOCHROME1 inverted.
+#[derive(Debug, Clone, Copy)]
+struct Gray16Map {
+    min: f64,
+    range: f64,
+    invert: bool,
+}
+
+impl Gray16Map {
+    fn new(bits_stored: u16, signed: bool, monochrome1: bool) -> Gray16Map {
+        let bits = i32::from(bits_stored.min(32));
+        let (min, max) =
+            if signed { (-(2f64.powi(bits - 1)), 2f64.powi(bits - 1) - 1.0) } else { (0.0, 2f64.powi(bits) - 1.0) };
+        Gray16Map { min, range: max - min, invert: monochrome1 }
+    }
+
+    #[inline(always)]
+    fn map(&self, v: f64) -> u16 {
+        let g = ((v - self.min) / self.range * 65535.0).round().clamp(0.0, 65535.0) as u16;
+        if self.invert {
+            65535 - g
+        } else {
+            g
+        }
+    }
 }
 
 /// Decodes every frame of a DICOM file into slices: Hounsfield units when the file has a modality
 /// rescale, otherwise 16-bit display gray scaled from the stored range (MONOCHROME1 inverted).
 pub fn decode_file(path: &Path, accept: Accept) -> Result<Vec<Slice>, DicomError> {
-    slices_from(decode_stored(path)?, path, accept)
+    let bytes =
+        std::fs::read(path).map_err(|e| DicomError::Open { path: path.to_path_buf(), reason: e.to_string() })?;
+    decode_bytes(&bytes, path, accept)
 }
 
 /// As `decode_file`, from the file's bytes already in memory.
 pub fn decode_bytes(bytes: &[u8], path: &Path, accept: Accept) -> Result<Vec<Slice>, DicomError> {
-    slices_from(decode_stored_bytes(bytes, path)?, path, accept)
+    let (st, pixels) = decode_pixels_bytes(bytes, path)?;
+    slices_from(st, pixels, path, accept)
 }
 
-fn slices_from(st: Stored, path: &Path, accept: Accept) -> Result<Vec<Slice>, DicomError> {
+fn slices_from(st: Stored, frames: Vec<Pixels>, path: &Path, accept: Accept) -> Result<Vec<Slice>, DicomError> {
     if accept == Accept::CtOnly && st.modality.as_deref() != Some("CT") {
         return Err(DicomError::NotCt { path: path.to_path_buf(), modality: st.modality.clone().unwrap_or_default() });
     }
     let series = SeriesId(
         st.series.clone().unwrap_or_else(|| path.parent().map(|d| d.display().to_string()).unwrap_or_default()),
     );
-    let mut out = Vec::with_capacity(st.frames.len());
-    for (f, values) in st.frames.iter().enumerate() {
-        let pixels = if st.has_rescale {
-            // HU are defined by the modality LUT; MONOCHROME1 changes only how they are displayed.
-            Pixels::Hu(values.iter().map(|&v| (v * st.slope + st.intercept) as f32).collect())
-        } else {
-            let bits = i32::from(st.bits_stored.min(32));
-            let (min, max) = if st.signed {
-                (-(2f64.powi(bits - 1)), 2f64.powi(bits - 1) - 1.0)
-            } else {
-                (0.0, 2f64.powi(bits) - 1.0)
-            };
-            Pixels::Gray16(
-                values
-                    .iter()
-                    .map(|&v| {
-                        let g = ((v - min) / (max - min) * 65535.0).round().clamp(0.0, 65535.0) as u16;
-                        if st.monochrome1 {
-                            65535 - g
-                        } else {
-                            g
-                        }
-                    })
-                    .collect(),
-            )
-        };
+    let mut out = Vec::with_capacity(frames.len());
+    for (f, pixels) in frames.into_iter().enumerate() {
         out.push(Slice {
             source: path.to_path_buf(),
             frame: f as u32,
@@ -275,14 +323,15 @@ fn slices_from(st: Stored, path: &Path, accept: Accept) -> Result<Vec<Slice>, Di
 }
 
 /// Stored sample values of one frame (native little endian after decoding), sign-extended from
-/// `bits_stored`.
-fn stored_values(
+/// `bits_stored`, each passed through `map` (the identity, HU, or display gray) on its way out.
+fn stored_values<T>(
     bytes: &[u8],
     n: usize,
     bits_allocated: u16,
     bits_stored: u16,
     signed: bool,
-    out: &mut Vec<f64>,
+    out: &mut Vec<T>,
+    map: impl Fn(f64) -> T + Copy,
 ) -> Result<(), String> {
     let bytes_per = match bits_allocated {
         8 => 1,
@@ -303,13 +352,13 @@ fn stored_values(
         let sh = 32 - bs;
         let mask = if bs >= 32 { u32::MAX } else { (1u32 << bs) - 1 };
         if signed {
-            let v = move |raw: u32| f64::from(((raw << sh) as i32) >> sh);
+            let v = move |raw: u32| map(f64::from(((raw << sh) as i32) >> sh));
             match bytes_per {
                 1 => out.extend(bytes[..n].iter().map(|&b| v(u32::from(b)))),
                 _ => out.extend(bytes[..2 * n].chunks_exact(2).map(|c| v(u32::from(u16::from_le_bytes([c[0], c[1]]))))),
             }
         } else {
-            let v = move |raw: u32| f64::from(raw & mask);
+            let v = move |raw: u32| map(f64::from(raw & mask));
             match bytes_per {
                 1 => out.extend(bytes[..n].iter().map(|&b| v(u32::from(b)))),
                 _ => out.extend(bytes[..2 * n].chunks_exact(2).map(|c| v(u32::from(u16::from_le_bytes([c[0], c[1]]))))),
@@ -321,9 +370,9 @@ fn stored_values(
         let mask = if bs >= 64 { u64::MAX } else { (1u64 << bs) - 1 };
         let words = bytes[..4 * n].chunks_exact(4).map(|c| u64::from(u32::from_le_bytes([c[0], c[1], c[2], c[3]])));
         if signed {
-            out.extend(words.map(|raw| (((raw << sh) as i64) >> sh) as f64));
+            out.extend(words.map(|raw| map((((raw << sh) as i64) >> sh) as f64)));
         } else {
-            out.extend(words.map(|raw| (raw & mask) as f64));
+            out.extend(words.map(|raw| map((raw & mask) as f64)));
         }
     }
     Ok(())
@@ -338,13 +387,13 @@ mod tests {
         let mut out = Vec::new();
         // 12 bits stored in 16: 0x0FFF is -1, 0x0800 is -2048, and high garbage bits are masked.
         let bytes = [0xFF, 0x0F, 0x00, 0x08, 0xFF, 0xF7];
-        stored_values(&bytes, 3, 16, 12, true, &mut out).expect("valid");
+        stored_values(&bytes, 3, 16, 12, true, &mut out, |v| v).expect("valid");
         assert_eq!(out, vec![-1.0, -2048.0, 2047.0]);
         out.clear();
-        stored_values(&bytes, 3, 16, 12, false, &mut out).expect("valid");
+        stored_values(&bytes, 3, 16, 12, false, &mut out, |v| v).expect("valid");
         assert_eq!(out, vec![4095.0, 2048.0, 2047.0]);
         out.clear();
-        assert!(stored_values(&bytes, 4, 16, 12, false, &mut out).is_err());
+        assert!(stored_values(&bytes, 4, 16, 12, false, &mut out, |v| v).is_err());
     }
 
     /// The per-sample definition the fast loops must reproduce: mask to `bits_stored`, and when
@@ -375,11 +424,42 @@ mod tests {
                 for signed in [false, true] {
                     let n = bytes.len() / bytes_per;
                     let mut out = Vec::new();
-                    stored_values(&bytes, n, bits_allocated, bits_stored, signed, &mut out).expect("valid");
+                    stored_values(&bytes, n, bits_allocated, bits_stored, signed, &mut out, |v| v).expect("valid");
                     let want = reference(&bytes, n, bytes_per, bits_stored, signed);
                     assert_eq!(out, want, "{bits_allocated} allocated, {bits_stored} stored, signed {signed}");
                 }
             }
         }
+    }
+
+    #[test]
+    fn pixels_in_one_pass_equal_the_stored_values_through_the_modality_rescale() {
+        use crate::phantom::dicom_writer::{self, CtSlice};
+        let (w, h) = (37u16, 37u16);
+        let stored: Vec<u16> = (0..u32::from(w) * u32::from(h)).map(|i| ((i * 97) % 4096) as u16).collect();
+        let mut bytes = Vec::new();
+        dicom_writer::encode(&CtSlice::fixed(&stored, w, 1), &mut bytes);
+        let path = Path::new("one-pass.dcm");
+        let st = decode_stored_bytes(&bytes, path).expect("stored");
+        let slices = decode_bytes(&bytes, path, Accept::CtOnly).expect("slices");
+        assert!(st.has_rescale && slices.len() == 1);
+        let Pixels::Hu(hu) = &slices[0].pixels else { panic!("a CT file with a rescale gives HU") };
+        assert_eq!(hu.len(), stored.len());
+        for (k, (&v, &got)) in st.frames[0].iter().zip(hu).enumerate() {
+            assert_eq!(got, (v * st.slope + st.intercept) as f32, "pixel {k}");
+            assert_eq!(v, f64::from(stored[k]));
+        }
+    }
+
+    #[test]
+    fn display_gray_spans_the_stored_range_and_monochrome1_inverts() {
+        let u12 = Gray16Map::new(12, false, false);
+        assert_eq!((u12.map(0.0), u12.map(4095.0), u12.map(2047.5)), (0, 65535, 32768));
+        let s16 = Gray16Map::new(16, true, false);
+        assert_eq!((s16.map(-32768.0), s16.map(32767.0)), (0, 65535));
+        let inv = Gray16Map::new(8, false, true);
+        assert_eq!((inv.map(0.0), inv.map(255.0)), (65535, 0));
+        // Out-of-range values (a wrong BitsStored) clamp rather than wrap.
+        assert_eq!((u12.map(-5.0), u12.map(9000.0)), (0, 65535));
     }
 }
