@@ -29,20 +29,18 @@ pub enum DicomError {
     Pixels { path: PathBuf, reason: String },
 }
 
+// Attributes are looked up with `get`, not `element_opt`: dicom-object builds an error (and
+// captures a backtrace) for every missing tag that `element_opt` then maps to `None`.
 fn attr_u64(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<u64> {
-    obj.element_opt(tag).ok().flatten().and_then(|e| e.to_int::<u64>().ok())
+    obj.get(tag).and_then(|e| e.to_int::<u64>().ok())
 }
 
 fn attr_f64(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<f64> {
-    obj.element_opt(tag).ok().flatten().and_then(|e| e.to_float64().ok())
+    obj.get(tag).and_then(|e| e.to_float64().ok())
 }
 
 fn attr_str(obj: &DefaultDicomObject, tag: dicom_core::Tag) -> Option<String> {
-    obj.element_opt(tag)
-        .ok()
-        .flatten()
-        .and_then(|e| e.to_str().ok())
-        .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+    obj.get(tag).and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).to_string())
 }
 
 /// Which modalities `decode_file` accepts.
@@ -118,13 +116,13 @@ enum Want {
 
 fn decode_object(obj: DefaultDicomObject, path: &Path, want: Want) -> Result<(Stored, Vec<Pixels>), DicomError> {
     let p = || path.to_path_buf();
-    if obj.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
+    if obj.get(tags::PIXEL_DATA).is_none() {
         return Err(DicomError::Attribute { path: p(), attribute: "Pixel Data (7FE0,0010)" });
     }
     let rows = attr_u64(&obj, tags::ROWS).ok_or(DicomError::Attribute { path: p(), attribute: "Rows (0028,0010)" })?;
     let columns =
         attr_u64(&obj, tags::COLUMNS).ok_or(DicomError::Attribute { path: p(), attribute: "Columns (0028,0011)" })?;
-    let frames = match obj.element_opt(tags::NUMBER_OF_FRAMES).ok().flatten() {
+    let frames = match obj.get(tags::NUMBER_OF_FRAMES) {
         None => 1,
         Some(e) => e
             .to_int::<u64>()
@@ -184,12 +182,8 @@ fn decode_object(obj: DefaultDicomObject, path: &Path, want: Want) -> Result<(St
     let modality = attr_str(&obj, tags::MODALITY).filter(|s| !s.is_empty());
     let series = attr_str(&obj, tags::SERIES_INSTANCE_UID).filter(|s| !s.is_empty());
     let instance = attr_u64(&obj, tags::INSTANCE_NUMBER).map(|v| v as i32);
-    let position_z = obj
-        .element_opt(tags::IMAGE_POSITION_PATIENT)
-        .ok()
-        .flatten()
-        .and_then(|e| e.to_multi_float64().ok())
-        .and_then(|v| v.get(2).copied());
+    let position_z =
+        obj.get(tags::IMAGE_POSITION_PATIENT).and_then(|e| e.to_multi_float64().ok()).and_then(|v| v.get(2).copied());
     // A decoder bug must cost one file, not the daemon: contain a panic inside the codec.
     let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
         .map_err(|_| DicomError::Pixels { path: p(), reason: "the pixel decoder failed on this file".into() })?
@@ -204,7 +198,7 @@ fn decode_object(obj: DefaultDicomObject, path: &Path, want: Want) -> Result<(St
     let bits_allocated = decoded.bits_allocated();
     let bits_stored = decoded.bits_stored().clamp(1, bits_allocated.max(1));
     let signed = matches!(decoded.pixel_representation(), dicom_pixeldata::PixelRepresentation::Signed);
-    let has_rescale = obj.element_opt(tags::RESCALE_INTERCEPT).ok().flatten().is_some();
+    let has_rescale = obj.get(tags::RESCALE_INTERCEPT).is_some();
     let slope = attr_f64(&obj, tags::RESCALE_SLOPE).filter(|v| v.is_finite() && *v != 0.0).unwrap_or(1.0);
     let intercept = attr_f64(&obj, tags::RESCALE_INTERCEPT).filter(|v| v.is_finite()).unwrap_or(0.0);
     let n = (rows * columns) as usize;
