@@ -31,6 +31,8 @@ DET_MINUTES="${DET_MINUTES:-42}"
 CLS_WIDTH="${CLS_WIDTH:-0.5}"; CLS_BATCH="${CLS_BATCH:-16}"; CLS_LR="${CLS_LR:-2e-3}"
 # training-only: the first CLS_CROP_FRAC of the budget on CLS_CROP-pixel crops (at the 224 scale), then whole slices
 CLS_CROP="${CLS_CROP:-96}"; CLS_CROP_FRAC="${CLS_CROP_FRAC:-0.7}"
+# CLS_KEEP_BEST=1: keep the best whole-slice-phase validation instead of the last weights (tried, not shipped)
+CLS_KEEP_BEST_FLAG=""; [[ "${CLS_KEEP_BEST:-0}" == 1 ]] && CLS_KEEP_BEST_FLAG="--keep-best"
 # yolov4-tiny layout at half channel width: twice the training steps in the CPU budget (see README)
 DET_WIDTH="${DET_WIDTH:-0.5}"
 TRAIN_DETECTOR="${TRAIN_DETECTOR:-1}"
@@ -83,7 +85,8 @@ else
 fi
 "$PY" train_classifier.py --data "$DATA/train" --out "$WORK/classifier.pt" --threads 1 \
   --minutes "$CLS_MINUTES" --max-steps "$CLS_STEPS" --width "$CLS_WIDTH" --batch "$CLS_BATCH" --lr "$CLS_LR" \
-  --crop "$CLS_CROP" --crop-frac "$CLS_CROP_FRAC" --val "$DATA/val" --val-every 10 > "$WORK/train_classifier.log" 2>&1 &
+  --crop "$CLS_CROP" --crop-frac "$CLS_CROP_FRAC" --val "$DATA/val" --val-every 10 $CLS_KEEP_BEST_FLAG \
+  > "$WORK/train_classifier.log" 2>&1 &
 CLS_PID=$!
 if [[ $TRAIN_DETECTOR == 1 ]]; then
   "$PY" train_detector.py --data "$DATA/train" --out "$WORK/detector.pt" --threads 1 \
