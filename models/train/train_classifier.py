@@ -152,6 +152,8 @@ def main():
     ap.add_argument("--val-every", type=float, default=0.0, help="minutes between validation logs (0 = phase ends only)")
     ap.add_argument("--keep-best", action="store_true",
                     help="save the weights of the best whole-slice-phase validation instead of the last ones")
+    ap.add_argument("--best-out", default=None,
+                    help="also write the best whole-slice validation's weights here (the --out file keeps the last)")
     ap.add_argument("--val-every-full", type=float, default=2.0,
                     help="with --keep-best: minutes between validations in the whole-slice phase")
     a = ap.parse_args()
@@ -216,7 +218,7 @@ def main():
         if phase == "crop" and progress >= a.crop_frac:
             log_val("end of crop phase")
             phase = "full"
-        every = a.val_every_full if phase == "full" and a.keep_best else a.val_every
+        every = a.val_every_full if phase == "full" and (a.keep_best or a.best_out) else a.val_every
         if every > 0 and time.time() - last_val >= every * 60:
             log_val(phase)
             last_val = time.time()
@@ -266,6 +268,9 @@ def main():
         chosen = best["val"]
         print(f"[cls] keeping the best whole-slice validation: {chosen}", flush=True)
     torch.save(net.state_dict(), a.out)
+    if a.best_out and best["state"] is not None:
+        torch.save(best["state"], a.best_out)
+        common.write_json(Path(a.best_out + ".json"), {"chosen": best["val"]})
     common.write_json(Path(a.out + ".json"), {
         "steps": step, "seconds": round(time.time() - t_start, 1), "batch": a.batch, "lr": a.lr,
         "width": a.width, "aux_weight": a.aux_weight,
