@@ -5,20 +5,22 @@
 //! confidence of the detector boxes that already passed the manifest's confidence threshold and
 //! NMS). Out: [`SliceVerdict`] (the flag, and which model voted for it, for the journal).
 //!
-//! ## Default policy: `both`
+//! ## Default policy: `either`
 //!
 //! The seed paper runs both networks on every slice. Each has its own way of failing on the
 //! phantoms: the classifier looks at the whole slice and can miss small segmental and eccentric
 //! emboli (one small dark spot barely moves a whole-slice softmax), while the detector fires on
-//! look-alikes such as mixing artefacts and streaks. `both` flags a slice only where the two
-//! agree, `either` where one of them is confident; the series rule above it ([`super::series`]:
-//! k suspicious slices within n adjacent ones) then decides the alarm. Chosen on validation
-//! phantoms (seeds 1500-1515, `models/tune/sweep_fusion.py`) with the shipped models: `both` at
-//! P >= 0.5, k = 3 of n = 5 kept series sensitivity at 1.00 and raised series specificity from
-//! 0.50 (`either`) to 1.00; confirmed by the daemon's `eval` on the evaluation seeds 1-6 (series
-//! sensitivity 1.00, specificity 0.33 -> 0.83, fused slice accuracy 0.92 -> 0.96). `either` was
-//! the default while the shipped classifier missed most small emboli (sensitivity 0.39): a model
-//! that misses more should vote alone, and a site with such a model sets `policy = "either"`.
+//! look-alikes such as mixing artefacts and streaks. `either` flags a slice where one of them is
+//! confident, `both` only where the two agree; the series rule above it ([`super::series`]:
+//! k suspicious slices within n adjacent ones) then decides the alarm. A missed PE costs more
+//! than a false alert, so the default lets each model vote alone and the thresholds buy the
+//! specificity. For the shipped models (classifier of 2026-11-27, slice accuracy 0.947) the
+//! board profiles set P >= 0.9 and box >= 0.9 with k = 3 of n = 5, ranked first on validation
+//! phantoms (seeds 1500-1515, `models/tune/sweep_fusion.py`: series sensitivity and specificity
+//! 1.00); the daemon's `eval` on the evaluation seeds 1-6 confirms series sensitivity 1.00 and
+//! specificity 0.83. `both` at 0.5 / 0.6 (the default for a few hours with the previous
+//! classifier) misses one positive evaluation series with this classifier: one embolus it does
+//! not see at all (P < 0.13 on every slice) while the detector boxes it at 0.97.
 //! `classifier_only` / `detector_only` serve ablations and a model that is known to be broken.
 
 use serde::{Deserialize, Serialize};
@@ -30,10 +32,9 @@ use super::VerdictConfigError;
 #[serde(rename_all = "snake_case")]
 pub enum FusionPolicy {
     /// Suspicious only when the classifier and the detector both say so (higher specificity).
-    /// The default: see the module docs.
-    #[default]
     Both,
-    /// Suspicious when either model says so (higher sensitivity).
+    /// Suspicious when either model says so (higher sensitivity). The default: see the module docs.
+    #[default]
     Either,
     /// Only the classifier's probability counts; boxes are still recorded.
     ClassifierOnly,
@@ -162,9 +163,9 @@ mod tests {
     }
 
     #[test]
-    fn default_is_both_at_one_half() {
+    fn default_is_either_at_one_half() {
         let cfg = FusionConfig::default();
-        assert_eq!(cfg.policy, FusionPolicy::Both);
+        assert_eq!(cfg.policy, FusionPolicy::Either);
         assert_eq!(cfg.classifier_p, 0.5);
         assert!(cfg.validate().is_ok());
     }
