@@ -227,6 +227,8 @@ fn verdicts_on_captured_slices_match_the_truth() {
         .expect("models");
     let mut pipeline = Pipeline::new(&models, 2).expect("pipeline");
     let profile = pe_sentinel::config::BoardProfile::load(&root.join("board/x86-cpu.toml")).expect("profile");
+    // As the daemon does: the profile's cascade gate and detector threshold live in the pipeline.
+    pipeline.apply_profile(&profile);
     let fusion = profile.verdict.fusion_config();
     let mut tracker = SeriesTracker::new(profile.verdict.series_config());
     let mut scores = SliceScores::default();
