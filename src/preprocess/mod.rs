@@ -86,6 +86,17 @@ pub enum PreprocessError {
     BufferLen { expected: usize, found: usize },
 }
 
+fn avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
 /// One row's horizontal pass with a kernel `K` taps wide: `row[x] = sum(w[x][k] * src[start[x] + k])`.
 #[inline(always)]
 fn horizontal<const K: usize>(src: &[f32], kernel: &Kernel, row: &mut [f32]) {
@@ -164,6 +175,8 @@ pub struct Preprocessor {
     hrow_of: [usize; 2],
     /// One output row, after the vertical blend.
     row: Vec<f32>,
+    /// The CPU has AVX2: the triangle resample runs its AVX2 build (x86-64 only).
+    use_avx2: bool,
 }
 
 impl Preprocessor {
@@ -210,7 +223,15 @@ impl Preprocessor {
             hrows: [vec![0.0; width], vec![0.0; width]],
             hrow_of: [usize::MAX; 2],
             row: vec![0.0; width],
+            use_avx2: avx2(),
         }
+    }
+
+    /// The same plan forced onto the portable build of the resample (tests compare the two).
+    #[doc(hidden)]
+    pub fn portable(mut self) -> Preprocessor {
+        self.use_avx2 = false;
+        self
     }
 
     /// Number of f32 values the output buffer must hold.
@@ -268,9 +289,9 @@ impl Preprocessor {
             (ResizeFilter::Bilinear, Pixels::Hu(p)) => self.resample(p, w, &lb, out, hu_gray),
             (ResizeFilter::Bilinear, Pixels::Gray8(p)) => self.resample(p, w, &lb, out, gray8),
             (ResizeFilter::Bilinear, Pixels::Gray16(p)) => self.resample(p, w, &lb, out, gray16),
-            (ResizeFilter::Triangle, Pixels::Hu(p)) => self.resample_kernel(p, w, &lb, out, hu_gray),
-            (ResizeFilter::Triangle, Pixels::Gray8(p)) => self.resample_kernel(p, w, &lb, out, gray8),
-            (ResizeFilter::Triangle, Pixels::Gray16(p)) => self.resample_kernel(p, w, &lb, out, gray16),
+            (ResizeFilter::Triangle, Pixels::Hu(p)) => self.resample_kernel_fastest(p, w, &lb, out, hu_gray),
+            (ResizeFilter::Triangle, Pixels::Gray8(p)) => self.resample_kernel_fastest(p, w, &lb, out, gray8),
+            (ResizeFilter::Triangle, Pixels::Gray16(p)) => self.resample_kernel_fastest(p, w, &lb, out, gray16),
         }
         Ok(lb)
     }
@@ -317,6 +338,45 @@ impl Preprocessor {
             }
             self.fmt.write_row(&self.row[..lb.inner_width], y, lb, out);
         }
+    }
+
+    /// [`Self::resample_kernel`] compiled for AVX2 when the CPU has it (x86-64 builds target the
+    /// baseline SSE2 so that one binary runs on any x86-64 box), else the portable build. The same
+    /// operations in the same order either way (Rust does not fuse multiply-adds), so the result
+    /// is bit-identical; a test checks it.
+    #[inline(always)]
+    fn resample_kernel_fastest<P: Copy>(
+        &mut self,
+        src: &[P],
+        w: usize,
+        lb: &Letterbox,
+        out: &mut [f32],
+        gray: impl Fn(P) -> f32,
+    ) {
+        if self.use_avx2 {
+            // SAFETY: `use_avx2` is true only when the running CPU reported AVX2
+            // (`is_x86_feature_detected!` in `Preprocessor::new`), the one requirement of the call.
+            #[cfg(target_arch = "x86_64")]
+            #[allow(unsafe_code)]
+            unsafe {
+                self.resample_kernel_avx2(src, w, lb, out, gray);
+                return;
+            }
+        }
+        self.resample_kernel(src, w, lb, out, gray)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn resample_kernel_avx2<P: Copy>(
+        &mut self,
+        src: &[P],
+        w: usize,
+        lb: &Letterbox,
+        out: &mut [f32],
+        gray: impl Fn(P) -> f32,
+    ) {
+        self.resample_kernel(src, w, lb, out, gray)
     }
 
     /// Kernel resample of `src` (row length `w`) through `gray`, one output row at a time.
@@ -479,6 +539,27 @@ mod tests {
         let want = [27.139_61, 35.997_326, 46.227_272, 105.006_49, 120.516_045, 136.422_09];
         for (g, w) in out.iter().zip(want) {
             assert!((g - w).abs() < 1e-3, "{out:?} vs {want:?}");
+        }
+    }
+
+    #[test]
+    fn the_avx2_build_of_the_triangle_resample_is_bit_identical_to_the_portable_one() {
+        // On a CPU without AVX2 both sides are the portable build and this only checks determinism.
+        let hu: Vec<f32> = (0..512 * 512).map(|i| ((i * 7919) % 3001) as f32 - 1024.0).collect();
+        let g16: Vec<u16> = (0..300 * 200).map(|i| (i * 37 % 65536) as u16).collect();
+        for &(nw, nh, mode) in &[(224, 224, ResizeMode::Stretch), (416, 416, ResizeMode::Letterbox)] {
+            let s = PreprocessSpec { filter: ResizeFilter::Triangle, ..spec(mode, vec![0.0], vec![1.0]) };
+            let mut fast = Preprocessor::from_spec(&s, Layout::Nchw, 1, nw, nh);
+            let mut portable = Preprocessor::from_spec(&s, Layout::Nchw, 1, nw, nh).portable();
+            for view in [
+                SliceView { width: 512, height: 512, pixels: Pixels::Hu(&hu) },
+                SliceView { width: 300, height: 200, pixels: Pixels::Gray16(&g16) },
+            ] {
+                let (mut a, mut b) = (vec![0.0; fast.input_len()], vec![1.0; portable.input_len()]);
+                fast.run(view, &mut a).unwrap();
+                portable.run(view, &mut b).unwrap();
+                assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{nw}x{nh} {mode:?}");
+            }
         }
     }
 
