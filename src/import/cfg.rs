@@ -114,6 +114,19 @@ pub struct Cfg {
     pub layers: Vec<Layer>,
 }
 
+impl Cfg {
+    /// The `[yolo]` layers, in cfg order.
+    pub fn yolos(&self) -> Vec<&Yolo> {
+        self.layers
+            .iter()
+            .filter_map(|l| match &l.kind {
+                LayerKind::Yolo(y) => Some(y),
+                _ => None,
+            })
+            .collect()
+    }
+}
+
 struct Section {
     name: String,
     line: usize,
@@ -497,14 +510,7 @@ mod tests {
         let cfg = parse(text).unwrap();
         assert_eq!(cfg.net, Net { width: 416, height: 416, channels: 1 });
         assert_eq!(cfg.layers.len(), 162);
-        let yolos: Vec<_> = cfg
-            .layers
-            .iter()
-            .filter_map(|l| match &l.kind {
-                LayerKind::Yolo(y) => Some(y),
-                _ => None,
-            })
-            .collect();
+        let yolos = cfg.yolos();
         assert_eq!(yolos.len(), 3);
         assert_eq!(yolos[0].mask, vec![0, 1, 2]);
         assert_eq!(yolos[0].scale_x_y, 1.2);

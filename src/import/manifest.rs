@@ -1,7 +1,7 @@
 //! The model manifest `import-darknet` writes beside the ONNX file: anchors, masks, strides and
 //! `scale_x_y` from the cfg's `[yolo]` layers, the input from `[net]`, darknet's preprocessing,
 //! and provenance. Pure text; touches nothing.
-use super::cfg::{self, Cfg, LayerKind};
+use super::cfg::Cfg;
 use super::{DarknetOptions, HeadShape};
 
 /// A TOML basic string.
@@ -41,15 +41,7 @@ pub(super) struct ManifestText<'a> {
 }
 
 pub(super) fn manifest_text(m: &ManifestText<'_>) -> String {
-    let yolos: Vec<&cfg::Yolo> = m
-        .cfg
-        .layers
-        .iter()
-        .filter_map(|l| match &l.kind {
-            LayerKind::Yolo(y) => Some(y),
-            _ => None,
-        })
-        .collect();
+    let yolos = m.cfg.yolos();
     // The importer refuses a cfg without [yolo] layers before it gets here; an empty list otherwise.
     let anchors: Vec<String> =
         yolos.first().map_or(&[][..], |y| &y.anchors[..]).iter().map(|a| format!("[{}, {}]", a[0], a[1])).collect();

@@ -497,14 +497,7 @@ pub fn import_darknet(
     let text =
         std::fs::read_to_string(cfg_path).map_err(|source| ImportError::Read { path: cfg_path.to_owned(), source })?;
     let cfg = cfg::parse(&text).map_err(|problem| ImportError::Cfg { path: cfg_path.to_owned(), problem })?;
-    let yolos: Vec<&cfg::Yolo> = cfg
-        .layers
-        .iter()
-        .filter_map(|l| match &l.kind {
-            LayerKind::Yolo(y) => Some(y),
-            _ => None,
-        })
-        .collect();
+    let yolos = cfg.yolos();
     if let Some(first) = yolos.first() {
         if let Some(other) = yolos.iter().find(|y| y.anchors != first.anchors || y.classes != first.classes) {
             return Err(ImportError::Graph {
