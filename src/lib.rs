@@ -9,6 +9,7 @@ pub mod alloc_count;
 pub mod bench;
 pub mod budget;
 pub mod check;
+pub mod civil;
 pub mod config;
 pub mod daemon;
 pub mod display;

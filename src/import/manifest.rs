@@ -9,25 +9,6 @@ fn q(s: &str) -> String {
     toml::Value::String(s.to_string()).to_string()
 }
 
-/// Days since 1970-01-01 to (year, month, day), proleptic Gregorian (H. Hinnant's algorithm).
-fn civil_date(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-fn today() -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (y, m, d) = civil_date((secs / 86_400) as i64);
-    format!("{y:04}-{m:02}-{d:02}")
-}
-
 pub(super) struct ManifestText<'a> {
     pub(super) cfg: &'a Cfg,
     pub(super) name: &'a str,
@@ -90,20 +71,8 @@ pub(super) fn manifest_text(m: &ManifestText<'_>) -> String {
     t.push_str(&format!(
         "\n[provenance]\nscript = \"pe-sentinel import-darknet\"\ncommit = \"n/a\"\ntrain_seeds = \"unknown\"\n\
          eval_seeds = \"unknown\"\ndate = {}\nframework = {}\n",
-        q(&today()),
+        q(&crate::civil::today()),
         q(&format!("darknet, imported by pe-sentinel {}", env!("CARGO_PKG_VERSION")))
     ));
     t
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil_date(0), (1970, 1, 1));
-        assert_eq!(civil_date(20_513), (2026, 3, 1));
-        assert_eq!(civil_date(11_016), (2000, 2, 29));
-    }
 }
