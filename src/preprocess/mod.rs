@@ -175,7 +175,7 @@ pub struct Preprocessor {
     hrow_of: [usize; 2],
     /// One output row, after the vertical blend.
     row: Vec<f32>,
-    /// The CPU has AVX2: the triangle resample runs its AVX2 build (x86-64 only).
+    /// The CPU has AVX2: `run` uses its AVX2 build (x86-64 only).
     use_avx2: bool,
 }
 
@@ -227,7 +227,7 @@ impl Preprocessor {
         }
     }
 
-    /// The same plan forced onto the portable build of the resample (tests compare the two).
+    /// The same plan forced onto the portable build of `run` (tests compare the two).
     #[doc(hidden)]
     pub fn portable(mut self) -> Preprocessor {
         self.use_avx2 = false;
@@ -245,6 +245,28 @@ impl Preprocessor {
 
     /// Writes the model input for `slice` into `out`; returns the slice <-> network mapping.
     pub fn run(&mut self, slice: SliceView<'_>, out: &mut [f32]) -> Result<Letterbox, PreprocessError> {
+        if self.use_avx2 {
+            // SAFETY: `use_avx2` is true only when the running CPU reported AVX2
+            // (`is_x86_feature_detected!` in `Preprocessor::from_spec`), the one requirement of the call.
+            #[cfg(target_arch = "x86_64")]
+            #[allow(unsafe_code)]
+            return unsafe { self.run_avx2(slice, out) };
+        }
+        self.run_portable(slice, out)
+    }
+
+    /// [`Self::run_portable`] compiled for AVX2. x86-64 builds target baseline SSE2 so that one
+    /// binary runs on any x86-64 box; this build is chosen at run time when the CPU has AVX2. The
+    /// same operations in the same order (Rust does not fuse multiply-adds), so the output is
+    /// bit-identical; a test checks it.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn run_avx2(&mut self, slice: SliceView<'_>, out: &mut [f32]) -> Result<Letterbox, PreprocessError> {
+        self.run_portable(slice, out)
+    }
+
+    #[inline(always)]
+    fn run_portable(&mut self, slice: SliceView<'_>, out: &mut [f32]) -> Result<Letterbox, PreprocessError> {
         let (w, h) = (slice.width, slice.height);
         if !(1..=MAX_SLICE_SIDE).contains(&w) || !(1..=MAX_SLICE_SIDE).contains(&h) {
             return Err(PreprocessError::BadSize { width: w, height: h });
@@ -289,9 +311,9 @@ impl Preprocessor {
             (ResizeFilter::Bilinear, Pixels::Hu(p)) => self.resample(p, w, &lb, out, hu_gray),
             (ResizeFilter::Bilinear, Pixels::Gray8(p)) => self.resample(p, w, &lb, out, gray8),
             (ResizeFilter::Bilinear, Pixels::Gray16(p)) => self.resample(p, w, &lb, out, gray16),
-            (ResizeFilter::Triangle, Pixels::Hu(p)) => self.resample_kernel_fastest(p, w, &lb, out, hu_gray),
-            (ResizeFilter::Triangle, Pixels::Gray8(p)) => self.resample_kernel_fastest(p, w, &lb, out, gray8),
-            (ResizeFilter::Triangle, Pixels::Gray16(p)) => self.resample_kernel_fastest(p, w, &lb, out, gray16),
+            (ResizeFilter::Triangle, Pixels::Hu(p)) => self.resample_kernel(p, w, &lb, out, hu_gray),
+            (ResizeFilter::Triangle, Pixels::Gray8(p)) => self.resample_kernel(p, w, &lb, out, gray8),
+            (ResizeFilter::Triangle, Pixels::Gray16(p)) => self.resample_kernel(p, w, &lb, out, gray16),
         }
         Ok(lb)
     }
@@ -338,45 +360,6 @@ impl Preprocessor {
             }
             self.fmt.write_row(&self.row[..lb.inner_width], y, lb, out);
         }
-    }
-
-    /// [`Self::resample_kernel`] compiled for AVX2 when the CPU has it (x86-64 builds target the
-    /// baseline SSE2 so that one binary runs on any x86-64 box), else the portable build. The same
-    /// operations in the same order either way (Rust does not fuse multiply-adds), so the result
-    /// is bit-identical; a test checks it.
-    #[inline(always)]
-    fn resample_kernel_fastest<P: Copy>(
-        &mut self,
-        src: &[P],
-        w: usize,
-        lb: &Letterbox,
-        out: &mut [f32],
-        gray: impl Fn(P) -> f32,
-    ) {
-        if self.use_avx2 {
-            // SAFETY: `use_avx2` is true only when the running CPU reported AVX2
-            // (`is_x86_feature_detected!` in `Preprocessor::new`), the one requirement of the call.
-            #[cfg(target_arch = "x86_64")]
-            #[allow(unsafe_code)]
-            unsafe {
-                self.resample_kernel_avx2(src, w, lb, out, gray);
-                return;
-            }
-        }
-        self.resample_kernel(src, w, lb, out, gray)
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    fn resample_kernel_avx2<P: Copy>(
-        &mut self,
-        src: &[P],
-        w: usize,
-        lb: &Letterbox,
-        out: &mut [f32],
-        gray: impl Fn(P) -> f32,
-    ) {
-        self.resample_kernel(src, w, lb, out, gray)
     }
 
     /// Kernel resample of `src` (row length `w`) through `gray`, one output row at a time.
@@ -543,12 +526,15 @@ mod tests {
     }
 
     #[test]
-    fn the_avx2_build_of_the_triangle_resample_is_bit_identical_to_the_portable_one() {
+    fn the_avx2_build_is_bit_identical_to_the_portable_one() {
         // On a CPU without AVX2 both sides are the portable build and this only checks determinism.
         let hu: Vec<f32> = (0..512 * 512).map(|i| ((i * 7919) % 3001) as f32 - 1024.0).collect();
         let g16: Vec<u16> = (0..300 * 200).map(|i| (i * 37 % 65536) as u16).collect();
-        for &(nw, nh, mode) in &[(224, 224, ResizeMode::Stretch), (416, 416, ResizeMode::Letterbox)] {
-            let s = PreprocessSpec { filter: ResizeFilter::Triangle, ..spec(mode, vec![0.0], vec![1.0]) };
+        let cases = [(224, 224, ResizeMode::Stretch), (416, 416, ResizeMode::Letterbox)];
+        for (&(nw, nh, mode), filter) in
+            cases.iter().flat_map(|c| [(c, ResizeFilter::Triangle), (c, ResizeFilter::Bilinear)])
+        {
+            let s = PreprocessSpec { filter, ..spec(mode, vec![0.0], vec![1.0]) };
             let mut fast = Preprocessor::from_spec(&s, Layout::Nchw, 1, nw, nh);
             let mut portable = Preprocessor::from_spec(&s, Layout::Nchw, 1, nw, nh).portable();
             for view in [
@@ -558,7 +544,7 @@ mod tests {
                 let (mut a, mut b) = (vec![0.0; fast.input_len()], vec![1.0; portable.input_len()]);
                 fast.run(view, &mut a).unwrap();
                 portable.run(view, &mut b).unwrap();
-                assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{nw}x{nh} {mode:?}");
+                assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{nw}x{nh} {mode:?} {filter:?}");
             }
         }
     }
