@@ -138,6 +138,16 @@ def main():
     ap.add_argument("--max-steps", type=int, default=3000)
     ap.add_argument("--minutes", type=float, default=30.0, help="wall-clock cap; the LR schedule follows it")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--threads-later", type=int, default=0,
+                    help="switch to this many threads after --threads-later-at minutes (0 = never); "
+                         "train_all.sh: when the detector, trained beside it, has finished")
+    ap.add_argument("--threads-later-at", type=float, default=0.0)
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="keep an exponential moving average of the weights (and BatchNorm statistics) "
+                         "through the whole-slice phase with this decay (0 = off)")
+    ap.add_argument("--ema-select", action="store_true",
+                    help="at the end, keep the average instead of the last weights if its --val "
+                         "accuracy is higher (training-side validation only)")
     ap.add_argument("--pos-fraction", type=float, default=0.5, help="share of positive slices per batch")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--aux-weight", type=float, default=1.0, help="training-only embolus-centre map loss (0 = off)")
@@ -199,6 +209,8 @@ def main():
     # seeds 0.935 (shipped: 0.929), but with the shipped verdict rule one positive evaluation
     # series went unalerted, so the shipped classifier keeps the last weights (the default).
     best = {"acc": -1.0, "state": None, "val": None}
+    ema = None  # whole-slice phase: {name: averaged tensor}
+    threads_switched = a.threads_later <= 0
 
     def log_val(tag):
         if x_val is None:
@@ -218,6 +230,10 @@ def main():
         if phase == "crop" and progress >= a.crop_frac:
             log_val("end of crop phase")
             phase = "full"
+        if not threads_switched and time.time() - t_start >= a.threads_later_at * 60:
+            common.set_threads(a.threads_later)
+            threads_switched = True
+            print(f"[cls] step {step}: now {a.threads_later} threads", flush=True)
         every = a.val_every_full if phase == "full" and (a.keep_best or a.best_out) else a.val_every
         if every > 0 and time.time() - last_val >= every * 60:
             log_val(phase)
@@ -254,6 +270,16 @@ def main():
         loss.backward()
         opt.step()
         step += 1
+        if a.ema > 0 and phase == "full":
+            with torch.no_grad():
+                if ema is None:
+                    ema = {k: t.detach().clone() for k, t in net.state_dict().items()}
+                else:
+                    for k, t in net.state_dict().items():
+                        if t.is_floating_point():
+                            ema[k].mul_(a.ema).add_(t.detach(), alpha=1 - a.ema)
+                        else:
+                            ema[k].copy_(t)
         run_loss = 0.98 * run_loss + 0.02 * loss.item() if step > 1 else loss.item()
         acc = (logits.argmax(1) == y).float().mean().item()
         run_acc = 0.98 * run_acc + 0.02 * acc if step > 1 else acc
@@ -263,6 +289,17 @@ def main():
             log.append({"step": step, "t": round(el, 1), "loss": run_loss, "acc": run_acc, "phase": phase})
     log_val("end")
     chosen = vals[-1] if vals else None
+    ema_val = None
+    if ema is not None and x_val is not None:
+        last_state = {k: t.detach().clone() for k, t in net.state_dict().items()}
+        net.load_state_dict(ema)
+        ema_val = validate(net, x_val, y_val)
+        print(f"[cls] val of the weight average: {ema_val}", flush=True)
+        if a.ema_select and chosen is not None and ema_val["acc"] > chosen["acc"]:
+            chosen = dict(ema_val, phase="ema")
+            print("[cls] keeping the weight average (higher validation accuracy)", flush=True)
+        else:
+            net.load_state_dict(last_state)
     if a.keep_best and best["state"] is not None:
         net.load_state_dict(best["state"])
         chosen = best["val"]
@@ -275,7 +312,9 @@ def main():
         "steps": step, "seconds": round(time.time() - t_start, 1), "batch": a.batch, "lr": a.lr,
         "width": a.width, "aux_weight": a.aux_weight,
         "crop": a.crop, "crop_frac": a.crop_frac if a.crop else 0.0, "crop_batch": a.crop_batch,
-        "pos_fraction": a.pos_fraction, "full_pos_fraction": full_pos, "val": vals, "chosen": chosen, "slices": int(len(ys)), "positives": int(len(pos_idx)), "log": log,
+        "pos_fraction": a.pos_fraction, "full_pos_fraction": full_pos, "val": vals, "chosen": chosen,
+        "ema": a.ema, "ema_val": ema_val, "threads": a.threads, "threads_later": a.threads_later,
+        "threads_later_at_min": a.threads_later_at, "slices": int(len(ys)), "positives": int(len(pos_idx)), "log": log,
     })
     print(f"[cls] done: {step} steps in {time.time()-t_start:.0f}s", flush=True)
 
