@@ -231,7 +231,7 @@ def main():
             log_val("end of crop phase")
             phase = "full"
         if not threads_switched and time.time() - t_start >= a.threads_later_at * 60:
-            common.set_threads(a.threads_later)
+            torch.set_num_threads(a.threads_later)  # (inter-op threads can be set only once)
             threads_switched = True
             print(f"[cls] step {step}: now {a.threads_later} threads", flush=True)
         every = a.val_every_full if phase == "full" and (a.keep_best or a.best_out) else a.val_every
