@@ -283,25 +283,27 @@ impl Daemon {
                 return Ok(());
             }
         };
-        // Decoded from the bytes already read, while a second core hashes them: the file is read once.
+        // Decoded from the bytes already read (the file is read once), and the first slice's
+        // inputs prepared, while a second core hashes them.
         let series = self.drop.series_of(path);
-        let (sha, slices) =
-            crate::source::decode::hash_while(&bytes, || crate::source::decode::decode_any_bytes(&bytes, path, series));
+        let read_us = us_since(t_decode);
+        let arrived = self.pipeline.arrive(&bytes, path, series);
         drop(bytes);
+        let sha = arrived.sha256;
         if self.journal.seen(&sha, 0)? {
             self.stats.duplicates += 1;
             log::info!("{name}: same content as a file already analysed (sha256 {}); not analysed again", hex(&sha));
             self.drop.finish_done(path)?;
             return Ok(());
         }
-        let slices = match slices {
+        let slices = match &arrived.slices {
             Ok(s) => s,
-            Err(reason) => return self.reject(path, Some(sha), &reason),
+            Err(reason) => return self.reject(path, Some(sha), reason),
         };
-        let decode_us = t_decode.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
-        for slice in &slices {
+        let decode_us = arrived.decode_us.saturating_add(read_us);
+        for (i, slice) in slices.iter().enumerate() {
             self.service.tick(stop.load(Ordering::Relaxed));
-            if let Err(e) = self.pipeline.run(slice, &mut self.scores) {
+            if let Err(e) = self.pipeline.run_arrived(&arrived, i, &mut self.scores) {
                 if let Some(d) = self.display.as_mut() {
                     d.fault(&format!("engine: {e}"));
                 }

@@ -25,6 +25,21 @@ pub enum PipelineError {
     Head(#[from] HeadError),
     #[error("{file}: cannot preprocess ({err})")]
     Preprocess { file: PathBuf, err: PreprocessError },
+    #[error("{file}: inference asked before its inputs were prepared (a bug in the caller: please report it)")]
+    NotPrepared { file: PathBuf },
+}
+
+/// A file's bytes after [`Pipeline::arrive`].
+#[derive(Debug)]
+pub struct Arrived {
+    pub sha256: [u8; 32],
+    /// The decoded slices, or why the file cannot be decoded.
+    pub slices: Result<Vec<Slice>, String>,
+    /// The first slice's inputs are prepared (its inference can start at once).
+    first_prepared: bool,
+    /// Reading aside, how long decoding (and the hash beside it) held the file up, without the
+    /// first slice's preprocessing (reported as its own stage).
+    pub decode_us: u32,
 }
 
 /// The two models of a board profile, manifests loaded and validated.
@@ -120,6 +135,9 @@ pub struct Pipeline {
     yolo: YoloDecoder,
     engine_name: &'static str,
     cascade_gate: Option<f32>,
+    /// The inputs `prepare` made last: the detector's letterbox and how long it took; `None`
+    /// once `infer` has used them (so a slice is never inferred on another's inputs).
+    prepared: Option<(crate::preprocess::Letterbox, u32)>,
 }
 
 fn us(t: Instant) -> u32 {
@@ -166,6 +184,7 @@ impl Pipeline {
             yolo: YoloDecoder::new(&models.detector)?,
             engine_name: cls.name(),
             cascade_gate: None,
+            prepared: None,
             cls,
             det,
         })
@@ -212,6 +231,44 @@ impl Pipeline {
 
     /// Runs both models on one slice; results go into `out` (its buffers are reused).
     pub fn run(&mut self, slice: &Slice, out: &mut SliceScores) -> Result<(), PipelineError> {
+        self.prepare(slice)?;
+        self.infer(&slice.source, out)
+    }
+
+    /// A file that has arrived: decoded from `bytes` while a second core computes their sha256,
+    /// with the first slice's inputs prepared in the same window (the sha256 of a 512x512 slice
+    /// takes longer than its decode). Infer each slice with [`Pipeline::run_arrived`].
+    pub fn arrive(&mut self, bytes: &[u8], path: &Path, series: crate::slice::SeriesId) -> Arrived {
+        let t = Instant::now();
+        let (sha256, (slices, first_prepared)) = crate::source::decode::hash_while(bytes, || {
+            let slices = crate::source::decode::decode_any_bytes(bytes, path, series);
+            let first = match &slices {
+                Ok(s) => s.first().map(|first| self.prepare(first).is_ok()).unwrap_or(false),
+                Err(_) => false,
+            };
+            (slices, first)
+        });
+        let preprocess_us = if first_prepared { self.prepared.map(|(_, us)| us).unwrap_or(0) } else { 0 };
+        Arrived { sha256, slices, first_prepared, decode_us: us(t).saturating_sub(preprocess_us) }
+    }
+
+    /// Runs slice `index` of an [`Arrived`] file: the first on the inputs `arrive` prepared,
+    /// the others (or the first, if preparing it failed: the error is then reported here) whole.
+    pub fn run_arrived(&mut self, arrived: &Arrived, index: usize, out: &mut SliceScores) -> Result<(), PipelineError> {
+        let Ok(slices) = &arrived.slices else { return Ok(()) };
+        let Some(slice) = slices.get(index) else { return Ok(()) };
+        if index == 0 && arrived.first_prepared && self.prepared.is_some() {
+            self.infer(&slice.source, out)
+        } else {
+            self.run(slice, out)
+        }
+    }
+
+    /// The first half of [`Pipeline::run`]: both models' inputs from `slice`, into the buffers
+    /// made once. The daemon prepares a file's first slice while a second core finishes the
+    /// file's sha256, then checks for a duplicate before it infers.
+    pub fn prepare(&mut self, slice: &Slice) -> Result<(), PipelineError> {
+        self.prepared = None;
         let view = SliceView {
             width: slice.width as usize,
             height: slice.height as usize,
@@ -225,7 +282,18 @@ impl Pipeline {
         let t = Instant::now();
         self.cls_pre.run(view, &mut self.cls_in).map_err(pre_err)?;
         let letterbox = self.det_pre.run(view, &mut self.det_in).map_err(pre_err)?;
-        out.times.preprocess_us = us(t);
+        self.prepared = Some((letterbox, us(t)));
+        Ok(())
+    }
+
+    /// The second half of [`Pipeline::run`]: both models on the inputs the last `prepare` made
+    /// (`source` names the slice's file in errors). Without a `prepare` since the last `infer`,
+    /// an error, not a stale answer.
+    pub fn infer(&mut self, source: &Path, out: &mut SliceScores) -> Result<(), PipelineError> {
+        let Some((letterbox, preprocess_us)) = self.prepared.take() else {
+            return Err(PipelineError::NotPrepared { file: source.to_path_buf() });
+        };
+        out.times.preprocess_us = preprocess_us;
         let t = Instant::now();
         self.cls.run(&self.cls_in, &mut self.cls_out)?;
         out.times.classifier_us = us(t);

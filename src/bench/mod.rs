@@ -139,18 +139,14 @@ fn is_image_name(name: &str) -> bool {
     [".dcm", ".png", ".jpg", ".jpeg"].iter().any(|e| lower.ends_with(e)) || !lower.contains('.')
 }
 
-/// Reads, hashes and decodes one file as the daemon does.
-fn read_decode(path: &Path, root_series: &str) -> Result<(Vec<Slice>, [u8; 32]), String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read ({e})", path.display()))?;
-    let series = path
-        .parent()
-        .and_then(|p| p.file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| root_series.to_string());
-    let (sha, slices) = crate::source::decode::hash_while(&bytes, || {
-        crate::source::decode::decode_any_bytes(&bytes, path, crate::slice::SeriesId(series))
-    });
-    Ok((slices?, sha))
+/// The series a bench file belongs to: its folder's name.
+fn series_of(path: &Path, root_series: &str) -> crate::slice::SeriesId {
+    crate::slice::SeriesId(
+        path.parent()
+            .and_then(|p| p.file_name())
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| root_series.to_string()),
+    )
 }
 
 /// Runs every requested engine over `files`; `build` makes the pipeline for an engine name.
@@ -212,19 +208,29 @@ fn run_engine(
             let _ = write!(e, "\r{engine:>12}: file {}/{}", fi + 1, files.len());
             let _ = e.flush();
         }
+        // As the daemon: read, then decode and prepare the first slice while the sha256 runs.
         let arrival = Instant::now();
-        let (slices, sha) = match read_decode(path, "bench") {
-            Ok(x) => x,
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => {
+                log::warn!("bench: skipping {}: cannot read ({e})", path.display());
+                continue;
+            }
+        };
+        let read = us_since(arrival);
+        let arrived = pipeline.arrive(&bytes, path, series_of(path, "bench"));
+        let (sha, decode) = (arrived.sha256, arrived.decode_us.saturating_add(read));
+        let slices = match &arrived.slices {
+            Ok(s) => s,
             Err(reason) => {
                 log::warn!("bench: skipping {reason}");
                 continue;
             }
         };
-        let decode = us_since(arrival);
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        for slice in &slices {
+        for (i, slice) in slices.iter().enumerate() {
             let allocs_before = crate::alloc_count::this_thread().0;
-            pipeline.run(slice, &mut scores).with_context(|| format!("bench: {}", path.display()))?;
+            pipeline.run_arrived(&arrived, i, &mut scores).with_context(|| format!("bench: {}", path.display()))?;
             let allocs = crate::alloc_count::this_thread().0 - allocs_before;
             if dump_peer && peer_cls.len() < PEER_SLICES * pipeline.last_inputs().0.len() {
                 let (c, d) = pipeline.last_inputs();

@@ -72,13 +72,22 @@ fn implicit_sequence(group: u16, element: u16) -> bool {
 
 /// `Err(what)` when an element at some offset declares more bytes than the file has left.
 pub fn check(bytes: &[u8]) -> Result<(), String> {
+    check_and_locate(bytes).map(|_| ())
+}
+
+/// As [`check`], and where the samples of native (uncompressed) little-endian pixel data lie in
+/// `bytes`: `Some` only for the implicit and explicit VR little-endian transfer syntaxes, when
+/// the walk met exactly one Pixel Data element, of defined length, and it ends the file (so it
+/// is the data set's own, not one inside a sequence item). Anything else is `None`, and the
+/// caller leaves the pixel data to dicom-rs.
+pub fn check_and_locate(bytes: &[u8]) -> Result<Option<std::ops::Range<usize>>, String> {
     let n = bytes.len();
     let mut pos = if bytes.get(128..132) == Some(b"DICM") {
         132
     } else if bytes.get(0..4) == Some(b"DICM") {
         4
     } else {
-        return Ok(());
+        return Ok(None);
     };
     let too_long = |group: u16, element: u16, len: u32, at: usize| {
         format!(
@@ -90,17 +99,17 @@ pub fn check(bytes: &[u8]) -> Result<(), String> {
     // File meta group: always explicit VR little endian.
     let mut transfer_syntax = String::new();
     while u16_at(bytes, pos, false) == Some(0x0002) {
-        let Some(element) = u16_at(bytes, pos + 2, false) else { return Ok(()) };
-        let Some(vr) = bytes.get(pos + 4..pos + 6) else { return Ok(()) };
+        let Some(element) = u16_at(bytes, pos + 2, false) else { return Ok(None) };
+        let Some(vr) = bytes.get(pos + 4..pos + 6) else { return Ok(None) };
         let (len, header) = if long_vr(vr) {
             (u32_at(bytes, pos + 8, false), 12)
         } else {
             (u16_at(bytes, pos + 6, false).map(u32::from), 8)
         };
-        let Some(len) = len else { return Ok(()) };
+        let Some(len) = len else { return Ok(None) };
         let start = pos + header;
         if len == UNDEFINED {
-            return Ok(());
+            return Ok(None);
         }
         if start + len as usize > n {
             return Err(too_long(0x0002, element, len, pos));
@@ -128,15 +137,36 @@ pub fn check(bytes: &[u8]) -> Result<(), String> {
                     MAX_INFLATED >> 20
                 ));
             }
-            return walk(&inflated, 0, true, false).map_err(|e| format!("in the inflated data set: {e}"));
+            return walk(&inflated, 0, true, false).map(|_| None).map_err(|e| format!("in the inflated data set: {e}"));
         }
         _ => (true, false),
     };
-    walk(bytes, pos, explicit, big)
+    let pixels = walk(bytes, pos, explicit, big)?;
+    let native_le = matches!(transfer_syntax.as_str(), "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1");
+    Ok(match pixels {
+        PixelData::One(r) if native_le && r.end == n => Some(r),
+        _ => None,
+    })
+}
+
+/// The Pixel Data elements of defined length a walk met.
+enum PixelData {
+    None,
+    One(std::ops::Range<usize>),
+    Several,
+}
+
+impl PixelData {
+    fn add(&mut self, r: std::ops::Range<usize>) {
+        *self = match self {
+            PixelData::None => PixelData::One(r),
+            _ => PixelData::Several,
+        };
+    }
 }
 
 /// Walks the data set in `bytes` from `pos` (after the file meta group).
-fn walk(bytes: &[u8], mut pos: usize, explicit: bool, big: bool) -> Result<(), String> {
+fn walk(bytes: &[u8], mut pos: usize, explicit: bool, big: bool) -> Result<PixelData, String> {
     let n = bytes.len();
     let too_long = |group: u16, element: u16, len: u32, at: usize| {
         format!(
@@ -146,13 +176,14 @@ fn walk(bytes: &[u8], mut pos: usize, explicit: bool, big: bool) -> Result<(), S
         )
     };
     let mut in_fragments = false;
+    let mut pixels = PixelData::None;
     while pos + 8 <= n {
         let (Some(group), Some(element)) = (u16_at(bytes, pos, big), u16_at(bytes, pos + 2, big)) else {
-            return Ok(());
+            return Ok(pixels);
         };
         if group == 0xFFFE {
             // Item and delimiters: tag and a 4-byte length, no VR.
-            let Some(len) = u32_at(bytes, pos + 4, big) else { return Ok(()) };
+            let Some(len) = u32_at(bytes, pos + 4, big) else { return Ok(pixels) };
             let at = pos;
             pos += 8;
             match element {
@@ -180,7 +211,7 @@ fn walk(bytes: &[u8], mut pos: usize, explicit: bool, big: bool) -> Result<(), S
         }
         let at = pos;
         let (len, vr, header) = if explicit {
-            let Some(vr) = bytes.get(pos + 4..pos + 6) else { return Ok(()) };
+            let Some(vr) = bytes.get(pos + 4..pos + 6) else { return Ok(pixels) };
             if long_vr(vr) {
                 (u32_at(bytes, pos + 8, big), Some(vr), 12)
             } else {
@@ -189,7 +220,7 @@ fn walk(bytes: &[u8], mut pos: usize, explicit: bool, big: bool) -> Result<(), S
         } else {
             (u32_at(bytes, pos + 4, big), None, 8)
         };
-        let Some(len) = len else { return Ok(()) };
+        let Some(len) = len else { return Ok(pixels) };
         pos += header;
         if len == UNDEFINED {
             // Undefined length: pixel data fragments, or a sequence. dicom-rs 0.10 reads a UN (or
@@ -211,9 +242,12 @@ fn walk(bytes: &[u8], mut pos: usize, explicit: bool, big: bool) -> Result<(), S
         if vr == Some(b"SQ".as_slice()) || (vr.is_none() && implicit_sequence(group, element)) {
             continue;
         }
+        if (group, element) == (0x7FE0, 0x0010) {
+            pixels.add(pos..pos + len as usize);
+        }
         pos += len as usize;
     }
-    Ok(())
+    Ok(pixels)
 }
 
 #[cfg(test)]
