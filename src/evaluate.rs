@@ -40,6 +40,11 @@ pub struct EvalOutcome {
     pub report: EvalReport,
     /// Slice accuracy of the fused decision (classifier and detector by the fusion policy).
     pub fused_slice_accuracy: Option<f64>,
+    /// The classifier's own slice accuracy at its argmax (P >= 0.5), the model card's figure;
+    /// `report.slice_accuracy` is at the profile's verdict threshold.
+    pub classifier_argmax_accuracy: Option<f64>,
+    /// The verdict's classifier threshold `report`'s slice figures are at.
+    pub classifier_threshold: f32,
     pub precision: String,
     pub input: String,
     /// Every slice's scores, for tuning fusion and the series rule offline.
@@ -183,9 +188,12 @@ pub fn evaluate(
     pipeline.set_detector_threshold(detector_threshold);
     let report = EvalReport::compute(&truths, &dets, &slice_out, &series_out)?;
     let fused = crate::eval::Confusion::from_outcomes(&fused_out);
+    let argmax: Vec<Outcome> = rows.iter().map(|r| Outcome { predicted: r.p >= 0.5, truth: r.truth }).collect();
     Ok(EvalOutcome {
         report,
         fused_slice_accuracy: fused.accuracy(),
+        classifier_argmax_accuracy: crate::eval::Confusion::from_outcomes(&argmax).accuracy(),
+        classifier_threshold: fusion.classifier_p,
         precision: String::new(),
         input: sub.to_string(),
         slices: rows,

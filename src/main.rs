@@ -444,9 +444,11 @@ fn run_eval(
     );
     outln!("  detector AP50 (darknet -map, all-point) {}", f(r.ap50_voc));
     outln!("  detector AP50 (COCO 101-point)          {}", f(r.ap50_coco));
-    outln!("  classifier slice accuracy               {}", f(r.slice_accuracy));
-    outln!("  classifier slice sensitivity            {}", f(r.slice_sensitivity));
-    outln!("  classifier slice specificity            {}", f(r.slice_specificity));
+    outln!("  classifier slice accuracy, P >= 0.5     {}", f(out.classifier_argmax_accuracy));
+    let t = out.classifier_threshold;
+    outln!("  classifier slice accuracy, P >= {t:<7} {}", f(r.slice_accuracy));
+    outln!("  classifier slice sensitivity, P >= {t:<4} {}", f(r.slice_sensitivity));
+    outln!("  classifier slice specificity, P >= {t:<4} {}", f(r.slice_specificity));
     outln!("  fused slice accuracy                    {}", f(out.fused_slice_accuracy));
     outln!("  series sensitivity                      {}", f(r.series_sensitivity));
     outln!("  series specificity                      {}", f(r.series_specificity));
