@@ -35,8 +35,6 @@ pub struct Arrived {
     pub sha256: [u8; 32],
     /// The decoded slices, or why the file cannot be decoded.
     pub slices: Result<Vec<Slice>, String>,
-    /// The first slice's inputs are prepared (its inference can start at once).
-    first_prepared: bool,
     /// Reading aside, how long decoding (and the hash beside it) held the file up, without the
     /// first slice's preprocessing (reported as its own stage).
     pub decode_us: u32,
@@ -237,19 +235,22 @@ impl Pipeline {
 
     /// A file that has arrived: decoded from `bytes` while a second core computes their sha256,
     /// with the first slice's inputs prepared in the same window (the sha256 of a 512x512 slice
-    /// takes longer than its decode). Infer each slice with [`Pipeline::run_arrived`].
+    /// takes longer than its decode). Infer its slices with [`Pipeline::run_arrived`] before the
+    /// next `arrive` or `prepare`.
     pub fn arrive(&mut self, bytes: &[u8], path: &Path, series: crate::slice::SeriesId) -> Arrived {
         let t = Instant::now();
-        let (sha256, (slices, first_prepared)) = crate::source::decode::hash_while(bytes, || {
+        self.prepared = None;
+        let (sha256, slices) = crate::source::decode::hash_while(bytes, || {
             let slices = crate::source::decode::decode_any_bytes(bytes, path, series);
-            let first = match &slices {
-                Ok(s) => s.first().map(|first| self.prepare(first).is_ok()).unwrap_or(false),
-                Err(_) => false,
-            };
-            (slices, first)
+            if let Some(first) = slices.as_ref().ok().and_then(|s| s.first()) {
+                // A failure leaves nothing prepared; `run_arrived` then runs the slice whole and
+                // reports it.
+                let _ = self.prepare(first);
+            }
+            slices
         });
-        let preprocess_us = if first_prepared { self.prepared.map(|(_, us)| us).unwrap_or(0) } else { 0 };
-        Arrived { sha256, slices, first_prepared, decode_us: us(t).saturating_sub(preprocess_us) }
+        let preprocess_us = self.prepared.map_or(0, |(_, us)| us);
+        Arrived { sha256, slices, decode_us: us(t).saturating_sub(preprocess_us) }
     }
 
     /// Runs slice `index` of an [`Arrived`] file: the first on the inputs `arrive` prepared,
@@ -257,7 +258,8 @@ impl Pipeline {
     pub fn run_arrived(&mut self, arrived: &Arrived, index: usize, out: &mut SliceScores) -> Result<(), PipelineError> {
         let Ok(slices) = &arrived.slices else { return Ok(()) };
         let Some(slice) = slices.get(index) else { return Ok(()) };
-        if index == 0 && arrived.first_prepared && self.prepared.is_some() {
+        // What `arrive` prepared is the first slice's: nothing else prepares in between.
+        if index == 0 && self.prepared.is_some() {
             self.infer(&slice.source, out)
         } else {
             self.run(slice, out)
