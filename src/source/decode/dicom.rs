@@ -125,6 +125,14 @@ fn parse(bytes: &[u8], path: &Path, until: Option<dicom_core::Tag>) -> Result<De
     o.from_reader(bytes).map_err(|e| DicomError::Open { path: path.to_path_buf(), reason: e.to_string() })
 }
 
+/// Where `decode_object` takes each frame's samples from.
+enum Samples<'a> {
+    /// dicom-pixeldata's decode of the Pixel Data element (any transfer syntax it supports).
+    Decoded(dicom_pixeldata::DecodedPixelData<'a>),
+    /// Native little-endian samples found in the file's bytes (`dicom_lengths::check_and_locate`).
+    Native(&'a [u8]),
+}
+
 /// What `decode_object` turns each frame's samples into.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Want {
@@ -212,9 +220,9 @@ fn decode_object(
     let position_z =
         obj.get(tags::IMAGE_POSITION_PATIENT).and_then(|e| e.to_multi_float64().ok()).and_then(|v| v.get(2).copied());
     // A decoder bug must cost one file, not the daemon: contain a panic inside the codec.
-    let decoded = match native {
-        Some(_) => None,
-        None => Some(
+    let samples = match native {
+        Some(all) => Samples::Native(all),
+        None => Samples::Decoded(
             std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
                 .map_err(|_| DicomError::Pixels { path: p(), reason: "the pixel decoder failed on this file".into() })?
                 .map_err(|e| {
@@ -227,14 +235,14 @@ fn decode_object(
                 })?,
         ),
     };
-    let (bits_allocated, bits_stored, signed) = match &decoded {
-        Some(d) => (
+    let (bits_allocated, bits_stored, signed) = match &samples {
+        Samples::Decoded(d) => (
             d.bits_allocated(),
             d.bits_stored(),
             matches!(d.pixel_representation(), dicom_pixeldata::PixelRepresentation::Signed),
         ),
         // As dicom-pixeldata reads them for native pixel data.
-        None => (
+        Samples::Native(_) => (
             bits_allocated_decl as u16,
             bits_stored_decl.min(u64::from(u16::MAX)) as u16,
             attr_u64(&obj, tags::PIXEL_REPRESENTATION) == Some(1),
@@ -251,15 +259,16 @@ fn decode_object(
     let mut pixels = Vec::new();
     for f in 0..frames as u32 {
         let frame_err = |what| DicomError::Pixels { path: p(), reason: format!("frame {f}: {what}") };
-        let bytes = match (&decoded, native) {
-            (Some(d), _) => d.frame_data(f).map_err(|e| DicomError::Pixels { path: p(), reason: e.to_string() })?,
-            (None, Some(all)) => {
+        let bytes = match &samples {
+            Samples::Decoded(d) => {
+                d.frame_data(f).map_err(|e| DicomError::Pixels { path: p(), reason: e.to_string() })?
+            }
+            Samples::Native(all) => {
                 let len = n * usize::from(bits_allocated / 8);
                 all.get(f as usize * len..(f as usize + 1) * len).ok_or_else(|| {
                     frame_err(format!("the pixel data holds {} bytes, too few for {frames} frame(s)", all.len()))
                 })?
             }
-            (None, None) => return Err(DicomError::Attribute { path: p(), attribute: "Pixel Data (7FE0,0010)" }),
         };
         match want {
             Want::Stored => {
