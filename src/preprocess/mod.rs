@@ -549,6 +549,27 @@ mod tests {
         }
     }
 
+    /// The kernels are kept between slices of one size: a preprocessor that saw other sizes in
+    /// between gives what a fresh one gives, bit for bit.
+    #[test]
+    fn a_reused_preprocessor_follows_each_slice_size() {
+        for filter in [ResizeFilter::Triangle, ResizeFilter::Bilinear] {
+            let s = PreprocessSpec { filter, ..spec(ResizeMode::Letterbox, vec![0.1], vec![0.5]) };
+            let mut reused = Preprocessor::from_spec(&s, Layout::Nchw, 1, 224, 224);
+            for (i, &(w, h)) in [(512, 512), (37, 23), (512, 512), (640, 480), (512, 300), (512, 512)].iter().enumerate() {
+                let hu = hu_slice(w, h, 40 + i as u64);
+                let view = SliceView { width: w, height: h, pixels: Pixels::Hu(&hu) };
+                let mut got = vec![f32::NAN; reused.input_len()];
+                let lb_got = reused.run(view, &mut got).unwrap();
+                let mut fresh = Preprocessor::from_spec(&s, Layout::Nchw, 1, 224, 224);
+                let mut want = vec![f32::NAN; fresh.input_len()];
+                let lb_want = fresh.run(view, &mut want).unwrap();
+                assert_eq!(lb_got, lb_want, "{filter:?} {w}x{h}");
+                assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{filter:?} {w}x{h} (slice {i})");
+            }
+        }
+    }
+
     #[test]
     fn triangle_keeps_a_flat_slice_flat_and_rejects_nothing_valid() {
         for &(w, h, nw, nh) in &[(512, 512, 224, 224), (512, 512, 416, 416), (640, 480, 416, 416), (1, 1, 8, 8)] {
