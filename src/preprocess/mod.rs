@@ -17,7 +17,7 @@ pub mod resize;
 pub use resize::Letterbox;
 
 use crate::model::{Layout, Manifest, PreprocessSpec, ResizeFilter, ResizeMode};
-use resize::{fill_taps, Kernel, Tap};
+use resize::{fill_taps, Band, Kernel, Tap};
 
 /// Largest slice side accepted; larger is a broken or hostile header, not a CT slice.
 pub const MAX_SLICE_SIDE: usize = 16384;
@@ -167,6 +167,9 @@ pub struct Preprocessor {
     /// The `triangle` filter's kernels (empty for `bilinear`).
     xkernel: Kernel,
     ykernel: Kernel,
+    /// `xkernel` laid out for the vector units; `xband_ready`: it holds the current size.
+    xband: Band,
+    xband_ready: bool,
     /// One source row through the window/gray map (`MAX_SLICE_SIDE` long); for `triangle`, the
     /// vertical blend of the source rows under one output row.
     line: Vec<f32>,
@@ -219,6 +222,11 @@ impl Preprocessor {
                 ResizeFilter::Bilinear => Kernel::default(),
                 ResizeFilter::Triangle => Kernel::with_capacity(height, MAX_SLICE_SIDE),
             },
+            xband: match spec.filter {
+                ResizeFilter::Bilinear => Band::default(),
+                ResizeFilter::Triangle => Band::with_capacity(width, MAX_SLICE_SIDE),
+            },
+            xband_ready: false,
             line: vec![0.0; MAX_SLICE_SIDE],
             hrows: [vec![0.0; width], vec![0.0; width]],
             hrow_of: [usize::MAX; 2],
@@ -286,6 +294,7 @@ impl Preprocessor {
             ResizeFilter::Triangle => {
                 self.xkernel.fill_triangle(w, lb.inner_width);
                 self.ykernel.fill_triangle(h, lb.inner_height);
+                self.xband_ready = self.xband.fill(&self.xkernel, w, lb.inner_width);
             }
         }
         if lb.inner_width != self.fmt.net_w || lb.inner_height != self.fmt.net_h {
@@ -402,6 +411,11 @@ impl Preprocessor {
                 acc.fill(0.0);
             }
             let row = &mut self.row[..lb.inner_width];
+            if self.xband_ready {
+                self.xband.apply(acc, row);
+                self.fmt.write_row(&self.row[..lb.inner_width], y, lb, out);
+                continue;
+            }
             // The horizontal dot products with the kernel width as a constant, so each unrolls.
             match kx.ksize {
                 1 => horizontal::<1>(acc, kx, row),
@@ -556,7 +570,9 @@ mod tests {
         for filter in [ResizeFilter::Triangle, ResizeFilter::Bilinear] {
             let s = PreprocessSpec { filter, ..spec(ResizeMode::Letterbox, vec![0.1], vec![0.5]) };
             let mut reused = Preprocessor::from_spec(&s, Layout::Nchw, 1, 224, 224);
-            for (i, &(w, h)) in [(512, 512), (37, 23), (512, 512), (640, 480), (512, 300), (512, 512)].iter().enumerate() {
+            for (i, &(w, h)) in
+                [(512, 512), (37, 23), (512, 512), (640, 480), (512, 300), (512, 512)].iter().enumerate()
+            {
                 let hu = hu_slice(w, h, 40 + i as u64);
                 let view = SliceView { width: w, height: h, pixels: Pixels::Hu(&hu) };
                 let mut got = vec![f32::NAN; reused.input_len()];
@@ -565,7 +581,10 @@ mod tests {
                 let mut want = vec![f32::NAN; fresh.input_len()];
                 let lb_want = fresh.run(view, &mut want).unwrap();
                 assert_eq!(lb_got, lb_want, "{filter:?} {w}x{h}");
-                assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{filter:?} {w}x{h} (slice {i})");
+                assert!(
+                    got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                    "{filter:?} {w}x{h} (slice {i})"
+                );
             }
         }
     }

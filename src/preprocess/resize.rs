@@ -103,6 +103,152 @@ impl Kernel {
     }
 }
 
+/// Outputs a [`Band`] computes together: one AVX2 vector of f32 (two SSE vectors).
+pub(crate) const LANES: usize = 8;
+/// Widest source a [`Band`] is laid out for; wider sources take the per-output form (a CT slice
+/// is 512 or 1024 wide).
+pub(crate) const BAND_MAX_IN: usize = 4096;
+
+/// A [`Kernel`] laid out for the vector units, for the horizontal pass: the outputs in blocks of
+/// [`LANES`]; every block reads `len` consecutive sources from `first[b]` and holds, for each of
+/// them, `LANES` weights (zero where the source is outside that output's taps). Each lane adds
+/// its kernel's terms in the kernel's order, plus exact zeros: the sums are bit for bit the
+/// per-output dot products (a sum that starts at +0 never becomes -0, and the inputs are finite
+/// window values). One vector multiply-add per source instead of `ksize` scalar ones per output,
+/// and, as every block has the same length, two blocks at a time (two independent chains of
+/// additions: a single chain waits on each addition's latency).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Band {
+    first: Vec<usize>,
+    len: usize,
+    weights: Vec<f32>,
+    /// `(in_len, out_len)` held, when the band is usable.
+    filled_for: Option<(usize, usize)>,
+}
+
+impl Band {
+    /// Room for the kernels of up to `max_out` outputs from up to `min(max_in, BAND_MAX_IN)`
+    /// sources that matter here: `len` is at most `(LANES - 1) * in / out + ksize + 1` sources,
+    /// about `(LANES + 1) * in / out + 4`, so `blocks * len * LANES` stays below
+    /// `LANES * (4 * in + 2 * out)` for these; a kernel that does not fit is refused (see `fill`).
+    pub fn with_capacity(max_out: usize, max_in: usize) -> Band {
+        let blocks = max_out.div_ceil(LANES);
+        let cap = LANES * (4 * max_in.min(BAND_MAX_IN) + 2 * max_out);
+        Band { first: vec![0; blocks], len: 0, weights: vec![0.0; cap], filled_for: None }
+    }
+
+    /// Lays out `k` (filled for `in_len -> out_len`); false when it does not fit (a source wider
+    /// than [`BAND_MAX_IN`], or more weights than the capacity): the caller then uses `k` itself.
+    pub fn fill(&mut self, k: &Kernel, in_len: usize, out_len: usize) -> bool {
+        if self.filled_for == Some((in_len, out_len)) {
+            return true;
+        }
+        self.filled_for = None;
+        let ks = k.ksize;
+        let blocks = out_len.div_ceil(LANES);
+        if in_len > BAND_MAX_IN
+            || blocks > self.first.len()
+            || k.start.len() < out_len
+            || k.weights.len() < out_len * ks
+        {
+            return false;
+        }
+        let span = |b: usize| {
+            let (d0, d1) = (b * LANES, ((b + 1) * LANES).min(out_len));
+            k.start[d1 - 1] + ks - k.start[d0]
+        };
+        let len = (0..blocks).map(span).max().unwrap_or(0).min(in_len);
+        let Some(all) = self.weights.get_mut(..blocks * len * LANES) else { return false };
+        all.fill(0.0);
+        for (b, w) in all.chunks_exact_mut((len * LANES).max(1)).enumerate() {
+            let d0 = b * LANES;
+            // Shifted left at the right edge so that every block reads `len` sources.
+            let first = k.start[d0].min(in_len - len);
+            for d in d0..((b + 1) * LANES).min(out_len) {
+                for (j, &wk) in k.weights[d * ks..(d + 1) * ks].iter().enumerate() {
+                    w[(k.start[d] + j - first) * LANES + (d - d0)] = wk;
+                }
+            }
+            self.first[b] = first;
+        }
+        self.len = len;
+        self.filled_for = Some((in_len, out_len));
+        true
+    }
+
+    /// Block `b`'s sources and weights (empty when out of range).
+    #[inline(always)]
+    fn parts<'a>(&'a self, src: &'a [f32], b: usize) -> (&'a [f32], &'a [f32]) {
+        let len = self.len;
+        let first = self.first.get(b).copied().unwrap_or(usize::MAX);
+        let at = b.saturating_mul(len * LANES);
+        match (src.get(first..first.saturating_add(len)), self.weights.get(at..at.saturating_add(len * LANES))) {
+            (Some(s), Some(w)) => (s, w),
+            _ => (&[], &[]),
+        }
+    }
+
+    /// Blocks `b` and `b + 1`'s sums, their additions interleaved (inlined into the caller, so
+    /// that it gets the caller's vector instructions and keeps the sums in registers).
+    #[inline(always)]
+    fn pair(&self, src: &[f32], b: usize) -> [[f32; LANES]; 2] {
+        let (mut x, mut y) = ([0.0f32; LANES], [0.0f32; LANES]);
+        let ((s0, w0), (s1, w1)) = (self.parts(src, b), self.parts(src, b + 1));
+        for (((&v0, w0), &v1), w1) in s0.iter().zip(w0.chunks_exact(LANES)).zip(s1).zip(w1.chunks_exact(LANES)) {
+            for l in 0..LANES {
+                x[l] += w0[l] * v0;
+                y[l] += w1[l] * v1;
+            }
+        }
+        [x, y]
+    }
+
+    /// Block `b`'s sums.
+    #[inline(always)]
+    fn single(&self, src: &[f32], b: usize) -> [f32; LANES] {
+        let mut x = [0.0f32; LANES];
+        let (s, w) = self.parts(src, b);
+        for (&v, w) in s.iter().zip(w.chunks_exact(LANES)) {
+            for l in 0..LANES {
+                x[l] += w[l] * v;
+            }
+        }
+        x
+    }
+
+    /// `out[d] = sum(k.weights[d][j] * src[k.start[d] + j])` for the `out.len()` outputs of the
+    /// last `fill`.
+    #[inline(always)]
+    pub fn apply(&self, src: &[f32], out: &mut [f32]) {
+        // Whole pairs of blocks, then single blocks; each whole block is one vector store
+        // (a slice copy of a length known only at run time would be a memcpy call).
+        let mut groups = out.chunks_exact_mut(2 * LANES);
+        let mut b = 0;
+        for o in &mut groups {
+            let sums = self.pair(src, b);
+            for (o, sum) in o.chunks_exact_mut(LANES).zip(sums) {
+                if let Ok(o) = <&mut [f32; LANES]>::try_from(o) {
+                    *o = sum;
+                }
+            }
+            b += 2;
+        }
+        let rest = groups.into_remainder();
+        let mut singles = rest.chunks_exact_mut(LANES);
+        for o in &mut singles {
+            if let Ok(o) = <&mut [f32; LANES]>::try_from(o) {
+                *o = self.single(src, b);
+            }
+            b += 1;
+        }
+        let tail = singles.into_remainder();
+        if !tail.is_empty() {
+            let sum = self.single(src, b);
+            tail.copy_from_slice(&sum[..tail.len()]);
+        }
+    }
+}
+
 /// How a slice sits inside the network input, to map boxes back to slice pixels.
 ///
 /// Coordinates are continuous pixel coordinates (pixel `i` covers `[i, i + 1)`), so
@@ -209,6 +355,51 @@ mod tests {
                 assert!(w.iter().all(|&v| v >= 0.0));
             }
         }
+    }
+
+    /// The banded layout gives the per-output dot products bit for bit, for downscales,
+    /// upscales, sizes that are not a multiple of the lane count, and a refill to another size;
+    /// a source wider than `BAND_MAX_IN` is refused (the caller keeps the per-output form).
+    #[test]
+    fn band_equals_the_per_output_sums_bit_for_bit() {
+        let mut band = Band::with_capacity(416, 16384);
+        for &(i, o) in &[
+            (512, 224),
+            (512, 416),
+            (37, 16),
+            (224, 416),
+            (1, 5),
+            (4096, 3),
+            (100, 100),
+            (512, 24),
+            (300, 44),
+            (512, 224),
+        ] {
+            let mut k = Kernel::with_capacity(o, 16384);
+            k.fill_triangle(i, o);
+            assert!(band.fill(&k, i, o), "{i}->{o} should fit");
+            let mut x = 0x9e37_79b9u32;
+            let src: Vec<f32> = (0..i)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    (x % 25600) as f32 / 100.0
+                })
+                .collect();
+            let mut got = vec![f32::NAN; o];
+            band.apply(&src, &mut got);
+            for d in 0..o {
+                let mut want = 0.0f32;
+                for (j, &w) in k.weights[d * k.ksize..(d + 1) * k.ksize].iter().enumerate() {
+                    want += w * src[k.start[d] + j];
+                }
+                assert_eq!(got[d].to_bits(), want.to_bits(), "{i}->{o} output {d}: {} vs {want}", got[d]);
+            }
+        }
+        let mut k = Kernel::with_capacity(224, 16384);
+        k.fill_triangle(BAND_MAX_IN + 1, 224);
+        assert!(!band.fill(&k, BAND_MAX_IN + 1, 224));
     }
 
     #[test]
