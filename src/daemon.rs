@@ -270,7 +270,7 @@ impl Daemon {
                 return self.reject(path, None, &format!("{}: empty file (0 bytes)", path.display()))
             }
             Ok(_) => match std::fs::read(path) {
-                Ok(b) => b,
+                Ok(b) => std::sync::Arc::new(b),
                 Err(e) => {
                     log::warn!("cannot read {}: {e}; will retry", path.display());
                     self.drop.release(path);

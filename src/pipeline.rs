@@ -11,6 +11,7 @@ use crate::postprocess::{Detections, HeadError};
 use crate::preprocess::{PreprocessError, Preprocessor, SliceView};
 use crate::slice::{Pixels, Slice};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 #[derive(Debug, thiserror::Error)]
@@ -136,6 +137,8 @@ pub struct Pipeline {
     /// The inputs `prepare` made last: the detector's letterbox and how long it took; `None`
     /// once `infer` has used them (so a slice is never inferred on another's inputs).
     prepared: Option<(crate::preprocess::Letterbox, u32)>,
+    /// Hashes each arriving file on the second core while this thread decodes it.
+    hasher: crate::source::decode::Hasher,
 }
 
 fn us(t: Instant) -> u32 {
@@ -183,6 +186,7 @@ impl Pipeline {
             engine_name: cls.name(),
             cascade_gate: None,
             prepared: None,
+            hasher: crate::source::decode::Hasher::default(),
             cls,
             det,
         })
@@ -237,10 +241,11 @@ impl Pipeline {
     /// with the first slice's inputs prepared in the same window (the sha256 of a 512x512 slice
     /// takes longer than its decode). Infer its slices with [`Pipeline::run_arrived`] before the
     /// next `arrive` or `prepare`.
-    pub fn arrive(&mut self, bytes: &[u8], path: &Path, series: crate::slice::SeriesId) -> Arrived {
+    pub fn arrive(&mut self, bytes: &Arc<Vec<u8>>, path: &Path, series: crate::slice::SeriesId) -> Arrived {
         let t = Instant::now();
         self.prepared = None;
-        let (sha256, slices) = crate::source::decode::hash_while(bytes, || {
+        let mut hasher = std::mem::take(&mut self.hasher);
+        let (sha256, slices) = hasher.hash_while(bytes, || {
             let slices = crate::source::decode::decode_any_bytes(bytes, path, series);
             if let Some(first) = slices.as_ref().ok().and_then(|s| s.first()) {
                 // A failure leaves nothing prepared; `run_arrived` then runs the slice whole and
@@ -249,6 +254,7 @@ impl Pipeline {
             }
             slices
         });
+        self.hasher = hasher;
         let preprocess_us = self.prepared.map_or(0, |(_, us)| us);
         Arrived { sha256, slices, decode_us: us(t).saturating_sub(preprocess_us) }
     }

@@ -39,9 +39,9 @@ fn arrived_files_score_as_whole_runs_and_carry_their_sha256() {
     let (mut sa, mut sb) = (SliceScores::default(), SliceScores::default());
     let mut ps = Vec::new();
     for k in 0..3 {
-        let bytes = dicom(k);
+        let bytes = std::sync::Arc::new(dicom(k));
         let arrived = a.arrive(&bytes, path, SeriesId("s".into()));
-        let want: [u8; 32] = Sha256::digest(&bytes).into();
+        let want: [u8; 32] = Sha256::digest(bytes.as_slice()).into();
         assert_eq!(arrived.sha256, want, "slice {k}: sha256");
         let slices = arrived.slices.as_ref().unwrap_or_else(|e| panic!("slice {k}: {e}"));
         assert_eq!(slices.len(), 1);
@@ -66,15 +66,16 @@ fn inference_without_prepared_inputs_is_an_error_and_a_bad_file_is_reported() {
         other => panic!("expected NotPrepared, got {other:?}"),
     }
     // One file inferred: its prepared inputs are used up.
-    let bytes = dicom(0);
+    let bytes = std::sync::Arc::new(dicom(0));
     let arrived = p.arrive(&bytes, Path::new("a.dcm"), SeriesId("s".into()));
     p.run_arrived(&arrived, 0, &mut s).unwrap_or_else(|e| panic!("{e}"));
     assert!(matches!(p.infer(Path::new("a.dcm"), &mut s), Err(PipelineError::NotPrepared { .. })));
     // A damaged file: its sha256 is still known (the daemon records the rejection under it).
     let mut bad = dicom(1);
     bad.truncate(bad.len() / 3);
+    let bad = std::sync::Arc::new(bad);
     let arrived = p.arrive(&bad, Path::new("bad.dcm"), SeriesId("s".into()));
-    let want: [u8; 32] = Sha256::digest(&bad).into();
+    let want: [u8; 32] = Sha256::digest(bad.as_slice()).into();
     assert_eq!(arrived.sha256, want);
     assert!(arrived.slices.is_err(), "a third of a DICOM file decoded");
 }

@@ -211,7 +211,7 @@ fn run_engine(
         // As the daemon: read, then decode and prepare the first slice while the sha256 runs.
         let arrival = Instant::now();
         let bytes = match std::fs::read(path) {
-            Ok(b) => b,
+            Ok(b) => std::sync::Arc::new(b),
             Err(e) => {
                 log::warn!("bench: skipping {}: cannot read ({e})", path.display());
                 continue;

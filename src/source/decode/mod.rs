@@ -31,26 +31,77 @@ pub fn decode_any_bytes(
 /// Files at least this large are hashed on a second thread (below it a thread costs more than it saves).
 const PARALLEL_HASH_BYTES: usize = 64 * 1024;
 
-/// The sha256 of `bytes`, computed on a second core while `decode` runs on this one; returns both.
-/// The daemon needs the digest (journal key, duplicate check) and the decoded slices of every file,
-/// and both lie on the path from arrival to verdict, while the engines' threads are idle (their
-/// spinning stops when a run returns). Measured on the 2-core development VM for a 512x512 CT
-/// file: the decode stage (read, sha256, DICOM) 0.9 -> 0.5-0.7 ms (p50 over runs). Small files, or a thread the
-/// system refuses, are hashed here after `decode`.
-pub fn hash_while<T>(bytes: &[u8], decode: impl FnOnce() -> T) -> ([u8; 32], T) {
-    use sha2::{Digest, Sha256};
-    let hash = || -> [u8; 32] { Sha256::digest(bytes).into() };
-    if bytes.len() < PARALLEL_HASH_BYTES {
+/// The sha256 of the files the pipeline decodes, computed on a second core while `decode` runs
+/// on the caller's: the daemon needs the digest (journal key, duplicate check) and the decoded
+/// slices of every file, and both lie on the path from arrival to verdict, while the engines'
+/// threads are idle (their spinning stops when a run returns).
+///
+/// The hashing thread is started at the first large file and kept: a thread per file cost the
+/// caller ~60 us to start and began hashing ~120 us later (2-core development VM, 512x512 CT
+/// file). One file at a time: a job channel of one, and each call waits for its digest before it
+/// returns, so nothing queues. Small files, or a thread the system refuses (or one that has
+/// gone), are hashed on the caller's thread after `decode`; a refused thread is not asked for again.
+#[derive(Debug, Default)]
+pub struct Hasher {
+    worker: Option<HashWorker>,
+    refused: bool,
+}
+
+#[derive(Debug)]
+struct HashWorker {
+    jobs: std::sync::mpsc::SyncSender<std::sync::Arc<Vec<u8>>>,
+    digests: std::sync::mpsc::Receiver<[u8; 32]>,
+}
+
+impl Hasher {
+    /// The sha256 of `bytes` and what `decode` returns, the two computed at the same time.
+    pub fn hash_while<T>(&mut self, bytes: &std::sync::Arc<Vec<u8>>, decode: impl FnOnce() -> T) -> ([u8; 32], T) {
+        use sha2::{Digest, Sha256};
+        let hash = || -> [u8; 32] { Sha256::digest(bytes.as_slice()).into() };
+        if bytes.len() < PARALLEL_HASH_BYTES {
+            let t = decode();
+            return (hash(), t);
+        }
+        let sent = self.worker().is_some_and(|w| w.jobs.send(std::sync::Arc::clone(bytes)).is_ok());
         let t = decode();
-        return (hash(), t);
+        let digest = if sent { self.worker.as_ref().and_then(|w| w.digests.recv().ok()) } else { None };
+        match digest {
+            Some(d) => (d, t),
+            None => {
+                // The thread has gone (sha2 does not panic, so this should not happen): hash here,
+                // from now on.
+                self.worker = None;
+                self.refused = true;
+                (hash(), t)
+            }
+        }
     }
-    std::thread::scope(|s| {
-        let hasher = std::thread::Builder::new().name("pe-sha256".into()).spawn_scoped(s, hash);
-        let t = decode();
-        // Joining fails only if the hashing thread panicked, which sha2 does not: hash here then.
-        let sha = hasher.ok().and_then(|h| h.join().ok()).unwrap_or_else(hash);
-        (sha, t)
-    })
+
+    fn worker(&mut self) -> Option<&HashWorker> {
+        if self.worker.is_none() && !self.refused {
+            use sha2::{Digest, Sha256};
+            let (jobs, job_rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<Vec<u8>>>(1);
+            let (digest_tx, digests) = std::sync::mpsc::sync_channel(1);
+            let spawned = std::thread::Builder::new().name("pe-sha256".into()).spawn(move || {
+                // Ends when the Hasher (the job sender) is dropped.
+                for job in job_rx {
+                    let d: [u8; 32] = Sha256::digest(job.as_slice()).into();
+                    drop(job);
+                    if digest_tx.send(d).is_err() {
+                        break;
+                    }
+                }
+            });
+            match spawned {
+                Ok(_) => self.worker = Some(HashWorker { jobs, digests }),
+                Err(e) => {
+                    log::warn!("cannot start the hashing thread ({e}); hashing files after decoding them");
+                    self.refused = true;
+                }
+            }
+        }
+        self.worker.as_ref()
+    }
 }
 
 #[cfg(test)]
@@ -60,10 +111,13 @@ mod tests {
 
     #[test]
     fn hash_while_gives_the_digest_of_the_bytes_for_small_and_large_inputs() {
-        for n in [0usize, 10, PARALLEL_HASH_BYTES - 1, PARALLEL_HASH_BYTES, 3 * PARALLEL_HASH_BYTES + 7] {
-            let bytes: Vec<u8> = (0..n).map(|i| (i * 31 % 251) as u8).collect();
-            let (sha, len) = hash_while(&bytes, || bytes.len());
-            let want: [u8; 32] = Sha256::digest(&bytes).into();
+        let mut hasher = Hasher::default();
+        for n in
+            [0usize, 10, PARALLEL_HASH_BYTES - 1, PARALLEL_HASH_BYTES, 3 * PARALLEL_HASH_BYTES + 7, PARALLEL_HASH_BYTES]
+        {
+            let bytes = std::sync::Arc::new((0..n).map(|i| (i * 31 % 251) as u8).collect::<Vec<u8>>());
+            let (sha, len) = hasher.hash_while(&bytes, || bytes.len());
+            let want: [u8; 32] = Sha256::digest(bytes.as_slice()).into();
             assert_eq!(sha, want, "{n} bytes");
             assert_eq!(len, n);
         }
