@@ -170,6 +170,11 @@ struct BenchArgs {
     /// Python with onnxruntime: also time onnxruntime's own inference on the same inputs.
     #[arg(long)]
     peer: Option<PathBuf>,
+    /// Repeat (every engine over every slice, then the peer) this many times, 1 to 20: the
+    /// stage figures pool all rounds, each ratio to the peer is the median of the rounds' ratios
+    /// (each round against the peer measured right after it), for machines whose speed drifts.
+    #[arg(long, default_value_t = 1)]
+    rounds: u32,
 }
 
 #[derive(Subcommand)]
@@ -586,6 +591,9 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         outln!("{}", bench::report::compare(&sa, &sb, &pa.display().to_string(), &pb.display().to_string()));
         return Ok(ExitCode::SUCCESS);
     }
+    if !(1..=bench::MAX_ROUNDS).contains(&a.rounds) {
+        anyhow::bail!("--rounds {}: give 1 to {} rounds", a.rounds, bench::MAX_ROUNDS);
+    }
     let cfg = with_precision(load_config(a.config, None, None)?, a.precision)?;
     let input = match (a.input, a.phantom) {
         (Some(dir), None) => bench::BenchInput::Dir(dir),
@@ -609,22 +617,29 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
     let files = bench::collect_inputs(&opts.input, &opts.out)?;
     let build = |engine: &str| bench_pipeline(&cfg, &models, engine);
-    let runs = bench::run(&cfg, &models, &opts, &files, &build)?;
-    let summaries: Vec<_> = runs.iter().map(bench::report::summarize_run).collect();
-    let peer = match &opts.peer_python {
-        Some(py) => {
-            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ort_peer.py");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ort_peer.py");
+    let (mut round_runs, mut peers, mut round_ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=a.rounds {
+        if a.rounds > 1 {
+            eprintln!("round {round} of {}", a.rounds);
+        }
+        let runs = bench::run(&cfg, &models, &opts, &files, &build)?;
+        if let Some(py) = &opts.peer_python {
             match bench::run_peer(py, &script, &opts.out) {
-                Ok(p) => Some(p),
-                Err(e) => {
-                    eprintln!("warning: no peer figures: {e:#}");
-                    None
+                Ok(p) => {
+                    let summaries: Vec<_> = runs.iter().map(bench::report::summarize_run).collect();
+                    round_ratios.push(bench::report::peer_ratios(&summaries, &p));
+                    peers.push(p);
                 }
+                Err(e) => eprintln!("warning: no peer figures in round {round}: {e:#}"),
             }
         }
-        None => None,
-    };
-    let ratios = peer.as_ref().map(|p| bench::report::peer_ratios(&summaries, p)).unwrap_or_default();
+        round_runs.push(runs);
+    }
+    let runs = bench::pool_rounds(round_runs);
+    let summaries: Vec<_> = runs.iter().map(bench::report::summarize_run).collect();
+    let peer = bench::report::peer_over_rounds(&peers);
+    let (ratios, ratio_rounds) = bench::report::median_over_rounds(&round_ratios);
     let model_ref = |m: &pe_sentinel::model::Manifest| bench::report::ModelRef {
         name: m.model().name.clone(),
         file: m.onnx_path().display().to_string(),
@@ -651,6 +666,8 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         runs: summaries,
         peer,
         ratios_to_peer: ratios,
+        rounds: a.rounds,
+        ratio_rounds,
     };
     let rows: Vec<&bench::SliceRow> = runs.iter().flat_map(|r| r.rows.iter()).collect();
     let out = &opts.out;

@@ -28,6 +28,8 @@ pub const SCHEMA: &str = "pe-sentinel-bench/1";
 pub const PEER_SLICES: usize = 16;
 /// Slices run before timing starts (engine caches, page faults).
 pub const WARMUP_SLICES: usize = 2;
+/// Most rounds `--rounds` accepts (each round runs every engine over every slice, then the peer).
+pub const MAX_ROUNDS: u32 = 20;
 
 /// Where the slices come from.
 #[derive(Debug, Clone)]
@@ -313,6 +315,28 @@ fn run_engine(
         budget_misses: budget.missed(),
         slow_at_end: budget.is_slow(),
     })
+}
+
+/// One engine run per requested engine, pooled over rounds (round `r`'s runs in `rounds[r]`, the
+/// engines in the same order each round): every round's timed slices, in round order and indexed
+/// anew; wall time and budget misses summed; "slow at end" as the last round left it.
+pub fn pool_rounds(rounds: Vec<Vec<EngineRun>>) -> Vec<EngineRun> {
+    let mut pooled: Vec<EngineRun> = Vec::new();
+    for round in rounds {
+        for (k, run) in round.into_iter().enumerate() {
+            match pooled.get_mut(k) {
+                None => pooled.push(run),
+                Some(p) => {
+                    let base = p.rows.len();
+                    p.rows.extend(run.rows.into_iter().enumerate().map(|(i, r)| SliceRow { index: base + i, ..r }));
+                    p.wall_s += run.wall_s;
+                    p.budget_misses += run.budget_misses;
+                    p.slow_at_end = run.slow_at_end;
+                }
+            }
+        }
+    }
+    pooled
 }
 
 /// The peer's request: model files, input shapes and the raw f32 inputs it should time.

@@ -3,7 +3,7 @@
 //! side-by-side view of two summaries. Touches only the files it is asked to write or read.
 
 use super::stats::{summarize, Summary};
-use super::{EngineRun, PeerResult, SliceRow, SCHEMA};
+use super::{EngineRun, PeerResult, PeerTiming, SliceRow, SCHEMA};
 use crate::budget::SliceTimes;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -94,8 +94,62 @@ pub struct BenchSummary {
     pub runs: Vec<RunSummary>,
     /// onnxruntime's own inference on the same inputs, when a peer ran.
     pub peer: Option<PeerResult>,
-    /// Per run and model: engine median / peer median (same model, same inputs, same threads).
+    /// Per run and model: engine median / peer median (same model, same inputs, same threads);
+    /// with several rounds, the median over rounds of each round's ratio (its engine runs against
+    /// the peer measured right after them).
     pub ratios_to_peer: BTreeMap<String, f64>,
+    /// Rounds of (engine runs, peer) this summary pools (1 before `--rounds` existed).
+    #[serde(default = "one_round")]
+    pub rounds: u32,
+    /// Each round's ratios, in round order (empty without a peer).
+    #[serde(default)]
+    pub ratio_rounds: BTreeMap<String, Vec<f64>>,
+}
+
+fn one_round() -> u32 {
+    1
+}
+
+/// The median over rounds of each ratio (the lower middle value for an even count, so that it is
+/// one round's figure), and each ratio's per-round values.
+pub fn median_over_rounds(per_round: &[BTreeMap<String, f64>]) -> (BTreeMap<String, f64>, BTreeMap<String, Vec<f64>>) {
+    let mut all: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for round in per_round {
+        for (k, v) in round {
+            all.entry(k.clone()).or_default().push(*v);
+        }
+    }
+    let medians = all
+        .iter()
+        .filter_map(|(k, v)| {
+            let mut s = v.clone();
+            s.sort_by(f64::total_cmp);
+            s.get((s.len().max(1) - 1) / 2).map(|m| (k.clone(), *m))
+        })
+        .collect();
+    (medians, all)
+}
+
+/// The peer's figures over rounds: per role, the median of the rounds' p50 and of their p99
+/// (lower middle for an even count), and all their runs. None without any peer.
+pub fn peer_over_rounds(peers: &[PeerResult]) -> Option<PeerResult> {
+    let first = peers.first()?;
+    let mut models = Vec::new();
+    for m in &first.models {
+        let same: Vec<&PeerTiming> = peers.iter().filter_map(|p| p.models.iter().find(|x| x.role == m.role)).collect();
+        let mid = |f: fn(&PeerTiming) -> f64| {
+            let mut v: Vec<f64> = same.iter().map(|t| f(t)).collect();
+            v.sort_by(f64::total_cmp);
+            v.get((v.len().max(1) - 1) / 2).copied().unwrap_or(0.0)
+        };
+        models.push(PeerTiming {
+            role: m.role.clone(),
+            runs: same.iter().map(|t| t.runs).sum(),
+            p50_ms: mid(|t| t.p50_ms),
+            p99_ms: mid(|t| t.p99_ms),
+        });
+    }
+    Some(PeerResult { models, ..first.clone() })
 }
 
 /// Summarizes one engine run.
@@ -214,15 +268,29 @@ pub fn table(s: &BenchSummary) -> String {
     if let Some(p) = &s.peer {
         let _ = writeln!(
             t,
-            "\npeer: {} {} (Python, {} thread(s)) on the same preprocessed inputs",
-            p.runtime, p.version, p.threads
+            "\npeer: {} {} (Python, {} thread(s)) on the same preprocessed inputs{}",
+            p.runtime,
+            p.version,
+            p.threads,
+            if s.rounds > 1 {
+                format!("; per role the median of {} rounds' p50 and p99", s.rounds)
+            } else {
+                String::new()
+            }
         );
         for m in &p.models {
             let _ =
                 writeln!(t, "  {:<19} p50 {:>8.2} ms  p99 {:>8.2} ms  ({} runs)", m.role, m.p50_ms, m.p99_ms, m.runs);
         }
+        let rounds = if s.rounds > 1 { format!(" (median of {} rounds)", s.rounds) } else { String::new() };
         for (k, v) in &s.ratios_to_peer {
-            let _ = writeln!(t, "  ratio {k}: {v:.2}x");
+            let each = match s.ratio_rounds.get(k) {
+                Some(r) if r.len() > 1 => {
+                    format!("; rounds: {}", r.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join(" "))
+                }
+                _ => String::new(),
+            };
+            let _ = writeln!(t, "  ratio {k}: {v:.3}x{rounds}{each}");
         }
     }
     t
@@ -482,6 +550,44 @@ mod tests {
         let old = PeerResult { models: peer.models[..2].to_vec(), ..peer };
         let q = peer_ratios(&[r], &old);
         assert!(!q.contains_key("tract/end_to_end_vs_peer_pair") && q["tract/end_to_end_vs_peer_models"] == 4.0);
+    }
+
+    /// Rounds: slices pooled per engine (indexed anew, wall time and misses summed), each ratio
+    /// the median of the rounds' ratios, the peer's figures the median per role.
+    #[test]
+    fn rounds_pool_slices_and_take_median_ratios() {
+        let pooled = crate::bench::pool_rounds(vec![
+            vec![run("tract", &[10_000, 60_000]), run("onnxruntime", &[4_000])],
+            vec![run("tract", &[20_000]), run("onnxruntime", &[5_000, 6_000])],
+        ]);
+        assert_eq!(pooled.len(), 2);
+        let t = &pooled[0];
+        assert_eq!(
+            t.rows.iter().map(|r| (r.index, r.times.total)).collect::<Vec<_>>(),
+            [(0, 10_000), (1, 60_000), (2, 20_000)]
+        );
+        assert_eq!((t.wall_s, t.budget_misses), (2.0, 1));
+        assert_eq!(pooled[1].rows.len(), 3);
+        assert!(pooled[1].rows.iter().all(|r| r.engine == "onnxruntime"));
+
+        let round = |x: f64| BTreeMap::from([("onnxruntime/end_to_end_vs_peer_pair".to_string(), x)]);
+        let (m, each) = median_over_rounds(&[round(1.2), round(1.05), round(1.07)]);
+        assert_eq!(m["onnxruntime/end_to_end_vs_peer_pair"], 1.07);
+        assert_eq!(each["onnxruntime/end_to_end_vs_peer_pair"], [1.2, 1.05, 1.07]);
+        // An even count gives the lower middle round's own figure, not an average.
+        let (m, _) = median_over_rounds(&[round(1.2), round(1.05), round(1.07), round(1.3)]);
+        assert_eq!(m["onnxruntime/end_to_end_vs_peer_pair"], 1.07);
+        assert!(median_over_rounds(&[]).0.is_empty());
+
+        let peer = |c: f64, c99: f64| PeerResult {
+            runtime: "onnxruntime".into(),
+            version: "1".into(),
+            threads: 2,
+            models: vec![PeerTiming { role: "classifier".into(), runs: 10, p50_ms: c, p99_ms: c99 }],
+        };
+        let p = peer_over_rounds(&[peer(2.0, 9.0), peer(1.5, 2.0), peer(1.6, 3.0)]).expect("peer");
+        assert_eq!((p.models[0].p50_ms, p.models[0].p99_ms, p.models[0].runs), (1.6, 3.0, 30));
+        assert!(peer_over_rounds(&[]).is_none());
     }
 
     #[test]

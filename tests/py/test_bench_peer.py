@@ -52,3 +52,30 @@ def test_bench_peer_times_onnxruntime_on_the_daemons_inputs(pe_sentinel_bin, tmp
         y = sess.run(None, {m["input_name"]: x[:per].reshape(m["input_shape"])})
         assert all(np.isfinite(o).all() for o in y)
         assert x.std() > 0.01, "a phantom slice, not a blank input"
+
+
+def test_bench_rounds_pool_slices_and_report_the_median_round_ratio(pe_sentinel_bin, tmp_path):
+    """`--rounds 3`: every round runs the engine over every slice and then the peer; the stage
+    figures pool the rounds' slices, and each ratio is the median of the three rounds' ratios
+    (one round's own figure), all three listed."""
+    out = tmp_path / "bench"
+    r = subprocess.run(
+        [str(pe_sentinel_bin), "bench", "--phantom", "5", "--seed", "5", "--rounds", "3", "--out", str(out),
+         "--peer", sys.executable],
+        capture_output=True, text=True, timeout=900,
+    )
+    assert r.returncode == 0, r.stderr
+    s = json.loads((out / "summary.json").read_text())
+    assert s["rounds"] == 3
+    assert s["runs"][0]["slices"] == 3 * 3, "5 slices, 2 of them warm-up, in each of 3 rounds"
+    roles = {m["role"]: m for m in s["peer"]["models"]}
+    assert roles["classifier+detector"]["runs"] == 3 * 5 * 5
+    for key, value in s["ratios_to_peer"].items():
+        each = s["ratio_rounds"][key]
+        assert len(each) == 3, key
+        assert value == sorted(each)[1], (key, value, each)
+    assert "median of 3 rounds" in r.stdout
+
+    bad = subprocess.run([str(pe_sentinel_bin), "bench", "--phantom", "5", "--rounds", "0", "--out", str(out)],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "--rounds 0" in bad.stderr, bad.stderr
