@@ -10,6 +10,8 @@ symmetric both, per-channel weights, MinMax calibration on training-seed slices 
 The classifier's final Softmax is excluded (stays float): tract 0.23 returns 1.0 for every class on a
 DQ -> Softmax -> Q -> DQ chain. With --float-heads the detector's two output convolutions stay float
 too (measured here: AP50 0.906 instead of 0.897 with them quantized; FP32 0.913).
+Then the activation scales are snapped to powers of two (pow2_scales.py; --calibrated-scales keeps
+them as calibrated), so that tract and onnxruntime compute the same INT8 model.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from onnxruntime.quantization import CalibrationDataReader, CalibrationMethod, Q
 from onnxruntime.quantization.shape_inference import quant_pre_process
 
 import common
+import pow2_scales
 from nets import Classifier, ClassifierExport, YoloV4Tiny
 
 OPSET = 13
@@ -67,6 +70,8 @@ def main():
     ap.add_argument("--calib-count", type=int, default=128)
     ap.add_argument("--check", nargs="+", required=True)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--calibrated-scales", action="store_true",
+                    help="keep the calibrated activation scales (default: nearest powers of two, see pow2_scales.py)")
     ap.add_argument("--float-heads", action="store_true",
                     help="detector: keep the two output 1x1 convs in float (raw logits keep their resolution)")
     a = ap.parse_args()
@@ -130,8 +135,12 @@ def main():
             extra_options={"ActivationSymmetric": True, "WeightSymmetric": True},
         )
     qm = onnx.load(a.int8)
+    # Activation scales to powers of two, so that tract (x * (1/scale)) and onnxruntime (x / scale)
+    # round every activation alike (pow2_scales.py says why).
+    pow2 = (0, 0) if a.calibrated_scales else pow2_scales.snap(qm)
     qm.producer_name = "pe-sentinel models/train"
-    qm.doc_string = m.doc_string + " INT8 Q/DQ (static, symmetric, per-channel weights)."
+    qm.doc_string = m.doc_string + " INT8 Q/DQ (static, symmetric, per-channel weights" + (
+        ")." if a.calibrated_scales else ", power-of-two activation scales).")
     onnx.save(qm, a.int8)
     q_ops = sorted(set(n.op_type for n in qm.graph.node))
     # The Softmax must feed the graph output directly (no Q/DQ after it).
@@ -144,6 +153,8 @@ def main():
         "check_slices": len(checks),
         "calibration_slices": len(calib),
         "excluded_from_quantization": exclude,
+        "activation_scales": "calibrated" if a.calibrated_scales else "nearest power of two",
+        "pow2_snapped_scales_and_biases": list(pow2),
         "int8_ops": q_ops,
         "opset_fp32": [o.version for o in m.opset_import if o.domain in ("", "ai.onnx")][0],
         "opset_int8": [o.version for o in qm.opset_import if o.domain in ("", "ai.onnx")][0],

@@ -150,6 +150,8 @@ def main():
     ap.add_argument("--script", default="models/train/train_all.sh")
     ap.add_argument("--kinds", nargs="+", default=["classifier", "detector"],
                     help="which models' manifests to (re)write; the others are left as they are")
+    ap.add_argument("--precisions", nargs="+", default=["fp32", "int8"],
+                    help="which precisions' manifests to (re)write (e.g. int8 alone after pow2_scales.py)")
     a = ap.parse_args()
     models = Path(a.models)
     evals = json.loads(Path(a.eval).read_text())
@@ -162,7 +164,7 @@ def main():
         "framework": f"torch {torch.__version__.split('+')[0]} / onnxruntime {onnxruntime.__version__}",
     }
     for file, kind, precision in MODELS:
-        if kind not in a.kinds:
+        if kind not in a.kinds or precision not in a.precisions:
             continue
         text = manifest(file, kind, precision, models, evals[file], prov)
         (models / (Path(file).stem + ".toml")).write_text(text)
