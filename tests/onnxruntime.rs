@@ -126,16 +126,15 @@ fn onnxruntime_outputs_equal_tract_on_phantom_slices_fp32_and_int8() {
             assert_eq!(heads, 2, "two detector heads dumped for {stem}");
         }
         eprintln!("{precision}: max |P tract - P onnxruntime| = {worst_p:e}, max head difference / max |head| = {worst_head:e}");
-        // INT8: each engine requantizes every layer's output in its own kernels, and a one-step
-        // difference early on moves P. The 0.947 classifier's INT8 model agreed within 1e-4; the
-        // one shipped in session 6 differs by up to 1.5e-3 (issue 5 asks 1e-4: not met for INT8,
-        // said in its note). tract's INT8 runs nowhere by default (tract runs FP32; INT8 serves
-        // onnxruntime and TensorRT), so the bound here is 2e-3, and FP32 stays at 1e-4.
-        let p_tol = if precision == "fp32" { 1e-4 } else { 2e-3 };
-        assert!(worst_p <= p_tol, "{precision}: classifier probabilities differ by {worst_p}");
-        // INT8: both engines requantize in their own kernels; one quantization step of a raw
-        // head is ~1% of its range, so allow that much there (measured, printed above).
-        let head_tol = if precision == "fp32" { 1e-4 } else { 2e-2 };
+        // Both precisions: P within 1e-4. For INT8 this holds because the shipped INT8 models
+        // have power-of-two activation scales (models/train/pow2_scales.py): tract quantizes with
+        // x * (1 / scale), onnxruntime with x / scale, and only for a power of two are the two the
+        // same number (with calibrated scales the classifier's P differed by 1.5e-3).
+        assert!(worst_p <= 1e-4, "{precision}: classifier probabilities differ by {worst_p}");
+        // INT8 detector heads: onnxruntime runs some quantized operators in integer kernels of
+        // its own (its fused and unfused runs of the same model differ by 8e-3 of a head's
+        // range); tract is within 2e-3 of the fused run (measured, printed above).
+        let head_tol = if precision == "fp32" { 1e-4 } else { 5e-3 };
         assert!(worst_head <= head_tol, "{precision}: detector heads differ by {worst_head} of their range");
     }
 }
