@@ -45,12 +45,16 @@ const PARALLEL_HASH_BYTES: usize = 64 * 1024;
 pub struct Hasher {
     worker: Option<HashWorker>,
     refused: bool,
+    /// Number of the last job sent: each digest comes back with its job's number, so that a
+    /// digest left over by a call that never collected it (its `decode` panicked) is skipped,
+    /// not taken for the next file's.
+    job: u64,
 }
 
 #[derive(Debug)]
 struct HashWorker {
-    jobs: std::sync::mpsc::SyncSender<std::sync::Arc<Vec<u8>>>,
-    digests: std::sync::mpsc::Receiver<[u8; 32]>,
+    jobs: std::sync::mpsc::SyncSender<(u64, std::sync::Arc<Vec<u8>>)>,
+    digests: std::sync::mpsc::Receiver<(u64, [u8; 32])>,
 }
 
 impl Hasher {
@@ -62,9 +66,15 @@ impl Hasher {
             let t = decode();
             return (hash(), t);
         }
-        let sent = self.worker().is_some_and(|w| w.jobs.send(std::sync::Arc::clone(bytes)).is_ok());
+        self.job = self.job.wrapping_add(1);
+        let job = self.job;
+        let sent = self.worker().is_some_and(|w| w.jobs.send((job, std::sync::Arc::clone(bytes))).is_ok());
         let t = decode();
-        let digest = if sent { self.worker.as_ref().and_then(|w| w.digests.recv().ok()) } else { None };
+        // At most one digest can be left over (channels of one), so two receives find this job's.
+        let digest = match (sent, &self.worker) {
+            (true, Some(w)) => (0..2).find_map(|_| w.digests.recv().ok().filter(|(n, _)| *n == job)).map(|(_, d)| d),
+            _ => None,
+        };
         match digest {
             Some(d) => (d, t),
             None => {
@@ -80,14 +90,14 @@ impl Hasher {
     fn worker(&mut self) -> Option<&HashWorker> {
         if self.worker.is_none() && !self.refused {
             use sha2::{Digest, Sha256};
-            let (jobs, job_rx) = std::sync::mpsc::sync_channel::<std::sync::Arc<Vec<u8>>>(1);
+            let (jobs, job_rx) = std::sync::mpsc::sync_channel::<(u64, std::sync::Arc<Vec<u8>>)>(1);
             let (digest_tx, digests) = std::sync::mpsc::sync_channel(1);
             let spawned = std::thread::Builder::new().name("pe-sha256".into()).spawn(move || {
                 // Ends when the Hasher (the job sender) is dropped.
-                for job in job_rx {
-                    let d: [u8; 32] = Sha256::digest(job.as_slice()).into();
-                    drop(job);
-                    if digest_tx.send(d).is_err() {
+                for (n, bytes) in job_rx {
+                    let d: [u8; 32] = Sha256::digest(bytes.as_slice()).into();
+                    drop(bytes);
+                    if digest_tx.send((n, d)).is_err() {
                         break;
                     }
                 }
@@ -108,6 +118,22 @@ impl Hasher {
 mod tests {
     use super::*;
     use sha2::{Digest, Sha256};
+
+    #[test]
+    fn a_panicking_decode_does_not_hand_its_digest_to_the_next_file() {
+        let mut hasher = Hasher::default();
+        let a = std::sync::Arc::new(vec![1u8; 3 * PARALLEL_HASH_BYTES]);
+        let b = std::sync::Arc::new(vec![2u8; 3 * PARALLEL_HASH_BYTES]);
+        let unwound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            hasher.hash_while(&a, || -> usize { panic!("a decoder bug") })
+        }));
+        assert!(unwound.is_err());
+        for bytes in [&b, &a, &b] {
+            let (sha, _) = hasher.hash_while(bytes, || 0);
+            let want: [u8; 32] = Sha256::digest(bytes.as_slice()).into();
+            assert_eq!(sha, want);
+        }
+    }
 
     #[test]
     fn hash_while_gives_the_digest_of_the_bytes_for_small_and_large_inputs() {
