@@ -2,7 +2,7 @@
 //! `pe-sentinel-bench/1`, documented in docs/bench.md), `latency.svg`, and `bench compare`'s
 //! side-by-side view of two summaries. Touches only the files it is asked to write or read.
 
-use super::stats::{summarize, Summary};
+use super::stats::{percentile, summarize, Summary};
 use super::{EngineRun, PeerResult, PeerTiming, SliceRow, SCHEMA};
 use crate::budget::SliceTimes;
 use serde::{Deserialize, Serialize};
@@ -110,8 +110,15 @@ fn one_round() -> u32 {
     1
 }
 
-/// The median over rounds of each ratio (the lower middle value for an even count, so that it is
-/// one round's figure), and each ratio's per-round values.
+/// The median of `values`: [`percentile`]'s nearest rank, so for an even count the lower middle
+/// value, always one round's own figure; 0 for none.
+fn median(values: impl IntoIterator<Item = f64>) -> f64 {
+    let mut v: Vec<f64> = values.into_iter().collect();
+    v.sort_by(f64::total_cmp);
+    percentile(&v, 0.5)
+}
+
+/// The median over rounds of each ratio, and each ratio's per-round values.
 pub fn median_over_rounds(per_round: &[BTreeMap<String, f64>]) -> (BTreeMap<String, f64>, BTreeMap<String, Vec<f64>>) {
     let mut all: BTreeMap<String, Vec<f64>> = BTreeMap::new();
     for round in per_round {
@@ -119,36 +126,28 @@ pub fn median_over_rounds(per_round: &[BTreeMap<String, f64>]) -> (BTreeMap<Stri
             all.entry(k.clone()).or_default().push(*v);
         }
     }
-    let medians = all
-        .iter()
-        .filter_map(|(k, v)| {
-            let mut s = v.clone();
-            s.sort_by(f64::total_cmp);
-            s.get((s.len().max(1) - 1) / 2).map(|m| (k.clone(), *m))
-        })
-        .collect();
+    let medians = all.iter().map(|(k, v)| (k.clone(), median(v.iter().copied()))).collect();
     (medians, all)
 }
 
-/// The peer's figures over rounds: per role, the median of the rounds' p50 and of their p99
-/// (lower middle for an even count), and all their runs. None without any peer.
+/// The peer's figures over rounds: per role, the median of the rounds' p50 and of their p99, and
+/// all their runs. None without any peer.
 pub fn peer_over_rounds(peers: &[PeerResult]) -> Option<PeerResult> {
     let first = peers.first()?;
-    let mut models = Vec::new();
-    for m in &first.models {
-        let same: Vec<&PeerTiming> = peers.iter().filter_map(|p| p.models.iter().find(|x| x.role == m.role)).collect();
-        let mid = |f: fn(&PeerTiming) -> f64| {
-            let mut v: Vec<f64> = same.iter().map(|t| f(t)).collect();
-            v.sort_by(f64::total_cmp);
-            v.get((v.len().max(1) - 1) / 2).copied().unwrap_or(0.0)
-        };
-        models.push(PeerTiming {
-            role: m.role.clone(),
-            runs: same.iter().map(|t| t.runs).sum(),
-            p50_ms: mid(|t| t.p50_ms),
-            p99_ms: mid(|t| t.p99_ms),
-        });
-    }
+    let models = first
+        .models
+        .iter()
+        .map(|m| {
+            let same: Vec<&PeerTiming> =
+                peers.iter().filter_map(|p| p.models.iter().find(|x| x.role == m.role)).collect();
+            PeerTiming {
+                role: m.role.clone(),
+                runs: same.iter().map(|t| t.runs).sum(),
+                p50_ms: median(same.iter().map(|t| t.p50_ms)),
+                p99_ms: median(same.iter().map(|t| t.p99_ms)),
+            }
+        })
+        .collect();
     Some(PeerResult { models, ..first.clone() })
 }
 

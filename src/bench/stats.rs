@@ -13,10 +13,11 @@ pub struct Summary {
     pub max_ms: f64,
 }
 
-/// Nearest-rank percentile of sorted values (`q` in 0..=1); 0 for no values.
-pub fn percentile(sorted: &[u32], q: f64) -> u32 {
+/// Nearest-rank percentile of sorted values (`q` in 0..=1), always one of the values (the median
+/// of an even count is the lower middle one); zero for no values.
+pub fn percentile<T: Copy + Default>(sorted: &[T], q: f64) -> T {
     if sorted.is_empty() {
-        return 0;
+        return T::default();
     }
     let rank = (q * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
@@ -51,6 +52,8 @@ mod tests {
         assert_eq!((s.p50_ms, s.p90_ms, s.p99_ms, s.max_ms), (50.0, 90.0, 99.0, 100.0));
         assert!((s.mean_ms - 50.5).abs() < 1e-9);
         assert_eq!(percentile(&[7], 0.99), 7);
+        assert_eq!(percentile(&[1.0, 2.0, 3.0, 4.0], 0.5), 2.0);
+        assert_eq!(percentile::<f64>(&[], 0.5), 0.0);
         assert_eq!(summarize(&[]).n, 0);
         // Unsorted input is sorted first.
         assert_eq!(summarize(&[3000, 1000, 2000]).p50_ms, 2.0);
