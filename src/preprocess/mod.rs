@@ -112,6 +112,27 @@ fn horizontal<const K: usize>(src: &[f32], kernel: &Kernel, row: &mut [f32]) {
     }
 }
 
+/// The horizontal pass with any kernel width, per output (the source wider than a [`Band`]
+/// holds); widths up to 8 as constants, so that each dot product unrolls.
+#[inline(always)]
+fn horizontal_any(src: &[f32], kernel: &Kernel, row: &mut [f32]) {
+    match kernel.ksize {
+        1 => horizontal::<1>(src, kernel, row),
+        2 => horizontal::<2>(src, kernel, row),
+        3 => horizontal::<3>(src, kernel, row),
+        4 => horizontal::<4>(src, kernel, row),
+        5 => horizontal::<5>(src, kernel, row),
+        6 => horizontal::<6>(src, kernel, row),
+        7 => horizontal::<7>(src, kernel, row),
+        8 => horizontal::<8>(src, kernel, row),
+        ks => {
+            for ((o, &x0), wx) in row.iter_mut().zip(&kernel.start).zip(kernel.weights.chunks_exact(ks)) {
+                *o = wx.iter().zip(src.get(x0..x0 + ks).unwrap_or(&[])).map(|(a, b)| a * b).sum();
+            }
+        }
+    }
+}
+
 /// How a resized gray row becomes tensor values: size, layout, channels, normalization.
 #[derive(Debug, Clone, Copy)]
 struct OutFormat {
@@ -167,9 +188,8 @@ pub struct Preprocessor {
     /// The `triangle` filter's kernels (empty for `bilinear`).
     xkernel: Kernel,
     ykernel: Kernel,
-    /// `xkernel` laid out for the vector units; `xband_ready`: it holds the current size.
+    /// `xkernel` laid out for the vector units (when it fits: see [`Band::fill`]).
     xband: Band,
-    xband_ready: bool,
     /// One source row through the window/gray map (`MAX_SLICE_SIDE` long); for `triangle`, the
     /// vertical blend of the source rows under one output row.
     line: Vec<f32>,
@@ -226,7 +246,6 @@ impl Preprocessor {
                 ResizeFilter::Bilinear => Band::default(),
                 ResizeFilter::Triangle => Band::with_capacity(width, MAX_SLICE_SIDE),
             },
-            xband_ready: false,
             line: vec![0.0; MAX_SLICE_SIDE],
             hrows: [vec![0.0; width], vec![0.0; width]],
             hrow_of: [usize::MAX; 2],
@@ -294,7 +313,8 @@ impl Preprocessor {
             ResizeFilter::Triangle => {
                 self.xkernel.fill_triangle(w, lb.inner_width);
                 self.ykernel.fill_triangle(h, lb.inner_height);
-                self.xband_ready = self.xband.fill(&self.xkernel, w, lb.inner_width);
+                // A kernel the band cannot hold is used as it is (`resample_kernel` asks).
+                self.xband.fill(&self.xkernel, w, lb.inner_width);
             }
         }
         if lb.inner_width != self.fmt.net_w || lb.inner_height != self.fmt.net_h {
@@ -411,26 +431,10 @@ impl Preprocessor {
                 acc.fill(0.0);
             }
             let row = &mut self.row[..lb.inner_width];
-            if self.xband_ready {
+            if self.xband.holds(w, lb.inner_width) {
                 self.xband.apply(acc, row);
-                self.fmt.write_row(&self.row[..lb.inner_width], y, lb, out);
-                continue;
-            }
-            // The horizontal dot products with the kernel width as a constant, so each unrolls.
-            match kx.ksize {
-                1 => horizontal::<1>(acc, kx, row),
-                2 => horizontal::<2>(acc, kx, row),
-                3 => horizontal::<3>(acc, kx, row),
-                4 => horizontal::<4>(acc, kx, row),
-                5 => horizontal::<5>(acc, kx, row),
-                6 => horizontal::<6>(acc, kx, row),
-                7 => horizontal::<7>(acc, kx, row),
-                8 => horizontal::<8>(acc, kx, row),
-                ks => {
-                    for ((o, &x0), wx) in row.iter_mut().zip(&kx.start).zip(kx.weights.chunks_exact(ks)) {
-                        *o = wx.iter().zip(&acc[x0..x0 + ks]).map(|(a, b)| a * b).sum();
-                    }
-                }
+            } else {
+                horizontal_any(acc, kx, row);
             }
             self.fmt.write_row(&self.row[..lb.inner_width], y, lb, out);
         }
@@ -560,6 +564,27 @@ mod tests {
                 portable.run(view, &mut b).unwrap();
                 assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{nw}x{nh} {mode:?} {filter:?}");
             }
+        }
+    }
+
+    /// The two horizontal passes, the band (sources up to `BAND_MAX_IN` wide) and the
+    /// per-output one (wider sources), give the same row bit for bit, kernel widths below and
+    /// above the unrolled 8 included.
+    #[test]
+    fn band_and_per_output_horizontal_passes_agree() {
+        for &(i, o) in &[(512, 224), (512, 416), (512, 40), (37, 16), (100, 100), (300, 44)] {
+            let mut k = Kernel::with_capacity(o, i);
+            k.fill_triangle(i, o);
+            let mut band = Band::with_capacity(o, i);
+            assert!(band.fill(&k, i, o) && band.holds(i, o));
+            let src: Vec<f32> = hu_slice(i, 1, i as u64)
+                .iter()
+                .map(|&v| HuWindow { center_hu: 100.0, width_hu: 700.0 }.gray(v))
+                .collect();
+            let (mut a, mut b) = (vec![f32::NAN; o], vec![f32::NAN; o]);
+            band.apply(&src, &mut a);
+            horizontal_any(&src, &k, &mut b);
+            assert!(a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()), "{i}->{o} (ksize {})", k.ksize);
         }
     }
 

@@ -176,6 +176,11 @@ impl Band {
         true
     }
 
+    /// The band holds the kernel for `in_len -> out_len` (its last `fill` for that size fitted).
+    pub fn holds(&self, in_len: usize, out_len: usize) -> bool {
+        self.filled_for == Some((in_len, out_len))
+    }
+
     /// Block `b`'s sources and weights (empty when out of range).
     #[inline(always)]
     fn parts<'a>(&'a self, src: &'a [f32], b: usize) -> (&'a [f32], &'a [f32]) {
