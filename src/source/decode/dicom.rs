@@ -403,8 +403,9 @@ where
     // Branch-free sign extension from `bits_stored` (shift the sign bit to the top and back), one
     // loop per sample width writing into the frame's buffer by position, with every constant in a
     // register: this runs on every slice's path from arrival to verdict, and these loops
-    // vectorize (a 512x512 16-bit frame to HU: 0.06 ms; `extend` through the closures reloaded
-    // slope and intercept per sample and took 0.2 ms).
+    // vectorize (the whole decode of a 512x512 16-bit CT file, 0.11 ms, about three quarters of it
+    // this loop; `extend` through the closures reloaded slope and intercept per sample and the
+    // decode took 0.21 ms).
     let start = out.len();
     out.resize(start + n, T::default());
     let dst = &mut out[start..];
