@@ -14,7 +14,7 @@ CONF=/etc/pe-sentinel/pe-sentinel.toml
 mkdir -p "$S"
 . "$P/bench.env"   # series UIDs and expectations written by the host (run.sh)
 
-say() { echo "VMTEST: $*" >/dev/console; echo "VMTEST: $*"; }
+say() { echo "VMTEST: $*"; }   # stdout is journal+console (vmtest-agent.service)
 result() { # check verdict text...
   c="$1"; v="$2"; shift 2
   say "RESULT $c $v $*"

@@ -14,6 +14,7 @@
 # arm64 (built with mmdebstrap --arch=arm64 under qemu-user binfmt) gets the uncompressed Image
 # that qemu's -kernel boots directly.
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"
 arch="${1:?usage: image.sh amd64|arm64 CACHE_DIR}"
 cache="${2:?usage: image.sh amd64|arm64 CACHE_DIR}"
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -27,7 +28,7 @@ if [ -f "$out/DONE" ]; then
 fi
 mkdir -p "$cache"
 # Older images of this arch (a changed recipe) are dropped: the cache holds one per arch.
-find "$cache" -maxdepth 1 -name "$arch-*" -type d ! -name "$arch-$key" -exec rm -rf {} + 2>/dev/null || true
+find "$cache" -maxdepth 1 -name "$arch-*" -type d ! -name "$arch-$key" ! -name "$arch-base-*" -exec rm -rf {} + 2>/dev/null || true
 rm -rf "$out"
 work="$(mktemp -d "$cache/.build-$arch-XXXXXX")"
 trap 'umount "$work/root/proc" 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -40,22 +41,36 @@ if [ "$arch" = arm64 ] && [ "$(dpkg --print-architecture)" != arm64 ]; then
 fi
 
 # The root file system. The kernel and busybox-static packages are only downloaded into it (for
-# the kernel and the initramfs below), not installed.
+# the kernel and the initramfs below), not installed. The bootstrap (the slow part: minutes for
+# arm64 under qemu-user) is kept as a tarball of its own, keyed by its package list.
 mods="virtio_pci virtio_blk virtio_net ext4 vivid xhci_pci usbserial ftdi_sio cdc_acm"
-echo "image.sh: mmdebstrap bookworm $arch ..." >&2
-cat >"$work/dl.sh" <<EOF
-set -e
-mkdir -p /tmp/k && cd /tmp/k
-kpkg="\$(apt-cache depends linux-image-$arch | sed -n 's/.*Depends: \(linux-image-[0-9].*\)/\1/p' | head -n1)"
-apt-get download -q busybox-static "\$kpkg"
-EOF
-nice mmdebstrap --quiet --variant=minbase --arch="$arch" \
-  --include=systemd,systemd-sysv,udev,kmod,v4l-utils,procps,sqlite3 \
-  --customize-hook="upload $work/dl.sh /tmp/dl.sh" \
-  --customize-hook='chroot "$1" sh /tmp/dl.sh' \
-  --customize-hook="copy-out /tmp/k $work" \
-  --customize-hook='rm -rf "$1"/tmp/k "$1"/tmp/dl.sh' \
-  bookworm "$work/root" >&2
+include="systemd,systemd-sysv,udev,kmod,v4l-utils,procps,sqlite3"
+bkey="$(echo "bookworm $arch $include v1" | sha256sum | cut -c1-12)"
+base="$cache/$arch-base-$bkey"
+if [ ! -f "$base/DONE" ]; then
+  find "$cache" -maxdepth 1 -name "$arch-base-*" -type d -exec rm -rf {} + 2>/dev/null || true
+  mkdir -p "$base"
+  {
+    echo 'set -e'
+    echo 'mkdir -p /tmp/k && cd /tmp/k'
+    echo "kpkg=\"\$(apt-cache depends linux-image-$arch | sed -n 's/.*Depends: \\(linux-image-[0-9].*\\)/\\1/p' | head -n1)\""
+    echo 'apt-get download -q busybox-static "$kpkg" 2>&1 | grep -v "^W: Download is performed unsandboxed" || true'
+    echo 'ls linux-image-*.deb busybox-static_*.deb >/dev/null'
+  } >"$work/dl.sh"
+  echo "image.sh: mmdebstrap bookworm $arch ..." >&2
+  tb=$(date +%s)
+  nice mmdebstrap --quiet --variant=minbase --arch="$arch" --include="$include" \
+    --customize-hook="upload $work/dl.sh /tmp/dl.sh" \
+    --customize-hook='chroot "$1" sh /tmp/dl.sh' \
+    --customize-hook="copy-out /tmp/k $base" \
+    --customize-hook='rm -rf "$1"/tmp/k "$1"/tmp/dl.sh' \
+    bookworm "$base/root.tar" >&2
+  echo "image.sh: mmdebstrap took $(($(date +%s) - tb)) s" >&2
+  touch "$base/DONE"
+fi
+mkdir -p "$work/root" "$work/k"
+tar -xf "$base/root.tar" -C "$work/root"
+cp "$base"/k/*.deb "$work/k/"
 
 kdeb="$(ls "$work"/k/linux-image-*.deb)"
 dpkg-deb -x "$kdeb" "$work/kernel"

@@ -12,6 +12,7 @@
 #   PE_SENTINEL_VMTEST_ACCEL   auto (KVM when it boots, else TCG) | kvm | tcg
 # Logs (console, display line, guest journal) go to $CARGO_TARGET_DIR/vmtest-<arch>/.
 set -euo pipefail
+export PATH="$PATH:/usr/sbin:/sbin"
 cd "$(dirname "$0")/../.."
 arch="${1:-amd64}"
 case "$arch" in amd64 | arm64) ;; *) echo "usage: scripts/vmtest/run.sh [amd64|arm64]" >&2; exit 2 ;; esac
@@ -56,7 +57,7 @@ deb="${PE_SENTINEL_VMTEST_DEB:-}"
 if [ -z "$deb" ]; then
   echo "== vmtest: scripts/build-deb.sh $arch" >&2
   nice scripts/build-deb.sh "$arch" >&2
-  deb="$(ls -t "$TARGET_DIR"/*/debian/pe-sentinel_*_"$arch".deb "$TARGET_DIR"/debian/pe-sentinel_*_"$arch".deb 2>/dev/null | head -n1)"
+  deb="$(ls -t "$TARGET_DIR"/*/debian/pe-sentinel_*_"$arch".deb "$TARGET_DIR"/debian/pe-sentinel_*_"$arch".deb 2>/dev/null | head -n1 || true)"
 fi
 [ -f "$deb" ] || { echo "vmtest: no .deb for $arch (PE_SENTINEL_VMTEST_DEB or scripts/build-deb.sh)" >&2; exit 1; }
 work="$OUT/work"
