@@ -10,7 +10,7 @@
 # agent unit, which runs scripts/vmtest/guest.sh from the payload disk (/dev/vdb) at every boot.
 # Kernel: Debian's linux-image-<arch> (6.1), unpacked, only the modules the bench needs kept
 # (virtio disk and network, ext4, vivid, xHCI + FTDI/CDC-ACM USB serial) and depmod'ed; the
-# initramfs loads the virtio and ext4 modules, mounts /dev/vda and hands over to systemd.
+# initramfs loads the virtio, crc32c and ext4 modules (ext4 needs crc32c but only as a softdep), mounts /dev/vda and hands over to systemd.
 # arm64 (built with mmdebstrap --arch=arm64 under qemu-user binfmt) gets the uncompressed Image
 # that qemu's -kernel boots directly.
 set -euo pipefail
@@ -43,7 +43,7 @@ fi
 # The root file system. The kernel and busybox-static packages are only downloaded into it (for
 # the kernel and the initramfs below), not installed. The bootstrap (the slow part: minutes for
 # arm64 under qemu-user) is kept as a tarball of its own, keyed by its package list.
-mods="virtio_pci virtio_blk virtio_net ext4 vivid xhci_pci usbserial ftdi_sio cdc_acm"
+mods="virtio_pci virtio_blk virtio_net crc32c_generic ext4 vivid xhci_pci usbserial ftdi_sio cdc_acm"
 include="systemd,systemd-sysv,udev,kmod,v4l-utils,procps,sqlite3"
 bkey="$(echo "bookworm $arch $include v1" | sha256sum | cut -c1-12)"
 base="$cache/$arch-base-$bkey"
@@ -110,7 +110,7 @@ cat >"$ird/init" <<'EOF'
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
-for m in virtio_pci virtio_blk ext4; do modprobe "$m" 2>/dev/null; done
+for m in virtio_pci virtio_blk crc32c_generic ext4; do modprobe "$m" 2>/dev/null; done
 i=0
 while [ ! -b /dev/vda ] && [ "$i" -lt 300 ]; do sleep 0.1; i=$((i + 1)); done
 if ! mount -t ext4 -o rw /dev/vda /newroot; then

@@ -82,7 +82,9 @@ if [ -z "$host_bin" ]; then
     dpkg-deb -x "$deb" "$work/host-pkg"
     host_bin="$work/host-pkg/usr/bin/pe-sentinel"
   else
-    host_bin="$TARGET_DIR/debug/pe-sentinel"
+    for b in "$TARGET_DIR/x86_64-unknown-linux-gnu/release/pe-sentinel" "$TARGET_DIR/debug/pe-sentinel" "$TARGET_DIR/release/pe-sentinel"; do
+      if [ -x "$b" ]; then host_bin="$b"; break; fi
+    done
   fi
 fi
 [ -x "$host_bin" ] || { echo "vmtest: no x86-64 pe-sentinel at $host_bin to make the test series (PE_SENTINEL_VMTEST_HOST_BIN)" >&2; exit 1; }
