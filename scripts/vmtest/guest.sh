@@ -137,6 +137,7 @@ EOF
   wait_for 60 test -e /dev/pe-sentinel-display || fail_note 6 "/dev/pe-sentinel-display did not appear (usb-serial plug)"
   wait_for 30 test -e /dev/pe-sentinel-capture || fail_note 6 "/dev/pe-sentinel-capture did not appear (vivid)"
   say "devices: $(ls -l /dev/pe-sentinel-* 2>&1 | tr '\n' ' ')"
+  v4l2-ctl -d /dev/pe-sentinel-capture --list-formats-ext >"$S/vivid-formats.txt" 2>&1 || true
   if wait_for 60 sh -c 'journalctl -q -o cat -u pe-sentinel | grep -E -q "display: /dev/pe-sentinel-display (open|is back)"'; then
     ok_note 6 "display opened after it was plugged in"
   else

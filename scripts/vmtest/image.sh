@@ -37,7 +37,11 @@ t0=$(date +%s)
 if [ "$arch" = arm64 ] && [ "$(dpkg --print-architecture)" != arm64 ]; then
   # mmdebstrap runs the arm64 maintainer scripts through qemu-user's binfmt handler.
   [ -e /proc/sys/fs/binfmt_misc/status ] || mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
-  [ -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ] || update-binfmts --enable qemu-aarch64 >&2
+  # qemu-user-static (bookworm) ships /usr/lib/binfmt.d/qemu-aarch64.conf for systemd-binfmt;
+  # systemd is not PID 1 on every host, so the entry is registered here.
+  if [ ! -e /proc/sys/fs/binfmt_misc/qemu-aarch64 ]; then
+    /lib/systemd/systemd-binfmt /usr/lib/binfmt.d/qemu-aarch64.conf || update-binfmts --enable qemu-aarch64 >&2
+  fi
 fi
 
 # The root file system. The kernel and busybox-static packages are only downloaded into it (for
