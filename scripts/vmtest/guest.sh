@@ -132,6 +132,12 @@ EOF
   pid0=$(prop MainPID); nr0=$(prop NRestarts)
   [ -e /dev/pe-sentinel-display ] && fail_note 6 "display present before the plug (the check needs it absent)"
   [ -e /dev/pe-sentinel-capture ] && fail_note 6 "capture present before the plug (the check needs it absent)"
+  # The unit's device policy before issue 23 (DeviceAllow= by path only), in a transient unit
+  # started now, while the devices are absent: it must be refused the display once it is plugged
+  # in (what the class lines in the shipped unit are for).
+  systemd-run -q --unit=vmtest-old-policy -p DevicePolicy=closed \
+    -p "DeviceAllow=/dev/pe-sentinel-capture rw" -p "DeviceAllow=/dev/pe-sentinel-display rw" \
+    sh -c 'for i in $(seq 120); do [ -e /dev/pe-sentinel-display ] && break; sleep 1; done; sleep 3; if (exec 3<>/dev/pe-sentinel-display) 2>/dev/null; then echo "old policy: OPENED"; else echo "old policy: BLOCKED"; fi'
   say PLUG-DISPLAY
   modprobe vivid n_devs=1 node_types=0x1 || fail_note 3 "modprobe vivid failed"
   wait_for 60 test -e /dev/pe-sentinel-display || fail_note 6 "/dev/pe-sentinel-display did not appear (usb-serial plug)"
@@ -148,6 +154,10 @@ EOF
   else
     fail_note 6 "capture not opened within 90 s of vivid loading: $(jr | grep -i 'capture' | tail -n2 | tr '\n' ' ')"
   fi
+  wait_for 30 sh -c 'journalctl -q -o cat -u vmtest-old-policy | grep -q "old policy:"'
+  old_policy="$(journalctl -q -o cat -u vmtest-old-policy | grep -o 'old policy: [A-Z]*' | tail -n1)"
+  say "unit with DeviceAllow= by path only (before issue 23), started before the plug: $old_policy"
+  note 6 "$old_policy"
   [ "$(prop MainPID)" = "$pid0" ] && [ "$(prop NRestarts)" = "$nr0" ] && ok_note 6 "no restart (MainPID $pid0)" \
     || fail_note 6 "the service restarted (MainPID $pid0 -> $(prop MainPID), NRestarts $nr0 -> $(prop NRestarts))"
 
