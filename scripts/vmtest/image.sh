@@ -163,7 +163,7 @@ mkdir -p "$r/etc/systemd/journald.conf.d"
 printf '[Journal]\nStorage=persistent\n' >"$r/etc/systemd/journald.conf.d/vmtest.conf"
 
 rm -f "$work/root.img"
-mkfs.ext4 -q -F -L vmroot -d "$r" "$work/root.img" 1500M
+mkfs.ext4 -q -F -L vmroot -d "$r" "$work/root.img" 1500M >&2
 mkdir -p "$out"
 mv "$work/vmlinuz" "$work/initrd.gz" "$work/root.img" "$out/"
 echo "$kver" >"$out/KERNEL"

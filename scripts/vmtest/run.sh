@@ -72,7 +72,7 @@ rm -rf "$work/deb-b"
 dpkg-deb -R "$deb" "$work/deb-b"
 sed -i "s/^Version: .*/Version: $version_b/" "$work/deb-b/DEBIAN/control"
 deb_b="pe-sentinel_${version_b}_$arch.deb"
-dpkg-deb --root-owner-group -b "$work/deb-b" "$work/payload/$deb_b" >/dev/null
+dpkg-deb --root-owner-group -Znone -b "$work/deb-b" "$work/payload/$deb_b" >/dev/null
 rm -rf "$work/deb-b"
 
 # ------------------------------------------------------------------ the test series
