@@ -95,6 +95,25 @@ pub fn nearest(offers: &[Offer], wish: Mode) -> Option<Mode> {
     Some(Mode { pixel: offer.pixel, width, height, fps })
 }
 
+/// The offers in one line for logs: `yuyv 640x480@30,25 1920x1080@5,1; grey 16x16..1280x1024/16x8@1-15`.
+pub fn describe(offers: &[Offer]) -> String {
+    let rates = |r: &Rates| match r {
+        Rates::Discrete(v) => v.iter().map(|f| format!("{f}")).collect::<Vec<_>>().join(","),
+        Rates::Range { min, max } => format!("{min}-{max}"),
+        Rates::Unknown => "?".into(),
+    };
+    let one = |o: &Offer| match &o.sizes {
+        Sizes::Discrete(list) => {
+            let sizes: Vec<String> = list.iter().map(|(w, h, r)| format!("{w}x{h}@{}", rates(r))).collect();
+            format!("{} {}", o.pixel, sizes.join(" "))
+        }
+        Sizes::Stepwise { min, max, step, rates: r } => {
+            format!("{} {}x{}..{}x{}/{}x{}@{}", o.pixel, min.0, min.1, max.0, max.1, step.0, step.1, rates(r))
+        }
+    };
+    offers.iter().map(one).collect::<Vec<_>>().join("; ")
+}
+
 fn sizes_empty(s: &Sizes) -> bool {
     matches!(s, Sizes::Discrete(list) if list.is_empty())
 }
@@ -118,17 +137,20 @@ mod tests {
         Mode { pixel, width, height, fps }
     }
 
-    /// What Linux's vivid driver offers on its webcam input (YUYV only; large sizes only slowly).
+    /// What Linux 6.1's vivid driver offers on its webcam input in YUYV (as listed in the VM bench:
+    /// `v4l2-ctl --list-formats-ext`): large sizes only slowly.
     fn vivid_webcam() -> Vec<Offer> {
         let r = |v: &[f32]| Rates::Discrete(v.to_vec());
+        let all = [1.0, 2.0, 4.0, 5.0, 10.0, 12.5, 15.0, 25.0, 30.0, 40.0, 50.0, 60.0];
         vec![Offer {
             pixel: PixelFormat::Yuyv,
             sizes: Sizes::Discrete(vec![
-                (320, 180, r(&[50.0, 40.0, 30.0, 25.0, 20.0, 15.0, 10.0, 5.0, 1.0])),
-                (640, 360, r(&[40.0, 30.0, 25.0, 20.0, 15.0, 10.0, 5.0, 1.0])),
-                (640, 480, r(&[30.0, 25.0, 20.0, 15.0, 10.0, 5.0, 1.0])),
-                (1280, 720, r(&[25.0, 20.0, 15.0, 10.0, 5.0, 1.0])),
-                (1920, 1080, r(&[5.0, 1.0])),
+                (320, 180, r(&all)),
+                (640, 360, r(&all[..10])),
+                (640, 480, r(&all[..8])),
+                (1280, 720, r(&all[..6])),
+                (1920, 1080, r(&all[..4])),
+                (3840, 2160, r(&all[..2])),
             ]),
         }]
     }
@@ -146,14 +168,14 @@ mod tests {
         assert_eq!(got, Some(wish(PixelFormat::Yuyv, 1920, 1080, 5.0)));
         // A size not offered: the nearest one (1280x720 for 1366x768), then its nearest rate.
         let got = nearest(&vivid_webcam(), wish(PixelFormat::Yuyv, 1366, 768, 60.0));
-        assert_eq!(got, Some(wish(PixelFormat::Yuyv, 1280, 720, 25.0)));
+        assert_eq!(got, Some(wish(PixelFormat::Yuyv, 1280, 720, 12.5)));
     }
 
     #[test]
     fn another_format_the_source_reads_when_the_wished_one_is_missing() {
         // MJPEG asked, only YUYV offered.
         let got = nearest(&vivid_webcam(), wish(PixelFormat::Mjpeg, 640, 480, 30.0));
-        assert_eq!(got, Some(wish(PixelFormat::Yuyv, 640, 480, 30.0)));
+        assert_eq!(got, Some(wish(PixelFormat::Yuyv, 640, 480, 25.0)));
         // The wished format wins over a better-ranked one when offered.
         let mut offers = vivid_webcam();
         offers.push(Offer { pixel: PixelFormat::Mjpeg, sizes: Sizes::Discrete(vec![(800, 600, Rates::Unknown)]) });
@@ -181,6 +203,23 @@ mod tests {
         let got = nearest(&offers, wish(PixelFormat::Grey, 1000, 501, 10.0));
         assert_eq!(got, Some(wish(PixelFormat::Grey, 1008, 504, 10.0)));
         assert_eq!(snap(1281, 16, 1281, 16), 1280);
+    }
+
+    #[test]
+    fn the_log_line_names_every_readable_mode() {
+        let d = describe(&vivid_webcam());
+        assert!(d.starts_with("yuyv 320x180@1,2,4,5,10,12.5,15,25,30,40,50,60 640x360@"), "{d}");
+        assert!(d.ends_with("1920x1080@1,2,4,5 3840x2160@1,2"), "{d}");
+        let step = [Offer {
+            pixel: PixelFormat::Grey,
+            sizes: Sizes::Stepwise {
+                min: (16, 16),
+                max: (64, 32),
+                step: (16, 8),
+                rates: Rates::Range { min: 1.0, max: 15.0 },
+            },
+        }];
+        assert_eq!(describe(&step), "grey 16x16..64x32/16x8@1-15");
     }
 
     #[test]

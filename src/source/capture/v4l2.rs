@@ -149,7 +149,8 @@ impl V4l2Source {
             offered: offers(dev),
         };
         // The profile's mode is a wish: the device's nearest offer is taken (and logged below).
-        let chosen = mode::nearest(&readable_offers(&dev), wish).ok_or_else(|| unavailable(&dev))?;
+        let readable = readable_offers(&dev);
+        let chosen = mode::nearest(&readable, wish).ok_or_else(|| unavailable(&dev))?;
         let fourcc = FourCC::new(&chosen.pixel.fourcc());
         let got = dev.set_format(&Format::new(chosen.width, chosen.height, fourcc)).map_err(|_| unavailable(&dev))?;
         // The driver may round the size once more; its answer is what streams.
@@ -173,12 +174,13 @@ impl V4l2Source {
         } else {
             log::warn!(
                 "capture device {name}: {} ({}, bus {}) cannot deliver {wish}; took the nearest it offers: {took}, \
-                 {} bytes per line (it offers: {}). Set [capture] format/width/height/fps to silence this",
+                 {} bytes per line (it offers, in the formats this source reads: {}). Set [capture] \
+                 format/width/height/fps to silence this",
                 caps.card,
                 caps.driver,
                 caps.bus,
                 got.stride,
-                offers(&dev)
+                mode::describe(&readable)
             );
         }
         let format = StreamFormat {
