@@ -8,7 +8,7 @@
 #   PE_SENTINEL_VMTEST_DEB     the .deb to test (default: built with scripts/build-deb.sh ARCH)
 #   PE_SENTINEL_VMTEST_HOST_BIN  an x86-64 pe-sentinel that makes the test series on the host
 #                              (default: the one in the amd64 .deb, or $CARGO_TARGET_DIR/debug)
-#   PE_SENTINEL_VMTEST_TIMEOUT whole VM run in seconds (default 1200 amd64, 1800 arm64)
+#   PE_SENTINEL_VMTEST_TIMEOUT whole VM run in seconds (default 1500 amd64, 2400 arm64)
 #   PE_SENTINEL_VMTEST_ACCEL   auto (KVM when it boots, else TCG) | kvm | tcg
 # Logs (console, display line, guest journal) go to $CARGO_TARGET_DIR/vmtest-<arch>/.
 set -euo pipefail
@@ -23,7 +23,7 @@ OUT="$TARGET_DIR/vmtest-$arch"
 rm -rf "$OUT"
 mkdir -p "$OUT" "$CACHE"
 OUT="$(cd "$OUT" && pwd)"
-if [ "$arch" = amd64 ]; then timeout_s="${PE_SENTINEL_VMTEST_TIMEOUT:-1200}"; else timeout_s="${PE_SENTINEL_VMTEST_TIMEOUT:-1800}"; fi
+if [ "$arch" = amd64 ]; then timeout_s="${PE_SENTINEL_VMTEST_TIMEOUT:-1500}"; else timeout_s="${PE_SENTINEL_VMTEST_TIMEOUT:-2400}"; fi
 
 # ------------------------------------------------------------------ packages
 if [ "$(id -u)" != 0 ]; then
