@@ -18,17 +18,22 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 DIR="${PE_SENTINEL_TRT_DIR:-$HOME/.cache/pe-sentinel/tensorrt}"
-HEADERS="${TRT_HEADERS:-$ROOT/../shared/vendor/tensorrt-headers}"
 CXX="${CXX:-g++}"
 PY="${PYTHON:-python3}"
 
-if [ ! -d "$HEADERS" ]; then
-  # A clone outside the session's layout: the shared folder sits beside the main worktree.
-  main="$(git -C "$ROOT" worktree list --porcelain 2>/dev/null | sed -n '1s/^worktree //p')"
-  [ -n "$main" ] && HEADERS="$main/../shared/vendor/tensorrt-headers"
-fi
-if [ ! -d "$HEADERS" ]; then
-  echo "error: TensorRT headers not found at $HEADERS; set TRT_HEADERS to the folder holding trt-8.5, trt-10.3, ..." >&2
+# The headers live beside the repository (../shared), not in it. A worktree or a fresh clone of a
+# local repository finds them beside the main worktree or beside the clone's origin.
+candidates=("${TRT_HEADERS:-}" "$ROOT/../shared/vendor/tensorrt-headers")
+common="$(git -C "$ROOT" rev-parse --path-format=absolute --git-common-dir 2>/dev/null || true)"
+[ -n "$common" ] && candidates+=("$common/../../shared/vendor/tensorrt-headers")
+origin="$(git -C "$ROOT" remote get-url origin 2>/dev/null || true)"
+[ -n "$origin" ] && [ -d "$origin" ] && candidates+=("$origin/../shared/vendor/tensorrt-headers")
+HEADERS=""
+for c in "${candidates[@]}"; do
+  if [ -n "$c" ] && [ -d "$c/trt-11.1" ]; then HEADERS="$(cd "$c" && pwd)" && break; fi
+done
+if [ -z "$HEADERS" ]; then
+  echo "error: TensorRT headers not found (looked in: ${candidates[*]}); set TRT_HEADERS to the folder holding trt-8.5, trt-10.3, trt-10.16, trt-11.1" >&2
   exit 1
 fi
 
@@ -39,7 +44,7 @@ WHEELS=(
   "nvidia-cuda-nvcc-cu12==12.9.86 5d6a0d32fdc7ea39917c20065614ae93add6f577d840233237ff08e9a38f58f0 nvidia_cuda_nvcc_cu12-12.9.86-"
   "tensorrt-lean-cu12-libs==11.1.0.106 6bd2d5fddaa9a528e196e46e76ace0cfbdac9a12ddc7caea1901353cf568c098 tensorrt_lean_cu12_libs-11.1.0.106-"
 )
-wheel_of() { ls "$DIR/wheels/$1"*.whl 2>/dev/null | head -n1; }
+wheel_of() { ls "$DIR/wheels/$1"*.whl 2>/dev/null | head -n1 || true; }
 for w in "${WHEELS[@]}"; do
   read -r spec sum prefix <<<"$w"
   f="$(wheel_of "$prefix")"
@@ -83,7 +88,7 @@ EOF
 fi
 
 status=0
-for h in "$HEADERS"/trt-*; do
+for h in $(printf '%s\n' "$HEADERS"/trt-* | sort -V); do
   v="${h##*/trt-}"
   out="$DIR/build/trt-$v"
   mkdir -p "$out"
