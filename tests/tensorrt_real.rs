@@ -172,6 +172,42 @@ fn the_daemon_falls_back_to_tract_and_analyses_a_slice() {
     assert!(text.contains("engine tract (asked: tensorrt): falling back to tract"), "{text}");
 }
 
+/// The binding itself, in a child process (this test binary run again for this one test): the
+/// shim refuses to deserialize without a device instead of creating a TensorRT runtime, which
+/// the TensorRT 11 lean runtime returns as a non-null pointer that crashes the next call.
+#[test]
+fn loading_a_plan_without_a_device_is_an_error_in_the_binding_not_a_crash() {
+    const NAME: &str = "loading_a_plan_without_a_device_is_an_error_in_the_binding_not_a_crash";
+    if std::env::var_os("PE_TRT_REAL_CHILD").is_some() {
+        return load_in_this_process();
+    }
+    let exe = std::env::current_exe().expect("test binary");
+    let o = Command::new(exe)
+        .args(["--exact", NAME, "--nocapture", "--test-threads", "1"])
+        .env("PE_TRT_REAL_CHILD", "1")
+        .output()
+        .expect("run the child");
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(o.status.code(), Some(0), "the child crashed or failed:\n{text}");
+    assert!(text.contains("child: loading the TensorRT plan failed: CUDA: no usable CUDA device"), "{text}");
+}
+
+fn load_in_this_process() {
+    use pe_sentinel::engine::tensorrt::shim::{TrtEngine, TrtLibrary};
+    let (shim, lean) = trt();
+    let lib = TrtLibrary::open(&shim, Some(&lean)).expect("the shim opens the lean runtime");
+    assert_eq!(lib.tensorrt_version, "11.1.0");
+    assert!(!lib.has_builder);
+    assert_eq!(lib.cuda_unusable.as_ref().map(|c| c.code), Some(35), "{:?}", lib.cuda_unusable);
+    let m = pe_sentinel::model::Manifest::load(root().join("models/classifier-fp32.toml")).expect("manifest");
+    // Bytes that are no plan: without the shim's own CUDA check TensorRT would be asked to read them.
+    let e = TrtEngine::load(&lib, b"not a plan", &m).map(|_| ()).expect_err("no device, no plan");
+    let e = e.to_string();
+    assert!(e.contains("cudaErrorInsufficientDriver"), "{e}");
+    let at = e.find("loading the TensorRT plan").unwrap_or(0);
+    println!("child: {}", &e[at..]);
+}
+
 fn wait(mut f: impl FnMut() -> bool, limit: Duration) -> bool {
     let t = Instant::now();
     while t.elapsed() < limit {
