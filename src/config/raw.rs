@@ -82,6 +82,9 @@ pub struct BoardProfile {
 pub struct Tensorrt {
     /// The shim library (relative to the profile); unset: <exe>/../lib/pe-sentinel/libpe_trt.so, then the system.
     pub shim: Option<PathBuf>,
+    /// The TensorRT library the shim opens (relative to the profile), e.g. a lean runtime's
+    /// libnvinfer_lean.so.11; unset: libnvinfer.so.<major>, then libnvinfer_lean.so.<major>, from the system.
+    pub library: Option<PathBuf>,
     /// When TensorRT cannot be used: "refuse" to start, or run on "tract" (the log says so).
     pub fallback: crate::engine::tensorrt::Fallback,
     /// Build FP16 engines from the FP32 models (precision = "fp32" only).
@@ -92,7 +95,7 @@ pub struct Tensorrt {
 
 impl Default for Tensorrt {
     fn default() -> Self {
-        Tensorrt { shim: None, fallback: Default::default(), fp16: false, int8_max_loss: 0.02 }
+        Tensorrt { shim: None, library: None, fallback: Default::default(), fp16: false, int8_max_loss: 0.02 }
     }
 }
 
