@@ -22,6 +22,10 @@ DEST="${DEST:-${CARGO_TARGET_DIR:-target}/lib/pe-sentinel}"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/pe-sentinel/onnxruntime/$VERSION-$(uname -m)"
 INDEX="${PIP_INDEX_URL:-https://pypi.org/simple}"
 
+if [ -e "$DEST/libonnxruntime.so.$VERSION" ] && [ "$(readlink "$DEST/libonnxruntime.so")" = "libonnxruntime.so.$VERSION" ]; then
+  echo "onnxruntime $VERSION: $DEST/libonnxruntime.so (already there)"
+  exit 0
+fi
 if ! compgen -G "$CACHE/libonnxruntime.so.*" >/dev/null; then
   mkdir -p "$CACHE"
   python3 - "$VERSION" "$INDEX" "$CACHE" <<'PY' || exit 3
