@@ -19,7 +19,6 @@ build|cmd:cc|gcc|C compiler: SQLite (rusqlite, bundled) and the other C sources 
 build|cmd:c++|g++|C++ compiler: CharLS, the JPEG-LS decoder (crate charls-sys)
 build|cmd:make|make|CharLS is built through cmake with Makefiles
 build|cmd:cmake|cmake|CharLS (JPEG-LS transfer syntaxes 1.2.840.10008.1.2.4.80/.81)
-build|glob:/usr/lib/llvm-*/lib/libclang.so*|libclang-dev|bindgen in the v4l crate (capture card, cargo feature v4l)
 build|file:/etc/ssl/certs/ca-certificates.crt|ca-certificates|HTTPS for crates.io
 demo|cmd:python3|python3|the demo reads phantom.json; fetching onnxruntime from its PyPI wheel
 demo|pymod:ssl|python3|HTTPS for the onnxruntime download
