@@ -14,8 +14,8 @@
 # Usage: scripts/clean-room.sh [--full] [--cold] [--keep]
 #   --cold  no shared caches: a fresh cargo registry and target dir (the true first-run time).
 #           Default: the cargo registry and the release target dir live in $CACHE (shared between
-#           runs; the build scripts that need Debian packages, charls-sys and v4l2-sys-mit, are
-#           cleaned first so they run again against the clean room's packages).
+#           runs; the build script that needs Debian packages, charls-sys (cmake), is
+#           cleaned first so it runs again against the clean room's packages).
 #   --keep  leave the root in $CACHE/root for inspection.
 # CACHE: PE_SENTINEL_CLEANROOM_CACHE, default /var/cache/pe-sentinel-ci/cleanroom; the base root is
 # kept there as base-bookworm.tar and rebuilt when older than 7 days.
@@ -54,7 +54,15 @@ rm -rf "$ROOT"
 mkdir -p "$ROOT"
 tar -C "$ROOT" -xf "$BASE"
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
-mkdir -p "$ROOT/opt/rust" "$ROOT/mnt/origin" "$ROOT/root/.cargo" "$ROOT/build/target"
+# The host's local trust anchors (a site proxy's CA, as hospital networks have) go in too: they are
+# the network's, not the project's; a user's machine on that network has them as well.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/"
+  chroot "$ROOT" update-ca-certificates >>"$LOG" 2>&1
+fi
+mkdir -p "$ROOT/opt/rust" "$ROOT/root/.cargo" "$ROOT/build/target"
+# HEAD as a bundle (a worktree's .git points outside the root); the clean room clones it with its own git.
+git -C "$REPO" bundle create --quiet "$ROOT/mnt/origin.bundle" HEAD
 if [ "$COLD" = 0 ]; then
   mkdir -p "$CACHE/cargo-home" "$CACHE/target"
 fi
@@ -65,8 +73,7 @@ set -euo pipefail
 export HOME=/root PATH=/opt/rust/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export CARGO_HOME=/root/.cargo CARGO_TARGET_DIR=/build/target LANG=C.UTF-8
 unset RUSTUP_HOME RUSTUP_TOOLCHAIN
-git config --global --add safe.directory /mnt/origin
-git clone --quiet /mnt/origin /home/pe-sentinel
+git -c advice.detachedHead=false clone --quiet /mnt/origin.bundle /home/pe-sentinel
 cd /home/pe-sentinel
 echo "== clean room: $(. /etc/os-release; echo "$PRETTY_NAME"), $(rustc --version), commit $(git rev-parse --short HEAD)"
 echo "== 1. scripts/demo.sh as a plain user (must stop before building, naming the apt-get line)"
@@ -99,19 +106,18 @@ EOF
 
 set +e
 say "running in the clean room (log: $LOG)"
-FULL=$FULL CLEAN_SYS_CRATES="$( [ "$COLD" = 0 ] && echo "-p charls-sys -p v4l2-sys-mit" )" \
+FULL=$FULL CLEAN_SYS_CRATES="$( [ "$COLD" = 0 ] && echo "-p charls-sys" )" \
 nice unshare --mount --propagation private bash -c '
   set -e
   R="$1"
   mount --bind "$2" "$R/opt/rust" && mount -o remount,bind,ro "$R/opt/rust"
-  mount --bind "$3" "$R/mnt/origin" && mount -o remount,bind,ro "$R/mnt/origin"
-  if [ -n "$4" ]; then mount --bind "$4/cargo-home" "$R/root/.cargo"; mount --bind "$4/target" "$R/build/target"; fi
+  if [ -n "$3" ]; then mount --bind "$3/cargo-home" "$R/root/.cargo"; mount --bind "$3/target" "$R/build/target"; fi
   mount -t proc proc "$R/proc"
   mount --rbind /dev "$R/dev"
   mount -t sysfs sys "$R/sys"
   mount -t tmpfs tmpfs "$R/tmp"
-  exec chroot "$R" /bin/bash -c "$5"
-' clean-room "$ROOT" "$TOOLCHAIN" "$REPO" "$( [ "$COLD" = 0 ] && echo "$CACHE")" "$INNER" </dev/null >>"$LOG" 2>&1
+  exec chroot "$R" /bin/bash -c "$4"
+' clean-room "$ROOT" "$TOOLCHAIN" "$( [ "$COLD" = 0 ] && echo "$CACHE")" "$INNER" </dev/null >>"$LOG" 2>&1
 rc=$?
 set -e
 [ "$KEEP" = 1 ] || rm -rf "$ROOT"
@@ -123,9 +129,11 @@ if [ $rc = 0 ]; then
 fi
 # The first thing missing: our own check's words, else the first line that names a missing tool,
 # file or library, else the first error.
+# Step 1 prints the missing packages on purpose: look from step 2 on.
+after1=$(awk '/^== 2\./ { f = 1 } f' "$LOG")
 first=$(grep -m1 "CHECK-FAILED" "$LOG" ||
-  grep -m1 -iE "not installed|not found|no such file|unable to find|cannot find|needs these Debian packages|needs Rust" "$LOG" ||
-  grep -m1 -E "^error|error:" "$LOG" || echo "exit status $rc")
+  grep -m1 -iE "not installed|not found|no such file|unable to find|cannot find|needs these Debian packages|needs Rust" <<<"$after1" ||
+  grep -m1 -E "^error|error:" <<<"$after1" || echo "exit status $rc$([ $rc -gt 128 ] && echo " (killed by signal $((rc - 128)))")")
 echo "FAIL: ${first#CHECK-FAILED: }"
 echo "--- last 25 lines of $LOG:"
 tail -n 25 "$LOG"

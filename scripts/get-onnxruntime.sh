@@ -11,7 +11,8 @@
 # The wheel is checked against the sha256 pinned below (for the pinned version; any other version
 # given in ONNXRUNTIME_VERSION is checked against the index's sha256 only), and kept in
 # ${XDG_CACHE_HOME:-~/.cache}/pe-sentinel/onnxruntime so a second run needs no network.
-# PIP_INDEX_URL (a local PyPI mirror) is honoured. Exit 0: DEST holds the library; exit 3: it could
+# PIP_INDEX_URL (a local PyPI mirror) is honoured; ONNXRUNTIME_ARCH=aarch64 fetches the arm64 library
+# on another machine (scripts/build-deb.sh). Exit 0: DEST holds the library; exit 3: it could
 # not be fetched (offline, index unreachable, no wheel for this machine), with one line saying why.
 set -euo pipefail
 VERSION="${ONNXRUNTIME_VERSION:-1.32.0}"
@@ -19,7 +20,8 @@ DEST="${1:-}"
 [ -z "$DEST" ] || [[ "$DEST" = /* ]] || DEST="$PWD/$DEST"
 cd "$(dirname "$0")/.."
 DEST="${DEST:-${CARGO_TARGET_DIR:-target}/lib/pe-sentinel}"
-CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/pe-sentinel/onnxruntime/$VERSION-$(uname -m)"
+ARCH="${ONNXRUNTIME_ARCH:-$(uname -m)}"
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/pe-sentinel/onnxruntime/$VERSION-$ARCH"
 INDEX="${PIP_INDEX_URL:-https://pypi.org/simple}"
 
 if [ -e "$DEST/libonnxruntime.so.$VERSION" ] && [ "$(readlink "$DEST/libonnxruntime.so")" = "libonnxruntime.so.$VERSION" ]; then
@@ -28,10 +30,10 @@ if [ -e "$DEST/libonnxruntime.so.$VERSION" ] && [ "$(readlink "$DEST/libonnxrunt
 fi
 if ! compgen -G "$CACHE/libonnxruntime.so.*" >/dev/null; then
   mkdir -p "$CACHE"
-  python3 - "$VERSION" "$INDEX" "$CACHE" <<'PY' || exit 3
-import hashlib, io, platform, re, sys, urllib.parse, urllib.request, zipfile
+  python3 - "$VERSION" "$INDEX" "$CACHE" "$ARCH" <<'PY' || exit 3
+import hashlib, io, re, sys, urllib.parse, urllib.request, zipfile
 
-version, index, cache = sys.argv[1:4]
+version, index, cache, arch = sys.argv[1:5]
 # The cp311 manylinux wheels of the pinned version: the C library inside does not depend on Python.
 PINNED = {
     ("1.32.0", "x86_64"): ("onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_x86_64.whl",
@@ -39,7 +41,6 @@ PINNED = {
     ("1.32.0", "aarch64"): ("onnxruntime-1.32.0-cp311-cp311-manylinux_2_28_aarch64.whl",
                             "2303372a85299b6757b0e11e1cbf13e410ddf7e10c37f4b37e99d1c90e7daf7c"),
 }
-arch = platform.machine()
 
 def fail(why):
     print(f"onnxruntime {version}: not fetched: {why}", file=sys.stderr)
