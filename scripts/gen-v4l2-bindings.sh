@@ -25,7 +25,7 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let b = bindgen::Builder::default()
         .header_contents("wrapper.h", "#include <linux/videodev2.h>\n")
-        .allowlist_type("v4l2_.*|timeval|timespec")
+        .allowlist_type("v4l2_.*|timeval|timespec|time_t|suseconds_t")
         .allowlist_var("V4L2_.*|VIDEO_MAX_.*|VIDIOC_.*")
         .generate_comments(false)
         .layout_tests(false)
@@ -35,9 +35,11 @@ fn main() {
     b.write_to_file(&args[0]).expect("cannot write the bindings");
 }
 RS
-CARGO_TARGET_DIR="$WORK/target" cargo run --quiet --release --manifest-path "$WORK/Cargo.toml" -- "$WORK/x86_64.rs"
+# The generator's build is kept beside the project's (bindgen takes minutes to compile).
+GEN_TARGET="${CARGO_TARGET_DIR:-$PWD/target}/gen-v4l2-bindings"
+CARGO_TARGET_DIR="$GEN_TARGET" cargo run --quiet --release --manifest-path "$WORK/Cargo.toml" -- "$WORK/x86_64.rs"
 if [ "${1:-}" = --compare-arm64 ]; then
-  CARGO_TARGET_DIR="$WORK/target" cargo run --quiet --release --manifest-path "$WORK/Cargo.toml" -- \
+  CARGO_TARGET_DIR="$GEN_TARGET" cargo run --quiet --release --manifest-path "$WORK/Cargo.toml" -- \
     "$WORK/aarch64.rs" --target=aarch64-linux-gnu -I/usr/aarch64-linux-gnu/include
   echo "x86-64 vs arm64 (differences beyond the header versions mean one file per arch is needed):"
   diff "$WORK/x86_64.rs" "$WORK/aarch64.rs" || true

@@ -18,7 +18,6 @@ use crate::verdict::fusion::fuse;
 use crate::verdict::series::{SeriesTracker, SliceObservation};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 

@@ -1010,12 +1010,14 @@ pub const V4L2_CAP_ASYNCIO: u32 = 33554432;
 pub type __time_t = ::std::os::raw::c_long;
 pub type __suseconds_t = ::std::os::raw::c_long;
 pub type __syscall_slong_t = ::std::os::raw::c_long;
+pub type time_t = __time_t;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct timeval {
     pub tv_sec: __time_t,
     pub tv_usec: __suseconds_t,
 }
+pub type suseconds_t = __suseconds_t;
 #[repr(C)]
 #[derive(Debug, Copy, Clone)]
 pub struct timespec {
