@@ -49,8 +49,7 @@ mod tests {
             .subcommand(clap::Command::new("secret").hide(true));
         let t = tempfile::tempdir().unwrap();
         let files = write_all(cmd, t.path()).unwrap();
-        let names: Vec<String> =
-            files.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> = files.iter().map(|p| p.file_name().unwrap().to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["tool.1", "tool-run.1", "tool.bash", "_tool", "tool.fish"]);
         let run = std::fs::read_to_string(t.path().join("man1/tool-run.1")).unwrap();
         assert!(run.contains(".TH TOOL-RUN") && run.contains("\\-\\-drop"), "{run}");

@@ -23,7 +23,8 @@ pub fn spinner(visible: bool, what: &str) -> ProgressBar {
     if !visible {
         return ProgressBar::hidden();
     }
-    let style = ProgressStyle::with_template("{spinner} {msg} ({elapsed})").unwrap_or_else(|_| ProgressStyle::default_spinner());
+    let style = ProgressStyle::with_template("{spinner} {msg} ({elapsed})")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
     let s = ProgressBar::new_spinner().with_style(style).with_message(what.to_string());
     s.enable_steady_tick(Duration::from_millis(200));
     s

@@ -17,7 +17,11 @@ fn phantom(out: &Path, format: &str) {
 
 fn eval(cfg: &Path, data: &Path, extra: &[&str]) -> (bool, String, String) {
     let o = bin().arg("eval").arg("--config").arg(cfg).arg("--data").arg(data).args(extra).output().expect("run eval");
-    (o.status.success(), String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 #[test]

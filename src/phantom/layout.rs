@@ -46,7 +46,8 @@ pub struct Survey {
 
 impl Survey {
     pub fn of(data: &Path) -> Result<Survey, LayoutError> {
-        let unreadable = |e: std::io::Error| LayoutError::Unreadable { path: data.to_path_buf(), reason: e.to_string() };
+        let unreadable =
+            |e: std::io::Error| LayoutError::Unreadable { path: data.to_path_buf(), reason: e.to_string() };
         let mut s = Survey::default();
         let mut dirs: Vec<PathBuf> =
             std::fs::read_dir(data).map_err(unreadable)?.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
@@ -109,7 +110,8 @@ pub fn choose(data: &Path, wanted: Option<SliceFolder>) -> Result<(SliceFolder, 
     }
 }
 
-const PHANTOM_HINT: &str = "point --data at a `pe-sentinel phantom` output (DIR/<series>/labels/ beside png/ or dicom/)";
+const PHANTOM_HINT: &str =
+    "point --data at a `pe-sentinel phantom` output (DIR/<series>/labels/ beside png/ or dicom/)";
 
 #[cfg(test)]
 mod tests {
@@ -141,11 +143,19 @@ mod tests {
         series(t.path(), "s1", &["png"]);
         let e = choose(t.path(), Some(SliceFolder::Png)).unwrap_err().to_string();
         assert!(e.contains("labels/ and png/ (--input png)"), "{e}");
-        assert!(e.contains("2 sub-folder(s): 0 with labels/ and png/, 1 with labels/ and dicom/, 1 with slices but no labels/"), "{e}");
+        assert!(
+            e.contains(
+                "2 sub-folder(s): 0 with labels/ and png/, 1 with labels/ and dicom/, 1 with slices but no labels/"
+            ),
+            "{e}"
+        );
         assert!(e.contains("use --input dicom"), "{e}");
         let empty = tempfile::tempdir().unwrap();
         let e = choose(empty.path(), None).unwrap_err().to_string();
-        assert!(e.contains("png/ or dicom/") && e.contains("found 0 sub-folder(s)") && e.contains("pe-sentinel phantom"), "{e}");
+        assert!(
+            e.contains("png/ or dicom/") && e.contains("found 0 sub-folder(s)") && e.contains("pe-sentinel phantom"),
+            "{e}"
+        );
         let e = choose(&empty.path().join("nope"), None).unwrap_err().to_string();
         assert!(e.contains("cannot list it"), "{e}");
     }
