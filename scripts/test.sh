@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Runs every test of the project: formatting, lints, Rust unit and integration tests, and the
 # Python cross-checks against independent implementations (pydicom, onnxruntime).
-# Needs: Rust (cargo), Python 3.11 with venv/pip. Installs the Python test packages into a venv
-# outside the repository (PE_SENTINEL_VENV, default ~/.cache/pe-sentinel/venv).
+# Needs: Rust (cargo) and Python 3.11; scripts/deps.sh installs the Debian packages (python3-venv,
+# systemd, udev, cmake, ...) when root, else prints the apt-get line. Installs the Python test
+# packages into a venv outside the repository (PE_SENTINEL_VENV, default ~/.cache/pe-sentinel/venv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Debian packages of the build and the tests (installed when root, else the apt-get line to run).
+scripts/deps.sh build test
 
 VENV="${PE_SENTINEL_VENV:-$HOME/.cache/pe-sentinel/venv}"
 if [ ! -x "$VENV/bin/python" ]; then
