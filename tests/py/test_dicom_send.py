@@ -232,6 +232,13 @@ class Sender:
         self.proc.kill()
         self.proc.wait(10)
 
+    def count(self, sql):
+        """rows(sql)[0][0], or 0 while the sender is still creating its ledger."""
+        try:
+            return self.rows(sql)[0][0]
+        except sqlite3.OperationalError:
+            return 0
+
     def rows(self, sql):
         db = sqlite3.connect(self.outbox / "deliveries.sqlite3")
         try:
@@ -249,7 +256,7 @@ def test_a_storescp_that_starts_late_gets_everything_in_order(tmp_path, pe_senti
     try:
         # Nobody listens yet: attempts are recorded as unreachable, nothing is parked or lost.
         wait(lambda: (s.outbox / "deliveries.sqlite3").exists() and
-             s.rows("SELECT COUNT(*) FROM attempts WHERE outcome = 'unreachable'")[0][0] >= 3,
+             s.count("SELECT COUNT(*) FROM attempts WHERE outcome = 'unreachable'") >= 3,
              30, "three unreachable attempts", s.proc, s.log)
         assert len(pending(s.outbox)) == 6
         got = tmp_path / "pacs"
@@ -347,3 +354,30 @@ def test_a_sender_killed_mid_queue_loses_nothing_and_repeats_at_most_the_object_
     repeats = len(got) - len(set(got))
     assert repeats <= 1, f"{repeats} objects sent twice"
     assert s.rows("SELECT COUNT(DISTINCT sop_instance_uid) FROM delivered")[0][0] == 20
+
+
+def test_a_rejected_association_parks_nothing_and_delivers_once_the_pacs_knows_us(tmp_path, pe_sentinel_bin):
+    from pynetdicom import AE, AllStoragePresentationContexts
+    port = free_port()
+    s = Sender(send_bin(pe_sentinel_bin), tmp_path, port)
+    uids = make_objects(s.outbox / "pending", 2)
+    wrong = AE(ae_title="OTHER")
+    wrong.require_called_aet = True  # rejects our called AE "PACS": permanent, called AE not recognised
+    wrong.supported_contexts = AllStoragePresentationContexts
+    server = wrong.start_server(("127.0.0.1", port), block=False)
+    try:
+        s.start()
+        wait(lambda: (s.outbox / "deliveries.sqlite3").exists() and
+             s.count("SELECT COUNT(*) FROM attempts WHERE outcome = 'unreachable' "
+                     "AND detail LIKE '%rejected the association (permanent)%'") >= 2,
+             30, "two rejected associations", s.proc, s.log)
+    finally:
+        server.shutdown()
+    assert len(pending(s.outbox)) == 2 and not list((s.outbox / "parked").iterdir())
+    server, received = pynetdicom_pacs(port, lambda ds: 0x0000)
+    try:
+        wait(lambda: not pending(s.outbox), 30, "delivery to the right PACS", s.proc, s.log)
+    finally:
+        s.stop()
+        server.shutdown()
+    assert [u for u, _ in received] == uids
