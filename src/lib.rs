@@ -20,6 +20,7 @@ pub mod evaluate;
 pub mod import;
 pub mod infer;
 pub mod model;
+pub mod outbox;
 pub mod phantom;
 pub mod pipeline;
 pub mod postprocess;
