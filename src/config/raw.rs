@@ -74,6 +74,8 @@ pub struct BoardProfile {
     pub runtime: Runtime,
     #[serde(default)]
     pub tensorrt: Tensorrt,
+    /// `[dicom]`: `[dicom.send]` results to a PACS (issue 22); absent: none.
+    pub dicom: Option<super::dicom_send::DicomTable>,
 }
 
 /// `[tensorrt]`: used when `[engine] kind = "tensorrt"` (docs/engines.md).
@@ -82,6 +84,9 @@ pub struct BoardProfile {
 pub struct Tensorrt {
     /// The shim library (relative to the profile); unset: <exe>/../lib/pe-sentinel/libpe_trt.so, then the system.
     pub shim: Option<PathBuf>,
+    /// The TensorRT library the shim opens (relative to the profile), e.g. a lean runtime's
+    /// libnvinfer_lean.so.11; unset: libnvinfer.so.<major>, then libnvinfer_lean.so.<major>, from the system.
+    pub library: Option<PathBuf>,
     /// When TensorRT cannot be used: "refuse" to start, or run on "tract" (the log says so).
     pub fallback: crate::engine::tensorrt::Fallback,
     /// Build FP16 engines from the FP32 models (precision = "fp32" only).
@@ -92,7 +97,7 @@ pub struct Tensorrt {
 
 impl Default for Tensorrt {
     fn default() -> Self {
-        Tensorrt { shim: None, fallback: Default::default(), fp16: false, int8_max_loss: 0.02 }
+        Tensorrt { shim: None, library: None, fallback: Default::default(), fp16: false, int8_max_loss: 0.02 }
     }
 }
 
@@ -455,6 +460,9 @@ impl BoardProfile {
         }
         if let Some(c) = &self.capture {
             c.check(path)?;
+        }
+        if let Some(send) = self.dicom.as_ref().and_then(|d| d.send.as_ref()) {
+            send.validate().map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         }
         Ok(())
     }
