@@ -9,17 +9,20 @@
 # Needs: systemd-analyze, systemd-sysusers, systemd-tmpfiles (Debian package `systemd`), udevadm (`udev`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-unit=systemd/pe-sentinel.service
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
 
 mkdir -p "$root/usr/bin" "$root/usr/lib/systemd" "$root/etc/systemd/system"
 # Any executable will do: verify only checks that ExecStart's binary exists in the root.
-printf '#!/bin/sh\n' >"$root/usr/bin/pe-sentinel"
-chmod +x "$root/usr/bin/pe-sentinel"
+for exe in pe-sentinel pe-sentinel-send; do
+  printf '#!/bin/sh\n' >"$root/usr/bin/$exe"
+  chmod +x "$root/usr/bin/$exe"
+done
 cp -a /usr/lib/systemd/system "$root/usr/lib/systemd/"
+# The analyser and the results sender (issue 22), each checked on its own.
+for unit in systemd/pe-sentinel.service systemd/pe-sentinel-send.service; do
 cp "$unit" "$root/etc/systemd/system/"
-out=$(systemd-analyze verify --root="$root" pe-sentinel.service 2>&1) || true
+out=$(systemd-analyze verify --root="$root" "$(basename "$unit")" 2>&1) || true
 if [ -n "$out" ]; then
   echo "FAIL: systemd-analyze verify $unit printed:" >&2
   echo "$out" >&2
@@ -40,6 +43,7 @@ if ! awk -v l="${level%% *}" 'BEGIN { exit !(l <= 1.0) }'; then
   echo "FAIL: exposure ${level} is above 1.0" >&2
   exit 1
 fi
+done
 
 mkdir -p "$root/etc"
 : >"$root/etc/passwd"
@@ -61,7 +65,8 @@ if [ -n "$tmp_out" ]; then
 fi
 uid=$(awk -F: '$1 == "pe-sentinel" { print $3 }' "$root/etc/passwd")
 for want in "var/lib/pe-sentinel 750" "var/lib/pe-sentinel/overlays 750" "var/lib/pe-sentinel/drop 2770" \
-  "var/lib/pe-sentinel/drop/done 2770" "var/lib/pe-sentinel/drop/rejected 2770"; do
+  "var/lib/pe-sentinel/drop/done 2770" "var/lib/pe-sentinel/drop/rejected 2770" \
+  "var/lib/pe-sentinel/outbox 750" "var/lib/pe-sentinel/outbox/pending 750" "var/lib/pe-sentinel/outbox/parked 750"; do
   path=${want% *}
   mode=${want##* }
   got=$(stat -c '%a %u' "$root/$path")

@@ -74,6 +74,8 @@ pub struct BoardProfile {
     pub runtime: Runtime,
     #[serde(default)]
     pub tensorrt: Tensorrt,
+    /// `[dicom]`: `[dicom.send]` results to a PACS (issue 22); absent: none.
+    pub dicom: Option<super::dicom_send::DicomTable>,
 }
 
 /// `[tensorrt]`: used when `[engine] kind = "tensorrt"` (docs/engines.md).
@@ -458,6 +460,9 @@ impl BoardProfile {
         }
         if let Some(c) = &self.capture {
             c.check(path)?;
+        }
+        if let Some(send) = self.dicom.as_ref().and_then(|d| d.send.as_ref()) {
+            send.validate().map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         }
         Ok(())
     }
