@@ -19,13 +19,14 @@ export PE_SENTINEL_ORT_LIB
 cargo fmt --check
 # The systemd unit, sysusers and tmpfiles files (verify must print nothing; exposure <= 1.0).
 scripts/check-systemd.sh
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 # The TensorRT binding (feature `tensorrt`) must compile and lint everywhere (docs/engines.md).
 cargo clippy --features tensorrt --all-targets --locked -- -D warnings
-cargo build --locked --all-targets
+# --workspace: also the DICOM receiver (crates/receive, binary pe-sentinel-receive), which tests/py drives.
+cargo build --workspace --locked --all-targets
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 PE_SENTINEL_BIN="$TARGET_DIR/debug/pe-sentinel" "$VENV/bin/python" -m pytest -q tests/py
 # Unit and integration tests (no doc-tests: there are none, and an empty last run would hide the count).
-cargo test --locked --lib --bins --tests
+cargo test --workspace --locked --lib --bins --tests
 # The TensorRT binding against its C stand-in (builds the binary with the feature; keep it last).
 cargo test --locked --features tensorrt --test tensorrt

@@ -354,7 +354,12 @@ mod tests {
 
     fn contexts() -> Vec<Context> {
         vec![
-            Context { id: 1, abstract_syntax: CT.into(), transfer_syntax: EXPLICIT_LE.into(), handling: Handling::Analysed },
+            Context {
+                id: 1,
+                abstract_syntax: CT.into(),
+                transfer_syntax: EXPLICIT_LE.into(),
+                handling: Handling::Analysed,
+            },
             Context {
                 id: 3,
                 abstract_syntax: "1.2.840.10008.5.1.4.1.1.88.33".into(),
@@ -437,14 +442,20 @@ mod tests {
         assert_eq!(s.counts.instances, 1);
         // The same instance again: stored beside, never replacing (the analyser dedups by content).
         out.clear();
-        s.on_pdata(vec![pdv(1, true, true, &command(C_STORE_RQ, 10, CT, "1.2.3.4.5")), pdv(1, false, true, &ds)], &mut out)
-            .expect("again");
+        s.on_pdata(
+            vec![pdv(1, true, true, &command(C_STORE_RQ, 10, CT, "1.2.3.4.5")), pdv(1, false, true, &ds)],
+            &mut out,
+        )
+        .expect("again");
         assert_eq!(status(&out[0]), 0x0000);
         assert!(t.path().join("1.2.3.4.5.1.dcm").exists());
         // Half an instance, then the association ends.
         out.clear();
-        s.on_pdata(vec![pdv(1, true, true, &command(C_STORE_RQ, 11, CT, "1.2.3.4.6")), pdv(1, false, false, a)], &mut out)
-            .expect("half");
+        s.on_pdata(
+            vec![pdv(1, true, true, &command(C_STORE_RQ, 11, CT, "1.2.3.4.6")), pdv(1, false, false, a)],
+            &mut out,
+        )
+        .expect("half");
         assert_eq!(receiving(t.path()), 1);
         drop(s);
         assert_eq!(receiving(t.path()), 0, "the temporary file goes with the session");
@@ -459,26 +470,38 @@ mod tests {
         let mut out = Vec::new();
         // A data set that says another instance than the command: 0xC000, nothing kept.
         let other = data_set(CT, "9.9.9");
-        s.on_pdata(vec![pdv(1, true, true, &command(C_STORE_RQ, 1, CT, "1.2.3")), pdv(1, false, true, &other)], &mut out)
-            .expect("store");
+        s.on_pdata(
+            vec![pdv(1, true, true, &command(C_STORE_RQ, 1, CT, "1.2.3")), pdv(1, false, true, &other)],
+            &mut out,
+        )
+        .expect("store");
         assert_eq!(status(&out[0]), 0xC000);
         // Not DICOM at all: 0xC000.
         out.clear();
-        s.on_pdata(vec![pdv(1, true, true, &command(C_STORE_RQ, 2, CT, "1.2.4")), pdv(1, false, true, b"\x08\x00")], &mut out)
-            .expect("store");
+        s.on_pdata(
+            vec![pdv(1, true, true, &command(C_STORE_RQ, 2, CT, "1.2.4")), pdv(1, false, true, b"\x08\x00")],
+            &mut out,
+        )
+        .expect("store");
         assert_eq!(status(&out[0]), 0xC000);
         // A set-aside class: success, not kept.
         out.clear();
         let sr = "1.2.840.10008.5.1.4.1.1.88.33";
-        s.on_pdata(vec![pdv(3, true, true, &command(C_STORE_RQ, 3, sr, "1.2.5")), pdv(3, false, true, &data_set(sr, "1.2.5"))], &mut out)
-            .expect("store");
+        s.on_pdata(
+            vec![pdv(3, true, true, &command(C_STORE_RQ, 3, sr, "1.2.5")), pdv(3, false, true, &data_set(sr, "1.2.5"))],
+            &mut out,
+        )
+        .expect("store");
         assert_eq!(status(&out[0]), 0x0000);
         // Over the instance limit: 0xA700 once the whole data set has been read.
         let small = Spool::open(t.path(), 0, 100).expect("spool");
         let mut s2 = Session::new(&small, contexts(), "CT1");
         out.clear();
-        s2.on_pdata(vec![pdv(1, true, true, &command(C_STORE_RQ, 4, CT, "1.2.6")), pdv(1, false, true, &data_set(CT, "1.2.6"))], &mut out)
-            .expect("store");
+        s2.on_pdata(
+            vec![pdv(1, true, true, &command(C_STORE_RQ, 4, CT, "1.2.6")), pdv(1, false, true, &data_set(CT, "1.2.6"))],
+            &mut out,
+        )
+        .expect("store");
         assert_eq!(status(&out[0]), 0xA700);
         assert_eq!(s.counts, Counts { instances: 0, set_aside: 1, failed: 2, bytes: s.counts.bytes });
         assert_eq!(std::fs::read_dir(t.path()).expect("dir").count(), 1, "only .receiving/, no instance kept");
