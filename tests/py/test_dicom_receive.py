@@ -168,6 +168,8 @@ def test_store_other_classes_are_set_aside_and_bad_data_sets_answer_c000(receive
         sr.SOPInstanceUID = pydicom.uid.generate_uid()
         sr.SeriesInstanceUID = pydicom.uid.generate_uid()
         sr.Modality = "SR"
+        sr.file_meta = pydicom.dataset.FileMetaDataset()
+        sr.file_meta.TransferSyntaxUID = pydicom.uid.ImplicitVRLittleEndian
         assert a.send_c_store(sr).Status == 0x0000, "a dose report or SR does not fail the sender's job"
         a.release()
         files = dcm_files(drop)
