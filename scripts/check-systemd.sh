@@ -15,7 +15,7 @@ trap 'rm -rf "$root"' EXIT
 
 mkdir -p "$root/usr/bin" "$root/usr/lib/systemd" "$root/etc/systemd/system"
 # Any executable will do: verify only checks that ExecStart's binary exists in the root.
-for bin in pe-sentinel pe-sentinel-receive; do
+for bin in pe-sentinel pe-sentinel-receive pe-sentinel-send; do
   printf '#!/bin/sh\n' >"$root/usr/bin/$bin"
   chmod +x "$root/usr/bin/$bin"
 done
@@ -26,7 +26,9 @@ cp systemd/*.service systemd/*.socket "$root/etc/systemd/system/"
 # being on the network costs (docs/dicom.md, "Sandbox"): Internet sockets, no PrivateNetwork, no
 # IPAddressDeny (the allowed senders are checked per association), group pe-sentinel and a
 # group-readable UMask so the analyser can take what it writes.
-for spec in "pe-sentinel.service 1.0" "pe-sentinel-receive.service 1.1" "pe-sentinel-receive.socket -"; do
+# The results sender (pe-sentinel-send.service, issue 22) is held to the analyser's 1.0.
+for spec in "pe-sentinel.service 1.0" "pe-sentinel-send.service 1.0" "pe-sentinel-receive.service 1.1" \
+  "pe-sentinel-receive.socket -"; do
   name=${spec% *}
   limit=${spec##* }
   unit=systemd/$name
@@ -76,7 +78,8 @@ if [ -n "$tmp_out" ]; then
 fi
 uid=$(awk -F: '$1 == "pe-sentinel" { print $3 }' "$root/etc/passwd")
 for want in "var/lib/pe-sentinel 750" "var/lib/pe-sentinel/overlays 750" "var/lib/pe-sentinel/drop 2770" \
-  "var/lib/pe-sentinel/drop/done 2770" "var/lib/pe-sentinel/drop/rejected 2770"; do
+  "var/lib/pe-sentinel/drop/done 2770" "var/lib/pe-sentinel/drop/rejected 2770" \
+  "var/lib/pe-sentinel/outbox 750" "var/lib/pe-sentinel/outbox/pending 750" "var/lib/pe-sentinel/outbox/parked 750"; do
   path=${want% *}
   mode=${want##* }
   got=$(stat -c '%a %u' "$root/$path")

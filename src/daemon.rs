@@ -80,6 +80,8 @@ pub struct Daemon {
     budget: BudgetTracker,
     /// The scanner-room display, when `[display]` is configured.
     display: Option<DisplayHandle>,
+    /// Results for the PACS, when `[dicom.send]` is configured (issue 22).
+    outbox: Option<crate::outbox::Outbox>,
     pub stats: RunStats,
 }
 
@@ -174,7 +176,9 @@ impl Daemon {
             Some(d) => Some(DisplayHandle::start(&d.config(), Some(&cfg.state_dir))?),
             None => None,
         };
+        let outbox = crate::outbox::Outbox::start(cfg, &models)?;
         Ok(Daemon {
+            outbox,
             display,
             drop,
             capture,
@@ -595,6 +599,9 @@ impl Daemon {
             }
             SeriesEvent::Closed { series, summary, reason } => {
                 self.journal.update_series(&self.series_row(&series, &summary))?;
+                if let Some(o) = &self.outbox {
+                    o.series_final(&self.journal, &series, &summary, self.to_unix(summary.closed_at_ms.unwrap_or(0)));
+                }
                 if let Some(d) = self.display.as_mut() {
                     d.idle();
                 }

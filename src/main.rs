@@ -2,7 +2,7 @@
 //! Only this file prints to the terminal; exit codes: 0 success, 1 failure, 2 bad usage.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use pe_sentinel::config::{self, Precision, Resolved};
 use pe_sentinel::daemon::{self, Daemon};
 use pe_sentinel::evaluate::{self, InputKind};
@@ -83,9 +83,9 @@ enum Command {
         config: Option<PathBuf>,
         #[arg(long, value_enum)]
         precision: Option<PrecisionArg>,
-        /// Which files of each series to read.
-        #[arg(long, value_enum, default_value = "png")]
-        input: InputArg,
+        /// Which files of each series to read (default: png/ when the dataset has it, else dicom/).
+        #[arg(long, value_enum)]
+        input: Option<InputArg>,
         /// Also write the figures as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -150,6 +150,12 @@ enum Command {
         /// Rebuild even when a current plan exists.
         #[arg(long)]
         force: bool,
+    },
+    /// Write the man pages and shell completions (bash, zsh, fish) into a folder (for packaging).
+    #[command(hide = true)]
+    GenerateDocs {
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -291,6 +297,9 @@ fn main() -> ExitCode {
         Command::RunModel { manifest, input, out } => run_model(&manifest, &input, &out),
         Command::BuildEngines { config, state, force } => run_build_engines(config, state, force),
         Command::Ack { config, state } => run_ack(config, state),
+        Command::GenerateDocs { out } => pe_sentinel::cli_docs::write_all(Cli::command(), &out)
+            .with_context(|| format!("cannot write the man pages and completions into {}", out.display()))
+            .map(|_| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -299,6 +308,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Progress bars only on a terminal (src/progress.rs): logs, pipes and journald get none.
+fn on_terminal() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
 }
 
 fn load_config(path: Option<PathBuf>, drop: Option<&Path>, state: Option<&Path>) -> anyhow::Result<Resolved> {
@@ -436,20 +450,20 @@ fn run_eval(
     data: &Path,
     config: Option<PathBuf>,
     precision: Option<PrecisionArg>,
-    input: InputArg,
+    input: Option<InputArg>,
     json: Option<PathBuf>,
     int8_baseline: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let cfg = with_precision(load_config(config, None, None)?, precision)?;
     let mut pipeline = pipeline_for(&cfg)?;
     let v = &cfg.profile.verdict;
-    let kind = match input {
+    let kind = input.map(|i| match i {
         InputArg::Png => InputKind::Png,
         InputArg::Dicom => InputKind::Dicom,
-    };
-    let mut out = evaluate::evaluate(data, kind, &mut pipeline, &v.fusion_config(), &v.series_config(), |name, n| {
-        log::info!("eval {name}: {n} slice(s)")
-    })?;
+    });
+    let bar = pe_sentinel::progress::bar(on_terminal(), 0, "eval");
+    let mut out = evaluate::evaluate(data, kind, &mut pipeline, &v.fusion_config(), &v.series_config(), &bar)?;
+    bar.finish_and_clear();
     out.precision = cfg.profile.engine.precision.as_str().to_string();
     let r = &out.report;
     let f = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.4}"));
@@ -587,8 +601,10 @@ fn run_associations(
 fn run_build_engines(config: Option<PathBuf>, state: Option<PathBuf>, force: bool) -> anyhow::Result<ExitCode> {
     let cfg = load_config(config, None, state.as_deref())?;
     let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
-    let lines =
-        pe_sentinel::engine::choice::build_tensorrt_engines(&cfg, &models, force).map_err(anyhow::Error::msg)?;
+    let spin = pe_sentinel::progress::spinner(on_terminal(), "building the TensorRT plans (minutes on a Jetson)");
+    let built = pe_sentinel::engine::choice::build_tensorrt_engines(&cfg, &models, force);
+    spin.finish_and_clear();
+    let lines = built.map_err(anyhow::Error::msg)?;
     for l in lines {
         outln!("{l}");
     }
@@ -618,8 +634,10 @@ fn run_phantom(a: PhantomArgs) -> anyhow::Result<ExitCode> {
     o.pe_fraction = a.pe_fraction;
     o.threads = a.threads;
     o.emit_hu = a.emit_hu;
+    o.progress = pe_sentinel::progress::bar(on_terminal(), u64::from(a.series) * u64::from(a.slices), "phantom");
     let start = std::time::Instant::now();
     let summary = phantom::generate(&o).with_context(|| format!("phantom into {}", a.out.display()))?;
+    o.progress.finish_and_clear();
     let total = summary.series.len() as u32 * summary.slices;
     outln!(
         "wrote {} series x {} slices ({} slices) to {} in {:.1} s",
@@ -689,7 +707,7 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         engines,
         out: a.out.clone(),
         peer_python: a.peer.clone(),
-        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        progress: on_terminal(),
     };
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
     let files = bench::collect_inputs(&opts.input, &opts.out)?;

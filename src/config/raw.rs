@@ -74,8 +74,8 @@ pub struct BoardProfile {
     pub runtime: Runtime,
     #[serde(default)]
     pub tensorrt: Tensorrt,
-    /// The DICOM receiver (`pe-sentinel-receive`, docs/dicom.md); the analyser only checks it.
-    pub dicom: Option<pe_sentinel_receive::config::Dicom>,
+    /// `[dicom]`: `[dicom.send]` results to a PACS (issue 22); absent: none.
+    pub dicom: Option<super::dicom_send::DicomTable>,
 }
 
 /// `[tensorrt]`: used when `[engine] kind = "tensorrt"` (docs/engines.md).
@@ -84,6 +84,9 @@ pub struct BoardProfile {
 pub struct Tensorrt {
     /// The shim library (relative to the profile); unset: <exe>/../lib/pe-sentinel/libpe_trt.so, then the system.
     pub shim: Option<PathBuf>,
+    /// The TensorRT library the shim opens (relative to the profile), e.g. a lean runtime's
+    /// libnvinfer_lean.so.11; unset: libnvinfer.so.<major>, then libnvinfer_lean.so.<major>, from the system.
+    pub library: Option<PathBuf>,
     /// When TensorRT cannot be used: "refuse" to start, or run on "tract" (the log says so).
     pub fallback: crate::engine::tensorrt::Fallback,
     /// Build FP16 engines from the FP32 models (precision = "fp32" only).
@@ -94,7 +97,7 @@ pub struct Tensorrt {
 
 impl Default for Tensorrt {
     fn default() -> Self {
-        Tensorrt { shim: None, fallback: Default::default(), fp16: false, int8_max_loss: 0.02 }
+        Tensorrt { shim: None, library: None, fallback: Default::default(), fp16: false, int8_max_loss: 0.02 }
     }
 }
 
@@ -402,7 +405,7 @@ impl BoardProfile {
             ));
         }
         if let Some(d) = &self.dicom {
-            d.check().map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+            d.receive.check().map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         }
         let r = &self.runtime;
         if let Some(p) = r.realtime_priority {
@@ -460,6 +463,9 @@ impl BoardProfile {
         }
         if let Some(c) = &self.capture {
             c.check(path)?;
+        }
+        if let Some(send) = self.dicom.as_ref().and_then(|d| d.send.as_ref()) {
+            send.validate().map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         }
         Ok(())
     }
@@ -614,7 +620,7 @@ state_dir = "/tmp/state"
             .map(|l| if l.starts_with("[[dicom.allow]]") { "[[dicom.allow]]\n".to_string() } else { format!("{l}\n") })
             .collect();
         let p = BoardProfile::parse(&format!("{GOOD}\n[dicom]\n{text}"), Path::new("p.toml")).expect("documented keys");
-        let d = p.dicom.expect("dicom");
+        let d = p.dicom.expect("dicom").receive;
         assert_eq!((d.ae_title.as_str(), d.max_associations, d.allow.len()), ("PE-SENTINEL", 4, 1));
         let e = err(&format!("{GOOD}\n[dicom]\nmax_pdu_bytes = 1024\n"));
         assert!(e.contains("dicom.max_pdu_bytes") && e.contains("65536"), "{e}");

@@ -8,6 +8,7 @@
 pub mod anatomy;
 pub mod dicom_writer;
 pub mod geometry;
+pub mod layout;
 pub mod render;
 pub mod rng;
 
@@ -62,6 +63,8 @@ pub struct PhantomOptions {
     pub emit_hu: bool,
     /// Worker threads (series are rendered in parallel); 0 means one per core.
     pub threads: usize,
+    /// Counts written slices (src/progress.rs); hidden unless the caller makes it visible.
+    pub progress: indicatif::ProgressBar,
 }
 
 impl PhantomOptions {
@@ -75,6 +78,7 @@ impl PhantomOptions {
             pe_fraction: 0.67,
             emit_hu: false,
             threads: 0,
+            progress: indicatif::ProgressBar::hidden(),
         }
     }
 }
@@ -373,6 +377,7 @@ impl SeriesWriter {
         let mut slice_labels = Vec::with_capacity(opts.slices as usize);
         let mut per_embolus: Vec<(Option<u32>, Option<u32>, usize)> = vec![(None, None, 0); scene.emboli.len()];
         for k in 0..opts.slices {
+            opts.progress.inc(1);
             let instance = k + 1;
             let stem = slice_stem(instance, opts.slices);
             plan.render(k, &mut self.canvas, &mut self.boxes);

@@ -59,6 +59,10 @@ pub struct Dicom {
     /// The receiver's own state (its association audit), relative to the profile.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// `[dicom.send]`: the results sender's table (pe-sentinel-send and the analyser read it); not
+    /// the receiver's business, kept unread so one profile serves all three.
+    #[serde(default)]
+    pub send: Option<toml::Value>,
 }
 
 /// One `[[dicom.allow]]` entry as written.
@@ -111,6 +115,7 @@ impl Default for Dicom {
             min_free_mb: default_min_free_mb(),
             max_instance_mb: default_max_instance_mb(),
             state_dir: default_state_dir(),
+            send: None,
         }
     }
 }
