@@ -27,6 +27,8 @@ pub fn free_bytes(path: &Path) -> io::Result<u64> {
     }
     // SAFETY: statvfs returned 0, so it filled `st`.
     let st = unsafe { st.assume_init() };
+    // fsblkcnt_t and c_ulong are 32-bit on 32-bit targets.
+    #[allow(clippy::unnecessary_cast)]
     Ok((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
