@@ -77,7 +77,9 @@ say "BOOTED phase $phase kernel $(uname -r) arch $(uname -m) systemd $(systemctl
 
 if [ "$phase" = 1 ]; then
   # ---------------------------------------------------------------- check 5 (said first: it does not run)
-  result 5 SKIP "no receiver yet (the DICOM receiver, pe-sentinel-receive and its socket unit, is not in this tree)"
+  # The DICOM receiver (pe-sentinel-receive and its socket unit, issue 22) reached main as this
+  # bench was finished; its check (storescu on the host through a hostfwd port) is still to write.
+  result 5 SKIP "no receiver check yet (the receiver landed with this bench; check 5 is a follow-up)"
   # ---------------------------------------------------------------- check 1: install
   say "check 1: dpkg -i $DEB_A"
   if dpkg -i "$P/$DEB_A" >"$S/dpkg-install.log" 2>&1; then ok_note 1 "dpkg -i exit 0"; else fail_note 1 "dpkg -i failed: $(tail -n3 "$S/dpkg-install.log" | tr '\n' ' ')"; fi
