@@ -345,11 +345,12 @@ fn run_infer(
 ) -> anyhow::Result<ExitCode> {
     let cfg = with_precision(load_config(config, None, None)?, precision)?;
     let mut pipeline = pipeline_for(&cfg)?;
-    let fusion = cfg.profile.verdict.fusion_config();
+    let v = &cfg.profile.verdict;
+    let mut judge = pe_sentinel::verdict::Judge::new(v.fusion_config(), v.series_config());
     let mut scores = SliceScores::default();
     let mut failed = 0;
     for f in files {
-        match infer::infer_file(&mut pipeline, &fusion, f, &mut scores) {
+        match infer::infer_file(&mut pipeline, &mut judge, f, &mut scores) {
             Ok(answers) => {
                 if let Some(dir) = &dump {
                     // The pipeline holds the last slice's tensors: dump single-slice files only.

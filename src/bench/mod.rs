@@ -14,8 +14,7 @@ use crate::config::Resolved;
 use crate::pipeline::{ModelSet, Pipeline, SliceScores};
 use crate::slice::Slice;
 use crate::store::journal::{Journal, SliceRecord};
-use crate::verdict::fusion::fuse;
-use crate::verdict::series::{SeriesTracker, SliceObservation};
+use crate::verdict::Judge;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -183,8 +182,7 @@ fn run_engine(
     let BuiltPipeline { mut pipeline, engine, reason } = built;
     let p = &cfg.profile;
     pipeline.apply_profile(p);
-    let fusion = p.verdict.fusion_config();
-    let mut tracker = SeriesTracker::new(p.verdict.series_config());
+    let mut judge = Judge::new(p.verdict.fusion_config(), p.verdict.series_config());
     let mut budget = BudgetTracker::new(BudgetConfig { ..p.budget.config() });
     let journal_path = opts.out.join(format!("journal-{engine}.sqlite3"));
     for suffix in ["", "-wal", "-shm"] {
@@ -241,17 +239,8 @@ fn run_engine(
             }
             let t_verdict = Instant::now();
             let det = &scores.detections;
-            let fs = scores.fusion_scores();
-            let v = fuse(&fusion, &fs);
-            let instance = slice.instance.unwrap_or(slice.frame as i32 + 1);
-            let obs = SliceObservation {
-                instance,
-                suspicious: v.suspicious,
-                p: fs.p,
-                boxes: fs.boxes,
-                max_confidence: fs.max_confidence,
-            };
-            let _events = tracker.observe(&slice.series.0, obs, started.elapsed().as_millis() as u64);
+            let judged = judge.judge(slice, scores.p, det, started.elapsed().as_millis() as u64);
+            let (fs, v, instance) = (judged.scores, judged.verdict, judged.order);
             let verdict = us_since(t_verdict);
             let total = us_since(arrival);
             let t_store = Instant::now();
@@ -434,6 +423,7 @@ pub fn warmup_probe(pipeline: &mut Pipeline, runs: usize) -> anyhow::Result<stat
         frame: 0,
         series: crate::slice::SeriesId("warm-up".into()),
         instance: None,
+        order: 1,
         position_z: None,
         width: side,
         height: side,

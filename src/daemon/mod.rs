@@ -17,6 +17,7 @@
 use crate::budget::{us_since, BudgetTracker, SlowChange};
 use crate::config::Resolved;
 use crate::display::{DisplayHandle, SliceUpdate};
+use crate::failure::{RejectCode, Rejection};
 use crate::pipeline::{ModelSet, Pipeline, SliceScores};
 use crate::service::Service;
 use crate::slice::{Pixels, Slice};
@@ -24,8 +25,8 @@ use crate::source::capture::runner::{CaptureEvent, CaptureRunner};
 use crate::source::drop_folder::DropFolder;
 use crate::store::journal::{hex, Journal, RejectedRow, SeriesRow, SliceRecord};
 use crate::store::overlay;
-use crate::verdict::fusion::{fuse, FusionConfig};
-use crate::verdict::series::{SeriesConfig, SeriesEvent, SeriesSummary, SeriesTracker, SliceObservation};
+use crate::verdict::series::{SeriesEvent, SeriesSummary, SliceObservation};
+use crate::verdict::Judge;
 use anyhow::Context;
 use sha2::{Digest, Sha256};
 use std::collections::HashSet;
@@ -63,9 +64,7 @@ pub struct Daemon {
     journal: Journal,
     pipeline: Pipeline,
     models: ModelSet,
-    fusion: FusionConfig,
-    tracker: SeriesTracker,
-    series_config: SeriesConfig,
+    judge: Judge,
     service: Service,
     /// The pause before the next retry after a FAULT; None while healthy.
     fault_pause: Option<Duration>,
@@ -116,6 +115,32 @@ impl Daemon {
         for a in &choice.looked {
             log::info!("looked for onnxruntime: {a}");
         }
+        Daemon::assemble(cfg, journal, models, cls, det, t)
+    }
+
+    /// As [`Daemon::open`], on engines the caller opened for `models` (tests: an engine that
+    /// fails at run time, as a GPU can).
+    pub fn with_engines(
+        cfg: &Resolved,
+        models: ModelSet,
+        cls: Box<dyn crate::engine::Engine>,
+        det: Box<dyn crate::engine::Engine>,
+    ) -> anyhow::Result<Daemon> {
+        std::fs::create_dir_all(&cfg.state_dir)
+            .with_context(|| format!("cannot create state folder {}", cfg.state_dir.display()))?;
+        let journal = Journal::open(&Journal::path_in(&cfg.state_dir))?;
+        Daemon::assemble(cfg, journal, models, cls, det, Instant::now())
+    }
+
+    fn assemble(
+        cfg: &Resolved,
+        journal: Journal,
+        models: ModelSet,
+        cls: Box<dyn crate::engine::Engine>,
+        det: Box<dyn crate::engine::Engine>,
+        t: Instant,
+    ) -> anyhow::Result<Daemon> {
+        let p = &cfg.profile;
         let mut pipeline = Pipeline::with_engines(&models, cls, det)?;
         pipeline.apply_profile(p);
         log::info!("engine {} loaded and warmed up in {} ms", pipeline.engine_name(), t.elapsed().as_millis());
@@ -181,9 +206,7 @@ impl Daemon {
             journal,
             pipeline,
             models,
-            fusion,
-            tracker: SeriesTracker::new(series),
-            series_config: series,
+            judge: Judge::new(fusion, series),
             service: Service::from_env(),
             fault_pause: None,
             overlays: cfg.state_dir.join("overlays"),
@@ -214,7 +237,7 @@ impl Daemon {
         ));
         while !stop.load(Ordering::Relaxed) {
             self.service.tick(false);
-            let wait = match self.tracker.next_deadline_ms() {
+            let wait = match self.judge.next_deadline_ms() {
                 Some(d) => Duration::from_millis(d.saturating_sub(self.now_ms()).clamp(10, 250)),
                 None => Duration::from_millis(250),
             };
@@ -228,7 +251,7 @@ impl Daemon {
                     Err(e) => self.fault(Some(&path), &e, stop),
                 }
             }
-            let events = self.tracker.close_quiet(self.now_ms());
+            let events = self.judge.close_quiet(self.now_ms());
             for e in events {
                 if let Err(err) = self.on_event(e) {
                     self.fault(None, &err, stop);
@@ -260,14 +283,13 @@ impl Daemon {
         let t_decode = Instant::now();
         let bytes = match std::fs::metadata(path) {
             Ok(m) if m.len() > MAX_FILE_BYTES => {
-                return self.reject(
-                    path,
-                    None,
-                    &format!("{}: {} bytes, larger than the {} byte limit", path.display(), m.len(), MAX_FILE_BYTES),
-                );
+                let reason =
+                    format!("{}: {} bytes, larger than the {} byte limit", path.display(), m.len(), MAX_FILE_BYTES);
+                return self.reject(path, None, &Rejection::new(RejectCode::FileTooLarge, reason));
             }
             Ok(m) if m.len() == 0 => {
-                return self.reject(path, None, &format!("{}: empty file (0 bytes)", path.display()))
+                let reason = format!("{}: empty file (0 bytes)", path.display());
+                return self.reject(path, None, &Rejection::new(RejectCode::EmptyFile, reason));
             }
             Ok(_) => match std::fs::read(path) {
                 Ok(b) => std::sync::Arc::new(b),
@@ -290,24 +312,32 @@ impl Daemon {
         let arrived = self.pipeline.arrive(&bytes, path, series);
         drop(bytes);
         let sha = arrived.sha256;
-        if self.journal.seen(&sha, 0)? {
-            self.stats.duplicates += 1;
-            log::info!("{name}: same content as a file already analysed (sha256 {}); not analysed again", hex(&sha));
-            self.drop.finish_done(path)?;
-            return Ok(());
-        }
         let slices = match &arrived.slices {
             Ok(s) => s,
-            Err(reason) => return self.reject(path, Some(sha), reason),
+            Err(_) if self.journal.seen(&sha, 0)? => return self.duplicate(path, &name, &sha),
+            Err(e) => return self.reject(path, Some(sha), &e.rejection()),
         };
+        // Frames already committed (the same content analysed before, or this file's first
+        // frames before a FAULT or a kill) are not analysed again; the rest are.
+        let mut todo = Vec::with_capacity(slices.len());
+        for (i, s) in slices.iter().enumerate() {
+            if !self.journal.seen(&sha, s.frame)? {
+                todo.push(i);
+            }
+        }
+        if todo.is_empty() {
+            return self.duplicate(path, &name, &sha);
+        }
         let decode_us = arrived.decode_us.saturating_add(read_us);
-        for (i, slice) in slices.iter().enumerate() {
+        for i in todo {
+            let slice = &slices[i];
             self.service.tick(stop.load(Ordering::Relaxed));
             if let Err(e) = self.pipeline.run_arrived(&arrived, i, &mut self.scores) {
-                if let Some(d) = self.display.as_mut() {
-                    d.fault(&format!("engine: {e}"));
+                if e.is_input() {
+                    return self.reject(path, Some(sha), &Rejection::new(RejectCode::CannotPreprocess, e.to_string()));
                 }
-                return self.reject(path, Some(sha), &e.to_string());
+                // The engine's fault, not the file's: FAULT, the file stays and is retried.
+                return Err(anyhow::Error::new(e).context("engine fault"));
             }
             self.record(slice, &name, sha, decode_us, arrival)?;
         }
@@ -366,7 +396,7 @@ impl Daemon {
         if let Some(d) = self.display.as_mut() {
             d.fault(&format!("{e:#}"));
         }
-        self.tracker = SeriesTracker::new(self.series_config);
+        self.judge.forget();
         self.known.clear();
         self.alerted_before.clear();
         let until = Instant::now() + pause;
@@ -376,17 +406,25 @@ impl Daemon {
         }
     }
 
-    fn reject(&mut self, path: &Path, sha: Option<[u8; 32]>, reason: &str) -> anyhow::Result<()> {
+    fn duplicate(&mut self, path: &Path, name: &str, sha: &[u8; 32]) -> anyhow::Result<()> {
+        self.stats.duplicates += 1;
+        log::info!("{name}: same content as a file already analysed (sha256 {}); not analysed again", hex(sha));
+        self.drop.finish_done(path)?;
+        Ok(())
+    }
+
+    fn reject(&mut self, path: &Path, sha: Option<[u8; 32]>, why: &Rejection) -> anyhow::Result<()> {
         self.stats.rejected += 1;
-        log::warn!("rejected: {reason}");
+        log::warn!("rejected ({}): {}", why.code, why.reason);
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         self.journal.record_rejected(&RejectedRow {
             source_file: name,
             sha256: sha,
-            reason: reason.to_string(),
+            code: why.code.as_str().to_string(),
+            reason: why.reason.clone(),
             created_unix_ms: unix_ms(),
         })?;
-        self.drop.finish_rejected(path, reason)?;
+        self.drop.finish_rejected(path, &why.reason)?;
         Ok(())
     }
 
@@ -406,14 +444,15 @@ impl Daemon {
         let now = self.now_ms();
         for r in &rows {
             let obs = SliceObservation {
-                instance: r.record.instance.unwrap_or(r.record.frame as i32),
+                // The journal's `instance` column holds the slice's order (`Slice::order`).
+                instance: r.record.instance.unwrap_or(r.record.frame as i32 + 1),
                 suspicious: r.record.suspicious,
                 p: r.record.p,
                 boxes: r.record.boxes.len() as u32,
                 max_confidence: r.record.boxes.iter().map(|b| b[4]).fold(0.0, f32::max),
             };
             // Events of the replay were already acted on before the restart.
-            let _ = self.tracker.observe(series, obs, now);
+            self.judge.replay(series, obs, now);
         }
         log::info!("series {series}: restored {} slice(s) from the journal", rows.len());
         Ok(())
@@ -431,24 +470,13 @@ impl Daemon {
         let series = slice.series.0.clone();
         self.restore(&series)?;
         let det = &self.scores.detections;
-        let fs = self.scores.fusion_scores();
-        let verdict = fuse(&self.fusion, &fs);
-        let instance = slice.instance.unwrap_or(slice.frame as i32 + 1);
-        let events = self.tracker.observe(
-            &series,
-            SliceObservation {
-                instance,
-                suspicious: verdict.suspicious,
-                p: fs.p,
-                boxes: fs.boxes,
-                max_confidence: fs.max_confidence,
-            },
-            self.now_ms(),
-        );
+        let now = self.now_ms();
+        let judged = self.judge.judge(slice, self.scores.p, det, now);
+        let (fs, verdict, instance, events) = (judged.scores, judged.verdict, judged.order, judged.events);
         let verdict_us = us_since(t_verdict);
         let total_us = us_since(arrival);
         let t_store = Instant::now();
-        let summary = self.tracker.summary(&series);
+        let summary = self.judge.summary(&series);
         let boxes: Vec<[f32; 5]> =
             det.boxes.iter().map(|d| [d.bbox.x0, d.bbox.y0, d.bbox.x1, d.bbox.y1, d.confidence]).collect();
         let t = self.scores.times;
