@@ -7,8 +7,9 @@
 use crate::eval::{Detection, EvalReport, Outcome, TruthBox};
 use crate::infer::decode_any;
 use crate::pipeline::{Pipeline, SliceScores};
-use crate::verdict::fusion::{fuse, FusionConfig, SliceScores as FusionScores};
-use crate::verdict::series::{SeriesConfig, SeriesTracker, SeriesVerdict, SliceObservation};
+use crate::verdict::fusion::FusionConfig;
+use crate::verdict::series::{SeriesConfig, SeriesVerdict};
+use crate::verdict::Judge;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -112,13 +113,17 @@ pub fn evaluate(
     for (dir, files) in series_dirs.iter().zip(&listed) {
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         progress.set_message(name.clone());
-        let mut tracker = SeriesTracker::new(*series_cfg);
+        // The profile's detector threshold decides the verdict; AP sees every box down to AP_THRESHOLD.
+        let mut judge = Judge::new(*fusion, *series_cfg).with_box_threshold(detector_threshold);
         let mut truth_positive = false;
-        for (k, f) in files.iter().enumerate() {
+        for f in files.iter() {
             progress.inc(1);
             let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             let slices = decode_any(f).map_err(|reason| EvalRunError::Bad { path: f.clone(), reason })?;
-            for s in &slices {
+            for mut s in slices {
+                // A dataset's series is its folder (PNG slices would otherwise share `png`).
+                s.series = crate::slice::SeriesId(name.clone());
+                let s = &s;
                 pipeline
                     .run(s, &mut scores)
                     .map_err(|e| EvalRunError::Bad { path: f.clone(), reason: e.to_string() })?;
@@ -140,39 +145,21 @@ pub fn evaluate(
                         score: f64::from(d.confidence),
                     });
                 }
-                let kept: Vec<f32> =
-                    scores.detections.boxes.iter().map(|d| d.confidence).filter(|&c| c >= detector_threshold).collect();
-                let fs = FusionScores {
-                    p: scores.p,
-                    boxes: kept.len() as u32,
-                    max_confidence: kept.iter().copied().fold(0.0, f32::max),
-                };
-                let v = fuse(fusion, &fs);
+                let judged = judge.judge(s, scores.p, &scores.detections, 0);
+                let v = judged.verdict;
                 slice_out.push(Outcome { predicted: scores.p >= fusion.classifier_p, truth });
                 fused_out.push(Outcome { predicted: v.suspicious, truth });
-                let instance = s.instance.unwrap_or(k as i32 + 1);
                 rows.push(SliceScoreRow {
                     series: name.clone(),
-                    instance,
+                    instance: judged.order,
                     truth,
                     p: scores.p,
                     max_confidence: scores.detections.boxes.iter().map(|d| d.confidence).fold(0.0, f32::max),
                 });
-                let _ = tracker.observe(
-                    &name,
-                    SliceObservation {
-                        instance,
-                        suspicious: v.suspicious,
-                        p: fs.p,
-                        boxes: fs.boxes,
-                        max_confidence: fs.max_confidence,
-                    },
-                    0,
-                );
                 image += 1;
             }
         }
-        let predicted = tracker.summary(&name).is_some_and(|s| s.verdict == SeriesVerdict::Positive);
+        let predicted = judge.summary(&name).is_some_and(|s| s.verdict == SeriesVerdict::Positive);
         series_out.push(Outcome { predicted, truth: truth_positive });
     }
     pipeline.set_detector_threshold(detector_threshold);

@@ -5,7 +5,7 @@
 use crate::pipeline::{Pipeline, SliceScores};
 use crate::slice::{SeriesId, Slice};
 use crate::source::decode::{dicom, raster};
-use crate::verdict::fusion::{fuse, FusionConfig};
+use crate::verdict::Judge;
 use serde::Serialize;
 use std::path::Path;
 
@@ -16,12 +16,18 @@ pub struct SliceAnswer {
     pub frame: u32,
     pub series: String,
     pub instance: Option<i32>,
+    /// The slice's place in its series (`Slice::order`: the InstanceNumber of a single-frame
+    /// file; a frame's own place in a multi-frame one).
+    pub order: i32,
     /// Classifier P(positive).
     pub p: f32,
     /// Detector boxes `[x0, y0, x1, y1, confidence]` in the slice's pixels.
     pub boxes: Vec<[f32; 5]>,
     /// "suspicious" or "clear", by the profile's fusion policy.
     pub verdict: &'static str,
+    /// The series' verdict after this slice, by the profile's series rule over the slices given
+    /// so far: "open" or "positive" (a one-shot run never closes a series).
+    pub series_verdict: &'static str,
 }
 
 /// Decodes any supported file: DICOM by its preamble or `.dcm`, else PNG/JPEG (series = parent folder).
@@ -44,10 +50,11 @@ pub fn decode_any(path: &Path) -> Result<Vec<Slice>, String> {
     }
 }
 
-/// Runs every slice of `path`; an unreadable file is an `Err` with a one-line reason.
+/// Runs every slice of `path` and judges it with `judge` (series state carries over between
+/// files); an unreadable file is an `Err` with a one-line reason.
 pub fn infer_file(
     pipeline: &mut Pipeline,
-    fusion: &FusionConfig,
+    judge: &mut Judge,
     path: &Path,
     scores: &mut SliceScores,
 ) -> Result<Vec<SliceAnswer>, String> {
@@ -55,21 +62,25 @@ pub fn infer_file(
     let mut out = Vec::with_capacity(slices.len());
     for s in &slices {
         pipeline.run(s, scores).map_err(|e| e.to_string())?;
-        out.push(answer(s, scores, fusion));
+        out.push(answer(s, scores, judge));
     }
     Ok(out)
 }
 
-pub fn answer(s: &Slice, scores: &SliceScores, fusion: &FusionConfig) -> SliceAnswer {
+/// One slice's answer, judged by `judge`.
+pub fn answer(s: &Slice, scores: &SliceScores, judge: &mut Judge) -> SliceAnswer {
     let d = &scores.detections.boxes;
-    let fs = scores.fusion_scores();
+    let judged = judge.judge(s, scores.p, &scores.detections, 0);
+    let positive = judge.summary(&s.series.0).is_some_and(|x| x.verdict == crate::verdict::SeriesVerdict::Positive);
     SliceAnswer {
         file: s.source.display().to_string(),
         frame: s.frame,
         series: s.series.0.clone(),
         instance: s.instance,
+        order: judged.order,
         p: scores.p,
         boxes: d.iter().map(|b| [b.bbox.x0, b.bbox.y0, b.bbox.x1, b.bbox.y1, b.confidence]).collect(),
-        verdict: if fuse(fusion, &fs).suspicious { "suspicious" } else { "clear" },
+        verdict: if judged.verdict.suspicious { "suspicious" } else { "clear" },
+        series_verdict: if positive { "positive" } else { "open" },
     }
 }

@@ -17,6 +17,7 @@ pub mod display;
 pub mod engine;
 pub mod eval;
 pub mod evaluate;
+pub mod failure;
 pub mod import;
 pub mod infer;
 pub mod model;

@@ -191,6 +191,10 @@ struct BenchArgs {
     /// (each round against the peer measured right after it), for machines whose speed drifts.
     #[arg(long, default_value_t = 1)]
     rounds: u32,
+    /// Slices per second arriving on their own clock, as a scanner pushes them (default: back
+    /// to back); arrival-to-verdict then includes any queueing behind a slow stage or disk.
+    #[arg(long)]
+    rate: Option<f64>,
 }
 
 #[derive(Subcommand)]
@@ -373,11 +377,12 @@ fn run_infer(
 ) -> anyhow::Result<ExitCode> {
     let cfg = with_precision(load_config(config, None, None)?, precision)?;
     let mut pipeline = pipeline_for(&cfg)?;
-    let fusion = cfg.profile.verdict.fusion_config();
+    let v = &cfg.profile.verdict;
+    let mut judge = pe_sentinel::verdict::Judge::new(v.fusion_config(), v.series_config());
     let mut scores = SliceScores::default();
     let mut failed = 0;
     for f in files {
-        match infer::infer_file(&mut pipeline, &fusion, f, &mut scores) {
+        match infer::infer_file(&mut pipeline, &mut judge, f, &mut scores) {
             Ok(answers) => {
                 if let Some(dir) = &dump {
                     // The pipeline holds the last slice's tensors: dump single-slice files only.
@@ -696,10 +701,16 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         (None, Some(n)) => anyhow::bail!("--phantom {n}: give at least 4 slices (2 are warm-up)"),
         _ => anyhow::bail!("give --input DIR (slices to time) or --phantom N (a fresh phantom series)"),
     };
-    let input_label = match &input {
+    if a.rate.is_some_and(|r| !(0.1..=10_000.0).contains(&r)) {
+        anyhow::bail!("--rate {}: give 0.1 to 10000 slices per second", a.rate.unwrap_or_default());
+    }
+    let mut input_label = match &input {
         bench::BenchInput::Dir(d) => d.display().to_string(),
         bench::BenchInput::Phantom { slices, seed } => format!("phantom, {slices} DICOM slices, seed {seed}"),
     };
+    if let Some(r) = a.rate {
+        input_label.push_str(&format!(", arriving at {r} slices/s"));
+    }
     let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
     let engines = if a.engine.is_empty() { vec![engine_kind_name(&cfg)] } else { a.engine.clone() };
     let opts = bench::BenchOptions {
@@ -708,6 +719,7 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         out: a.out.clone(),
         peer_python: a.peer.clone(),
         progress: on_terminal(),
+        rate: a.rate,
     };
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
     let files = bench::collect_inputs(&opts.input, &opts.out)?;

@@ -14,6 +14,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Why the pipeline cannot be built (start-up: models, manifests, engines). Fatal before the
+/// first slice; never seen per slice.
 #[derive(Debug, thiserror::Error)]
 pub enum PipelineError {
     #[error(transparent)]
@@ -24,10 +26,29 @@ pub enum PipelineError {
     WrongKind { path: PathBuf, problem: String, expected: &'static str },
     #[error("{0}")]
     Head(#[from] HeadError),
+}
+
+/// Why one slice could not be run. [`SliceError::is_input`] tells the daemon whose fault it is:
+/// the slice's own (reject the file with a reason) or the machine's (an engine or head failure,
+/// e.g. a CUDA error: FAULT, the file stays in the drop folder and is retried).
+#[derive(Debug, thiserror::Error)]
+pub enum SliceError {
     #[error("{file}: cannot preprocess ({err})")]
     Preprocess { file: PathBuf, err: PreprocessError },
+    #[error("{file}: {err}")]
+    Engine { file: PathBuf, err: Box<EngineError> },
+    #[error("{file}: {err}")]
+    Head { file: PathBuf, err: HeadError },
     #[error("{file}: inference asked before its inputs were prepared (a bug in the caller: please report it)")]
     NotPrepared { file: PathBuf },
+}
+
+impl SliceError {
+    /// The slice itself cannot be analysed (its geometry or pixels): rejecting it is right, and
+    /// retrying would fail the same way. Everything else is the engine's or a bug: retry.
+    pub fn is_input(&self) -> bool {
+        matches!(self, SliceError::Preprocess { .. })
+    }
 }
 
 /// A file's bytes after [`Pipeline::arrive`].
@@ -35,7 +56,7 @@ pub enum PipelineError {
 pub struct Arrived {
     pub sha256: [u8; 32],
     /// The decoded slices, or why the file cannot be decoded.
-    pub slices: Result<Vec<Slice>, String>,
+    pub slices: Result<Vec<Slice>, crate::source::decode::DecodeError>,
     /// Reading aside, how long decoding (and the hash beside it) held the file up, without the
     /// first slice's preprocessing (reported as its own stage).
     pub decode_us: u32,
@@ -232,7 +253,7 @@ impl Pipeline {
     }
 
     /// Runs both models on one slice; results go into `out` (its buffers are reused).
-    pub fn run(&mut self, slice: &Slice, out: &mut SliceScores) -> Result<(), PipelineError> {
+    pub fn run(&mut self, slice: &Slice, out: &mut SliceScores) -> Result<(), SliceError> {
         self.prepare(slice)?;
         self.infer(&slice.source, out)
     }
@@ -261,7 +282,7 @@ impl Pipeline {
 
     /// Runs slice `index` of an [`Arrived`] file: the first on the inputs `arrive` prepared,
     /// the others (or the first, if preparing it failed: the error is then reported here) whole.
-    pub fn run_arrived(&mut self, arrived: &Arrived, index: usize, out: &mut SliceScores) -> Result<(), PipelineError> {
+    pub fn run_arrived(&mut self, arrived: &Arrived, index: usize, out: &mut SliceScores) -> Result<(), SliceError> {
         let Ok(slices) = &arrived.slices else { return Ok(()) };
         let Some(slice) = slices.get(index) else { return Ok(()) };
         // What `arrive` prepared is the first slice's: nothing else prepares in between.
@@ -275,7 +296,7 @@ impl Pipeline {
     /// The first half of [`Pipeline::run`]: both models' inputs from `slice`, into the buffers
     /// made once. The daemon prepares a file's first slice while a second core finishes the
     /// file's sha256, then checks for a duplicate before it infers.
-    pub fn prepare(&mut self, slice: &Slice) -> Result<(), PipelineError> {
+    pub fn prepare(&mut self, slice: &Slice) -> Result<(), SliceError> {
         self.prepared = None;
         let view = SliceView {
             width: slice.width as usize,
@@ -286,7 +307,7 @@ impl Pipeline {
                 Pixels::Gray16(v) => crate::preprocess::Pixels::Gray16(v),
             },
         };
-        let pre_err = |err| PipelineError::Preprocess { file: slice.source.clone(), err };
+        let pre_err = |err| SliceError::Preprocess { file: slice.source.clone(), err };
         let t = Instant::now();
         self.cls_pre.run(view, &mut self.cls_in).map_err(pre_err)?;
         let letterbox = self.det_pre.run(view, &mut self.det_in).map_err(pre_err)?;
@@ -297,17 +318,19 @@ impl Pipeline {
     /// The second half of [`Pipeline::run`]: both models on the inputs the last `prepare` made
     /// (`source` names the slice's file in errors). Without a `prepare` since the last `infer`,
     /// an error, not a stale answer.
-    pub fn infer(&mut self, source: &Path, out: &mut SliceScores) -> Result<(), PipelineError> {
+    pub fn infer(&mut self, source: &Path, out: &mut SliceScores) -> Result<(), SliceError> {
         let Some((letterbox, preprocess_us)) = self.prepared.take() else {
-            return Err(PipelineError::NotPrepared { file: source.to_path_buf() });
+            return Err(SliceError::NotPrepared { file: source.to_path_buf() });
         };
+        let engine_err = |err| SliceError::Engine { file: source.to_path_buf(), err: Box::new(err) };
+        let head_err = |err| SliceError::Head { file: source.to_path_buf(), err };
         out.times.preprocess_us = preprocess_us;
         let t = Instant::now();
-        self.cls.run(&self.cls_in, &mut self.cls_out)?;
+        self.cls.run(&self.cls_in, &mut self.cls_out).map_err(engine_err)?;
         out.times.classifier_us = us(t);
         let t = Instant::now();
         let probs = self.cls_out.get(&self.cls_output).unwrap_or(&[]);
-        out.p = self.cls_head.p_positive(probs)?;
+        out.p = self.cls_head.p_positive(probs).map_err(head_err)?;
         let mut heads_us = us(t);
         out.detector_ran = match self.cascade_gate {
             Some(g) => out.p >= g,
@@ -315,10 +338,10 @@ impl Pipeline {
         };
         if out.detector_ran {
             let t = Instant::now();
-            self.det.run(&self.det_in, &mut self.det_out)?;
+            self.det.run(&self.det_in, &mut self.det_out).map_err(engine_err)?;
             out.times.detector_us = us(t);
             let t = Instant::now();
-            self.yolo.decode(self.det_out.data(), &letterbox, &mut out.detections)?;
+            self.yolo.decode(self.det_out.data(), &letterbox, &mut out.detections).map_err(head_err)?;
             heads_us += us(t);
         } else {
             out.times.detector_us = 0;

@@ -52,7 +52,11 @@ pub struct Slice {
     pub height: u32,
     pub pixels: Pixels,
     pub series: SeriesId,
+    /// InstanceNumber as the file gives it (for a multi-frame file: the file's, shared by its frames).
     pub instance: Option<i32>,
-    /// ImagePositionPatient z (mm), when known.
+    /// This slice's place in its series, computed once at decode (`source::decode::order`): the
+    /// series rule's "adjacent" and the journal's `instance` column. Every stage uses this one.
+    pub order: i32,
+    /// ImagePositionPatient z (mm), when known (a multi-frame file's: this frame's).
     pub position_z: Option<f64>,
 }

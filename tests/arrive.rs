@@ -3,7 +3,7 @@
 //! tract and DICOM files written by the phantom's encoder.
 
 use pe_sentinel::phantom::dicom_writer::{encode, CtSlice};
-use pe_sentinel::pipeline::{ModelSet, Pipeline, PipelineError, SliceScores};
+use pe_sentinel::pipeline::{ModelSet, Pipeline, SliceError, SliceScores};
 use pe_sentinel::slice::SeriesId;
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
@@ -62,14 +62,14 @@ fn inference_without_prepared_inputs_is_an_error_and_a_bad_file_is_reported() {
     let mut p = Pipeline::new(&models, 1).unwrap_or_else(|e| panic!("{e}"));
     let mut s = SliceScores::default();
     match p.infer(Path::new("x.dcm"), &mut s) {
-        Err(PipelineError::NotPrepared { file }) => assert_eq!(file, PathBuf::from("x.dcm")),
+        Err(SliceError::NotPrepared { file }) => assert_eq!(file, PathBuf::from("x.dcm")),
         other => panic!("expected NotPrepared, got {other:?}"),
     }
     // One file inferred: its prepared inputs are used up.
     let bytes = std::sync::Arc::new(dicom(0));
     let arrived = p.arrive(&bytes, Path::new("a.dcm"), SeriesId("s".into()));
     p.run_arrived(&arrived, 0, &mut s).unwrap_or_else(|e| panic!("{e}"));
-    assert!(matches!(p.infer(Path::new("a.dcm"), &mut s), Err(PipelineError::NotPrepared { .. })));
+    assert!(matches!(p.infer(Path::new("a.dcm"), &mut s), Err(SliceError::NotPrepared { .. })));
     // A damaged file: its sha256 is still known (the daemon records the rejection under it).
     let mut bad = dicom(1);
     bad.truncate(bad.len() / 3);

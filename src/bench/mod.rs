@@ -11,14 +11,17 @@ pub mod stats;
 
 use crate::budget::{us_since, BudgetConfig, BudgetTracker, SliceTimes, StageLatencyUs};
 use crate::config::Resolved;
+use crate::daemon::sink::{Job, Sink};
 use crate::pipeline::{ModelSet, Pipeline, SliceScores};
 use crate::slice::Slice;
+use crate::store::journal::SeriesRow;
 use crate::store::journal::{Journal, SliceRecord};
-use crate::verdict::fusion::fuse;
-use crate::verdict::series::{SeriesTracker, SliceObservation};
+use crate::verdict::series::{SeriesEvent, SeriesSummary};
+use crate::verdict::Judge;
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use std::time::Instant;
 
 /// Version tag of `summary.json`.
@@ -57,6 +60,11 @@ pub struct BenchOptions {
     pub peer_python: Option<PathBuf>,
     /// Draw a progress bar on stderr (src/progress.rs).
     pub progress: bool,
+    /// Slices per second arriving on their own clock, as a scanner pushes them (`--rate`): each
+    /// file arrives at its scheduled time whether or not the one before has been analysed, so
+    /// arrival-to-verdict includes any queueing. `None`: back to back (each file arrives when
+    /// the previous one is handed to the sink).
+    pub rate: Option<f64>,
 }
 
 /// One timed slice.
@@ -82,7 +90,11 @@ pub struct EngineRun {
     pub engine: String,
     pub reason: String,
     pub rows: Vec<SliceRow>,
+    /// From the first arrival to the last commit (the sink drained).
     pub wall_s: f64,
+    /// The sink's transactions and the most slices one of them held (grouped commits).
+    pub commits: u64,
+    pub largest_batch: usize,
     pub budget_misses: u64,
     pub slow_at_end: bool,
 }
@@ -182,8 +194,7 @@ fn run_engine(
     let BuiltPipeline { mut pipeline, engine, reason } = built;
     let p = &cfg.profile;
     pipeline.apply_profile(p);
-    let fusion = p.verdict.fusion_config();
-    let mut tracker = SeriesTracker::new(p.verdict.series_config());
+    let mut judge = Judge::new(p.verdict.fusion_config(), p.verdict.series_config());
     let mut budget = BudgetTracker::new(BudgetConfig { ..p.budget.config() });
     let journal_path = opts.out.join(format!("journal-{engine}.sqlite3"));
     for suffix in ["", "-wal", "-shm"] {
@@ -192,7 +203,9 @@ fn run_engine(
             std::fs::remove_file(&f).with_context(|| format!("cannot remove old {}", f.display()))?;
         }
     }
-    let mut journal = Journal::open(&journal_path)?;
+    // The daemon's sink: commits on its own thread, grouped when the disk is slow.
+    let mut sink = Sink::start(Journal::open(&journal_path)?, None, opts.out.join("overlays"))
+        .context("bench: cannot start the sink thread")?;
     let mut peer_cls: Vec<f32> = Vec::new();
     let mut peer_det: Vec<f32> = Vec::new();
     let mut scores = SliceScores::default();
@@ -204,9 +217,19 @@ fn run_engine(
     let mut index = 0usize;
     let mut warm = 0usize;
     let bar = crate::progress::bar(opts.progress, files.len() as u64, &engine);
+    let mut scheduled = 0usize;
     for path in bar.wrap_iter(files.iter()) {
         // As the daemon: read, then decode and prepare the first slice while the sha256 runs.
-        let arrival = Instant::now();
+        let arrival = match opts.rate {
+            Some(r) => {
+                let at = started + Duration::from_secs_f64(scheduled as f64 / r);
+                if let Some(early) = at.checked_duration_since(Instant::now()) {
+                    std::thread::sleep(early);
+                }
+                at
+            }
+            None => Instant::now(),
+        };
         let bytes = match std::fs::read(path) {
             Ok(b) => std::sync::Arc::new(b),
             Err(e) => {
@@ -224,6 +247,7 @@ fn run_engine(
                 continue;
             }
         };
+        scheduled += slices.len();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         for (i, slice) in slices.iter().enumerate() {
             let allocs_before = crate::alloc_count::this_thread().0;
@@ -236,21 +260,11 @@ fn run_engine(
             }
             let t_verdict = Instant::now();
             let det = &scores.detections;
-            let fs = scores.fusion_scores();
-            let v = fuse(&fusion, &fs);
-            let instance = slice.instance.unwrap_or(slice.frame as i32 + 1);
-            let obs = SliceObservation {
-                instance,
-                suspicious: v.suspicious,
-                p: fs.p,
-                boxes: fs.boxes,
-                max_confidence: fs.max_confidence,
-            };
-            let _events = tracker.observe(&slice.series.0, obs, started.elapsed().as_millis() as u64);
+            let judged = judge.judge(slice, scores.p, det, started.elapsed().as_millis() as u64);
+            let (fs, v, instance) = (judged.scores, judged.verdict, judged.order);
             let verdict = us_since(t_verdict);
             let total = us_since(arrival);
-            let t_store = Instant::now();
-            let rec = SliceRecord {
+            let rec = Box::new(SliceRecord {
                 source_file: name.clone(),
                 // One row per slice and engine run: the frame keeps multi-frame files apart.
                 sha256: sha,
@@ -264,9 +278,19 @@ fn run_engine(
                 classifier_sha256: cls_sha.clone(),
                 detector_sha256: det_sha.clone(),
                 created_unix_ms: 0,
-            };
-            journal.record_slice(&rec)?;
-            let stages = StageLatencyUs { store: us_since(t_store), ..rec.latency };
+            });
+            let latency = rec.latency;
+            // The store stage as the hot path sees it: handing the row to the sink (it waits only
+            // when the sink's queue is full, i.e. the disk is slower than slices arrive).
+            let job = Job::Slice { record: rec, series: None, overlay: None, sent: Instant::now() };
+            let store = sink.send(job, || {}).map_err(|e| anyhow::anyhow!("bench: {e}"))?;
+            for e in judged.events {
+                if let SeriesEvent::Positive { summary, .. } | SeriesEvent::Closed { summary, .. } = e {
+                    let row = series_row(&slice.series.0, &summary);
+                    sink.send(Job::Series(row), || {}).map_err(|e| anyhow::anyhow!("bench: {e}"))?;
+                }
+            }
+            let stages = StageLatencyUs { store, ..latency };
             if warm < WARMUP_SLICES {
                 warm += 1;
                 continue;
@@ -289,7 +313,10 @@ fn run_engine(
         }
     }
     bar.finish_and_clear();
+    sink.flush(|| {}).map_err(|e| anyhow::anyhow!("bench: {e}"))?;
     let wall_s = started.elapsed().as_secs_f64();
+    let sunk = sink.take_state();
+    sink.finish();
     if rows.is_empty() {
         anyhow::bail!(
             "bench: no slice could be timed on {engine} (need more than {WARMUP_SLICES} readable slices); check --input"
@@ -304,9 +331,27 @@ fn run_engine(
         reason,
         rows,
         wall_s,
+        commits: sunk.commits,
+        largest_batch: sunk.largest_batch,
         budget_misses: budget.missed(),
         slow_at_end: budget.is_slow(),
     })
+}
+
+/// A series row for bench's journal (times are the run's monotonic milliseconds).
+fn series_row(series: &str, s: &SeriesSummary) -> SeriesRow {
+    SeriesRow {
+        series: series.to_string(),
+        slices: s.slices,
+        suspicious_slices: s.suspicious_slices,
+        max_p: s.max_p,
+        boxes: s.boxes,
+        verdict: s.verdict,
+        first_seen_unix_ms: s.first_seen_ms as i64,
+        last_seen_unix_ms: s.last_seen_ms as i64,
+        closed_unix_ms: s.closed_at_ms.map(|m| m as i64),
+        alerted: s.alerted,
+    }
 }
 
 /// One engine run per requested engine, pooled over rounds (round `r`'s runs in `rounds[r]`, the
@@ -322,6 +367,8 @@ pub fn pool_rounds(rounds: Vec<Vec<EngineRun>>) -> Vec<EngineRun> {
                     let base = p.rows.len();
                     p.rows.extend(run.rows.into_iter().enumerate().map(|(i, r)| SliceRow { index: base + i, ..r }));
                     p.wall_s += run.wall_s;
+                    p.commits += run.commits;
+                    p.largest_batch = p.largest_batch.max(run.largest_batch);
                     p.budget_misses += run.budget_misses;
                     p.slow_at_end = run.slow_at_end;
                 }
@@ -426,6 +473,7 @@ pub fn warmup_probe(pipeline: &mut Pipeline, runs: usize) -> anyhow::Result<stat
         frame: 0,
         series: crate::slice::SeriesId("warm-up".into()),
         instance: None,
+        order: 1,
         position_z: None,
         width: side,
         height: side,

@@ -73,6 +73,12 @@ pub struct RunSummary {
     /// Mean and max heap allocations per slice inside the engines (None: not measured).
     pub engine_allocations_mean: Option<f64>,
     pub engine_allocations_max: Option<u64>,
+    /// The sink's journal transactions, and the most slices one held (grouped when the disk
+    /// lags); absent in summaries written before the sink had its own thread.
+    #[serde(default)]
+    pub commits: u64,
+    #[serde(default)]
+    pub largest_batch: usize,
 }
 
 /// `summary.json`.
@@ -172,6 +178,8 @@ pub fn summarize_run(r: &EngineRun) -> RunSummary {
         stages,
         engine_allocations_mean: measured.then(|| allocs.iter().sum::<u64>() as f64 / allocs.len().max(1) as f64),
         engine_allocations_max: measured.then(|| allocs.iter().copied().max().unwrap_or(0)),
+        commits: r.commits,
+        largest_batch: r.largest_batch,
     }
 }
 
@@ -226,14 +234,16 @@ pub fn table(s: &BenchSummary) -> String {
     for r in &s.runs {
         let _ = writeln!(
             t,
-            "\nengine {} ({}): {} slices in {:.1} s, {:.1} slices/s, {} over budget{}",
+            "\nengine {} ({}): {} slices in {:.1} s, {:.1} slices/s, {} over budget{}; journal: {} commits, up to {} jobs each",
             r.engine,
             r.engine_reason,
             r.slices,
             r.wall_s,
             r.throughput_slices_per_s,
             r.budget_misses,
-            if r.slow_at_end { " (SLOW at the end)" } else { "" }
+            if r.slow_at_end { " (SLOW at the end)" } else { "" },
+            r.commits,
+            r.largest_batch
         );
         let _ = writeln!(
             t,
@@ -521,6 +531,8 @@ mod tests {
                 })
                 .collect(),
             wall_s: 1.0,
+            commits: 0,
+            largest_batch: 0,
             budget_misses: totals.iter().filter(|&&t| t > 50_000).count() as u64,
             slow_at_end: false,
         }

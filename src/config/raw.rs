@@ -13,6 +13,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("config {path}: key `{key}` = {found} is out of range; allowed: {allowed}")]
     Range { path: PathBuf, key: &'static str, found: String, allowed: &'static str },
+    #[error("config {path}: {err}")]
+    Verdict { path: PathBuf, err: crate::verdict::VerdictConfigError },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -372,7 +374,8 @@ impl BoardProfile {
                 ));
             }
         }
-        if !(1..=64).contains(&v.window_slices) {
+        use crate::verdict::series::{MAX_WINDOW_SLICES, QUIET_MS_MAX, QUIET_MS_MIN};
+        if !(1..=MAX_WINDOW_SLICES).contains(&v.window_slices) {
             return Err(range("verdict.window_slices", v.window_slices.to_string(), "1 to 64"));
         }
         if v.suspicious_min < 1 || v.suspicious_min > v.window_slices {
@@ -382,7 +385,7 @@ impl BoardProfile {
         if !(0.0..=1.0).contains(&m) || m.is_nan() {
             return Err(range("tensorrt.int8_max_loss", m.to_string(), "0.0 to 1.0"));
         }
-        if !(0.5..=3600.0).contains(&v.quiet_s) {
+        if !(QUIET_MS_MIN as f64 / 1000.0..=QUIET_MS_MAX as f64 / 1000.0).contains(&v.quiet_s) {
             return Err(range("verdict.quiet_s", v.quiet_s.to_string(), "0.5 to 3600 seconds"));
         }
         let b = &self.budget;
@@ -467,6 +470,12 @@ impl BoardProfile {
         if let Some(send) = self.dicom.as_ref().and_then(|d| d.send.as_ref()) {
             send.validate().map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         }
+        // What the verdict stage will be built from, checked by its own rules (the same limits as
+        // above: this is the one place they run before the first slice).
+        let verdict_err =
+            |err: crate::verdict::VerdictConfigError| ConfigError::Verdict { path: path.to_path_buf(), err };
+        self.verdict.series_config().validate().map_err(verdict_err)?;
+        self.verdict.fusion_config().validate().map_err(verdict_err)?;
         Ok(())
     }
 }
@@ -530,6 +539,19 @@ state_dir = "/tmp/state"
         }
         assert!(n >= 1);
         assert!(BoardProfile::parse(GOOD, Path::new("p.toml")).is_ok());
+    }
+
+    #[test]
+    fn the_quiet_time_has_one_set_of_limits() {
+        // Issue 20: the file allowed 0.5-3600 s while the series tracker's own check allowed 1-600 s.
+        for (quiet, ok) in [("0.5", true), ("3600.0", true), ("0.4", false), ("3601.0", false)] {
+            let text = format!("{GOOD}\n[verdict]\nquiet_s = {quiet}\n");
+            let parsed = BoardProfile::parse(&text, Path::new("p.toml"));
+            assert_eq!(parsed.is_ok(), ok, "quiet_s = {quiet}: {:?}", parsed.as_ref().err().map(|e| e.to_string()));
+            if let Ok(p) = parsed {
+                assert!(p.verdict.series_config().validate().is_ok(), "quiet_s = {quiet}");
+            }
+        }
     }
 
     #[test]

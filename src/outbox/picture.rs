@@ -77,6 +77,7 @@ mod tests {
             series: SeriesId("1.2".into()),
             instance: Some(1),
             position_z: None,
+            order: 1,
         };
         let window = HuWindow { center_hu: 100.0, width_hu: 700.0 };
         let p = render(&slice, window, &[[200.0, 300.0, 240.0, 330.0]], &[NOT_FOR_DIAGNOSIS.to_string()]);

@@ -108,6 +108,18 @@ impl Enc {
         self.buf.extend_from_slice(&v);
     }
 
+    /// A sequence of defined length holding `items` (each an encoded data set), in explicit VR.
+    fn sequence(&mut self, group: u16, elem: u16, items: &[Vec<u8>]) {
+        let len: usize = items.iter().map(|i| 8 + i.len()).sum();
+        self.header(group, elem, b"SQ", len);
+        for item in items {
+            self.buf.extend_from_slice(&0xFFFEu16.to_le_bytes());
+            self.buf.extend_from_slice(&0xE000u16.to_le_bytes());
+            self.buf.extend_from_slice(&(item.len() as u32).to_le_bytes());
+            self.buf.extend_from_slice(item);
+        }
+    }
+
     fn us(&mut self, group: u16, elem: u16, value: u16) {
         self.header(group, elem, b"US", 2);
         self.buf.extend_from_slice(&value.to_le_bytes());
@@ -116,6 +128,37 @@ impl Enc {
 
 /// Encodes one slice as a complete DICOM file (preamble, file meta, data set).
 pub fn encode(s: &CtSlice<'_>, out: &mut Vec<u8>) {
+    encode_header(s, None, out);
+    out.reserve(s.pixels.len() * 2);
+    for v in s.pixels {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+/// Enhanced CT Image Storage SOP class (multi-frame).
+pub const ENHANCED_CT_IMAGE_STORAGE: &str = "1.2.840.10008.5.1.4.1.1.2.1";
+
+/// A whole series as one multi-frame file, as Enhanced CT objects and some exports carry it: one
+/// InstanceNumber, `NumberOfFrames` frames of `rows x columns` each.
+pub struct MultiFrame<'a> {
+    pub frames: u32,
+    /// Each frame's ImagePositionPatient, written in the Per-frame Functional Groups Sequence
+    /// (Plane Position); `None`: no per-frame positions (the frames' order is only their index).
+    pub positions_mm: Option<&'a [[f32; 3]]>,
+}
+
+/// Everything of a multi-frame file before its samples: preamble, file meta, data set and the
+/// Pixel Data element's header for `m.frames` frames. `s` gives the identifiers and geometry (its
+/// `pixels` are not written). Append each frame's stored values, little endian, in frame order.
+pub fn encode_multiframe_header(s: &CtSlice<'_>, m: &MultiFrame<'_>, out: &mut Vec<u8>) {
+    encode_header(s, Some(m), out);
+}
+
+/// The file up to and including the Pixel Data element's header.
+fn encode_header(s: &CtSlice<'_>, multi: Option<&MultiFrame<'_>>, out: &mut Vec<u8>) {
+    let sop_class = if multi.is_some() { ENHANCED_CT_IMAGE_STORAGE } else { CT_IMAGE_STORAGE };
+    let frames = multi.map_or(1, |m| m.frames.max(1));
+    let per_frame = multi.and_then(|m| m.positions_mm);
     out.clear();
     out.extend_from_slice(&[0u8; 128]);
     out.extend_from_slice(b"DICM");
@@ -123,7 +166,7 @@ pub fn encode(s: &CtSlice<'_>, out: &mut Vec<u8>) {
     let mut meta = Enc { buf: Vec::with_capacity(256) };
     meta.header(0x0002, 0x0001, b"OB", 2);
     meta.buf.extend_from_slice(&[0, 1]);
-    meta.text(0x0002, 0x0002, b"UI", CT_IMAGE_STORAGE);
+    meta.text(0x0002, 0x0002, b"UI", sop_class);
     meta.text(0x0002, 0x0003, b"UI", s.sop_uid);
     meta.text(0x0002, 0x0010, b"UI", EXPLICIT_VR_LE);
     meta.text(0x0002, 0x0012, b"UI", IMPLEMENTATION_UID);
@@ -138,7 +181,7 @@ pub fn encode(s: &CtSlice<'_>, out: &mut Vec<u8>) {
     let p = s.position_mm;
     d.text(0x0008, 0x0005, b"CS", "ISO_IR 100");
     d.text(0x0008, 0x0008, b"CS", "ORIGINAL\\PRIMARY\\AXIAL");
-    d.text(0x0008, 0x0016, b"UI", CT_IMAGE_STORAGE);
+    d.text(0x0008, 0x0016, b"UI", sop_class);
     d.text(0x0008, 0x0018, b"UI", s.sop_uid);
     d.text(0x0008, 0x0020, b"DA", "20260101");
     d.text(0x0008, 0x0030, b"TM", "120000");
@@ -158,13 +201,21 @@ pub fn encode(s: &CtSlice<'_>, out: &mut Vec<u8>) {
     d.text(0x0020, 0x0010, b"SH", "1");
     d.text(0x0020, 0x0011, b"IS", &s.series_number.to_string());
     d.text(0x0020, 0x0013, b"IS", &s.instance_number.to_string());
-    d.text(0x0020, 0x0032, b"DS", &format!("{}\\{}\\{}", ds(p[0]), ds(p[1]), ds(p[2])));
+    // With per-frame positions the position lives in the functional groups only (Enhanced CT).
+    if per_frame.is_none() {
+        d.text(0x0020, 0x0032, b"DS", &position(p));
+    }
     d.text(0x0020, 0x0037, b"DS", "1\\0\\0\\0\\1\\0");
     d.text(0x0020, 0x0052, b"UI", s.frame_uid);
     d.text(0x0020, 0x1040, b"LO", "");
-    d.text(0x0020, 0x1041, b"DS", &ds(p[2]));
+    if multi.is_none() {
+        d.text(0x0020, 0x1041, b"DS", &ds(p[2]));
+    }
     d.us(0x0028, 0x0002, 1);
     d.text(0x0028, 0x0004, b"CS", "MONOCHROME2");
+    if multi.is_some() {
+        d.text(0x0028, 0x0008, b"IS", &frames.to_string());
+    }
     d.us(0x0028, 0x0010, s.rows);
     d.us(0x0028, 0x0011, s.columns);
     let ps = ds(s.pixel_spacing_mm);
@@ -178,12 +229,28 @@ pub fn encode(s: &CtSlice<'_>, out: &mut Vec<u8>) {
     d.text(0x0028, 0x1052, b"DS", &ds(RESCALE_INTERCEPT));
     d.text(0x0028, 0x1053, b"DS", "1");
     d.text(0x0028, 0x1054, b"LO", "HU");
-    d.header(0x7FE0, 0x0010, b"OW", s.pixels.len() * 2);
-    d.buf.reserve(s.pixels.len() * 2);
-    for v in s.pixels {
-        d.buf.extend_from_slice(&v.to_le_bytes());
+    if let Some(positions) = per_frame {
+        // Per-frame Functional Groups Sequence: one item per frame, each with a Plane Position
+        // Sequence holding that frame's ImagePositionPatient (explicit lengths throughout).
+        let items: Vec<Vec<u8>> = positions
+            .iter()
+            .map(|&fp| {
+                let mut ipp = Enc { buf: Vec::new() };
+                ipp.text(0x0020, 0x0032, b"DS", &position(fp));
+                let mut group = Enc { buf: Vec::new() };
+                group.sequence(0x0020, 0x9113, &[ipp.buf]);
+                group.buf
+            })
+            .collect();
+        d.sequence(0x5200, 0x9230, &items);
     }
+    let samples = usize::from(s.rows) * usize::from(s.columns) * frames as usize;
+    d.header(0x7FE0, 0x0010, b"OW", samples * 2);
     *out = d.buf;
+}
+
+fn position(p: [f32; 3]) -> String {
+    format!("{}\\{}\\{}", ds(p[0]), ds(p[1]), ds(p[2]))
 }
 
 /// Encodes and writes one slice to `w`.

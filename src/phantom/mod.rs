@@ -213,6 +213,66 @@ impl SeriesPlan {
     }
 }
 
+/// Writes series `index` of a run (`seed`, `slices` per series; `positive` as
+/// [`positive_series`] says) as ONE multi-frame DICOM file at `path`: the same pixels, series UID
+/// and geometry as the single-slice files `generate` writes, with one InstanceNumber (1) and
+/// `NumberOfFrames` = `slices`, as Enhanced CT objects and some exports carry a series. With
+/// `per_frame_positions` each frame's ImagePositionPatient goes in the Per-frame Functional Groups
+/// Sequence; without, the file says nothing of where its frames lie. Frames are rendered and
+/// written one at a time (memory: one slice).
+pub fn write_multiframe_series(
+    seed: u64,
+    index: u32,
+    slices: u32,
+    positive: bool,
+    per_frame_positions: bool,
+    path: &Path,
+) -> Result<(), PhantomError> {
+    let plan = SeriesPlan::new(seed, index, slices, positive);
+    let scene = &plan.scene;
+    let grid = render::Grid::new(scene.pixel_spacing);
+    let positions: Vec<[f32; 3]> = (0..slices).map(|k| [grid.x(0), grid.x(0), scene.slice_z(k)]).collect();
+    let description = format!("CTPA phantom (synthetic) seed {seed} series {index}");
+    let patient_id = format!("PHANTOM-{seed}-{index:03}");
+    let patient_name = format!("PHANTOM^S{seed}^{index:03}");
+    let header = dicom_writer::CtSlice {
+        study_uid: &plan.study_uid,
+        series_uid: &plan.series_uid,
+        sop_uid: &plan.sop_uid(0),
+        frame_uid: &plan.frame_uid,
+        series_number: index + 1,
+        instance_number: 1,
+        series_description: &description,
+        patient_id: &patient_id,
+        patient_name: &patient_name,
+        position_mm: positions[0],
+        pixel_spacing_mm: scene.pixel_spacing,
+        slice_thickness_mm: scene.slice_thickness,
+        window_center: PNG_WINDOW_CENTER,
+        window_width: PNG_WINDOW_WIDTH,
+        rows: SIZE as u16,
+        columns: SIZE as u16,
+        pixels: &[],
+    };
+    let m = dicom_writer::MultiFrame {
+        frames: slices,
+        positions_mm: if per_frame_positions { Some(&positions) } else { None },
+    };
+    let mut bytes = Vec::new();
+    dicom_writer::encode_multiframe_header(&header, &m, &mut bytes);
+    let mut f = BufWriter::new(fs::File::create(path).map_err(io_err(path))?);
+    f.write_all(&bytes).map_err(io_err(path))?;
+    let (mut canvas, mut boxes, mut stored) = (Canvas::default(), Vec::new(), vec![0u16; SIZE * SIZE]);
+    for k in 0..slices {
+        plan.render(k, &mut canvas, &mut boxes);
+        dicom_writer::store_hu(&canvas.hu, &mut stored);
+        bytes.clear();
+        bytes.extend(stored.iter().flat_map(|v| v.to_le_bytes()));
+        f.write_all(&bytes).map_err(io_err(path))?;
+    }
+    f.flush().map_err(io_err(path))
+}
+
 /// Which series of a run carry emboli: exactly round(fraction x series), chosen by the seed.
 pub fn positive_series(seed: u64, series: u32, fraction: f32) -> Vec<bool> {
     let n_pos = ((fraction * series as f32).round() as u32).min(series);

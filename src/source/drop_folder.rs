@@ -312,24 +312,22 @@ impl DropFolder {
 
     /// Moves a file whose result is committed to `done/`, keeping its series subfolder.
     pub fn finish_done(&mut self, path: &Path) -> Result<PathBuf, DropError> {
-        let to = self.move_under(path, DONE)?;
+        let to = self.mover().done(path)?;
         self.in_flight.remove(path);
         Ok(to)
     }
 
     /// Moves a rejected file to `rejected/` and writes `NAME.reason.txt` beside it.
     pub fn finish_rejected(&mut self, path: &Path, reason: &str) -> Result<PathBuf, DropError> {
-        let to = self.move_under(path, REJECTED)?;
-        let mut note = to.clone().into_os_string();
-        note.push(".reason.txt");
-        let note = PathBuf::from(note);
-        std::fs::write(&note, format!("{reason}\n")).map_err(|err| DropError::Move {
-            from: path.to_path_buf(),
-            to: note.clone(),
-            err,
-        })?;
+        let to = self.mover().rejected(path, reason)?;
         self.in_flight.remove(path);
         Ok(to)
+    }
+
+    /// What moves finished files out of this folder, for another thread (the daemon's sink);
+    /// tell the folder with [`DropFolder::release`] once a file has left.
+    pub fn mover(&self) -> Mover {
+        Mover { root: self.root.clone() }
     }
 
     /// Gives a file back to be handed out again next (after a FAULT of the daemon's storage).
@@ -345,6 +343,33 @@ impl DropFolder {
     /// Gives a file back (it stays in the folder and is offered again after a rescan).
     pub fn release(&mut self, path: &Path) {
         self.in_flight.remove(path);
+    }
+}
+
+/// Moves files out of a drop folder into its `done/` and `rejected/` (never overwriting).
+#[derive(Debug, Clone)]
+pub struct Mover {
+    root: PathBuf,
+}
+
+impl Mover {
+    /// Moves a file whose result is committed to `done/`, keeping its series subfolder.
+    pub fn done(&self, path: &Path) -> Result<PathBuf, DropError> {
+        self.move_under(path, DONE)
+    }
+
+    /// Moves a rejected file to `rejected/` and writes `NAME.reason.txt` beside it.
+    pub fn rejected(&self, path: &Path, reason: &str) -> Result<PathBuf, DropError> {
+        let to = self.move_under(path, REJECTED)?;
+        let mut note = to.clone().into_os_string();
+        note.push(".reason.txt");
+        let note = PathBuf::from(note);
+        std::fs::write(&note, format!("{reason}\n")).map_err(|err| DropError::Move {
+            from: path.to_path_buf(),
+            to: note.clone(),
+            err,
+        })?;
+        Ok(to)
     }
 
     fn move_under(&self, path: &Path, sub: &str) -> Result<PathBuf, DropError> {

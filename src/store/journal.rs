@@ -22,7 +22,7 @@ use crate::verdict::SeriesVerdict;
 pub const JOURNAL_FILE: &str = "journal.sqlite3";
 
 /// The schema version this build writes and reads (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// How long a write waits for another connection (e.g. `history` reading) before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -73,6 +73,10 @@ CREATE TABLE rejected (
 );
 ";
 
+/// Version 2: each rejected input carries a reason code (`crate::failure::RejectCode`), for
+/// counting and filtering without parsing the operator's sentence. Rows of version 1 get `unknown`.
+const SCHEMA_V2: &str = "ALTER TABLE rejected ADD COLUMN code TEXT NOT NULL DEFAULT 'unknown';";
+
 /// Time spent in each stage of one slice's path, in microseconds (defined with the budget).
 pub use crate::budget::StageLatencyUs;
 
@@ -97,6 +101,16 @@ pub struct SliceRecord {
     pub classifier_sha256: String,
     pub detector_sha256: String,
     pub created_unix_ms: i64,
+}
+
+/// One write of a [`Journal::commit`] batch.
+#[derive(Debug, Clone, Copy)]
+pub enum Write<'a> {
+    /// A slice row (ignored when the same content and frame is already recorded).
+    Slice(&'a SliceRecord),
+    /// A series row, inserted or replaced.
+    Series(&'a SeriesRow),
+    Rejected(&'a RejectedRow),
 }
 
 /// A slice row as stored, with its row id.
@@ -126,6 +140,8 @@ pub struct SeriesRow {
 pub struct RejectedRow {
     pub source_file: String,
     pub sha256: Option<[u8; 32]>,
+    /// Reason code (`crate::failure::RejectCode::as_str`), `unknown` for rows of schema 1.
+    pub code: String,
     pub reason: String,
     pub created_unix_ms: i64,
 }
@@ -252,8 +268,11 @@ impl Journal {
             .pragma_query_value(None, "user_version", |row| row.get(0))
             .map_err(|e| classify(&path, "read the schema version", e))?;
         match version {
-            0 => {
-                tx.execute_batch(SCHEMA_V1).map_err(|e| classify(&path, "create the schema", e))?;
+            0 | 1 => {
+                if version == 0 {
+                    tx.execute_batch(SCHEMA_V1).map_err(|e| classify(&path, "create the schema", e))?;
+                }
+                tx.execute_batch(SCHEMA_V2).map_err(|e| classify(&path, "migrate the schema to version 2", e))?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(|e| classify(&path, "write the schema version", e))?;
             }
@@ -304,16 +323,34 @@ impl Journal {
 
     /// Records an input that could not be analysed, with the reason given to the operator.
     pub fn record_rejected(&mut self, row: &RejectedRow) -> Result<(), JournalError> {
-        self.write("record a rejected input", |tx| {
-            tx.prepare_cached(
-                "INSERT INTO rejected (source_file, sha256, reason, created_unix_ms) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![
-                row.source_file,
-                row.sha256.as_ref().map(hex),
-                row.reason,
-                row.created_unix_ms
-            ])?;
+        self.commit(&[Write::Rejected(row)])
+    }
+
+    /// Commits several writes in ONE transaction (one disk sync for all): what the daemon's sink
+    /// does when slices queue up behind a slow disk. All or nothing.
+    pub fn commit(&mut self, writes: &[Write<'_>]) -> Result<(), JournalError> {
+        self.write("commit queued results", |tx| {
+            for w in writes {
+                match w {
+                    Write::Slice(s) => {
+                        insert_slice(tx, s)?;
+                    }
+                    Write::Series(r) => upsert_series(tx, r)?,
+                    Write::Rejected(r) => {
+                        tx.prepare_cached(
+                            "INSERT INTO rejected (source_file, sha256, code, reason, created_unix_ms)
+                             VALUES (?1, ?2, ?3, ?4, ?5)",
+                        )?
+                        .execute(params![
+                            r.source_file,
+                            r.sha256.as_ref().map(hex),
+                            r.code,
+                            r.reason,
+                            r.created_unix_ms
+                        ])?;
+                    }
+                }
+            }
             Ok(())
         })
     }
@@ -382,24 +419,24 @@ impl Journal {
         let rows = self
             .conn
             .prepare_cached(
-                "SELECT source_file, sha256, reason, created_unix_ms FROM rejected
+                "SELECT source_file, sha256, code, reason, created_unix_ms FROM rejected
                  ORDER BY created_unix_ms DESC, id DESC LIMIT ?1",
             )
             .and_then(|mut stmt| {
                 stmt.query_map([limit], |row| {
                     let sha: Option<String> = row.get(1)?;
-                    Ok((row.get(0)?, sha, row.get(2)?, row.get(3)?))
+                    Ok((row.get(0)?, sha, row.get(2)?, row.get(3)?, row.get(4)?))
                 })?
-                .collect::<Result<Vec<(String, Option<String>, String, i64)>, _>>()
+                .collect::<Result<Vec<(String, Option<String>, String, String, i64)>, _>>()
             })
             .map_err(|e| classify(&self.path, "read rejected inputs", e))?;
         rows.into_iter()
-            .map(|(source_file, sha, reason, created_unix_ms)| {
+            .map(|(source_file, sha, code, reason, created_unix_ms)| {
                 let sha256 = match sha {
                     Some(s) => Some(unhex(&s).ok_or_else(|| self.bad_row("rejected", format!("sha256 `{s}`")))?),
                     None => None,
                 };
-                Ok(RejectedRow { source_file, sha256, reason, created_unix_ms })
+                Ok(RejectedRow { source_file, sha256, code, reason, created_unix_ms })
             })
             .collect()
     }
@@ -661,6 +698,7 @@ mod tests {
         let rej = RejectedRow {
             source_file: "garbage.dcm".into(),
             sha256: Some([0xab; 32]),
+            code: "unreadable".into(),
             reason: "not a DICOM file: no DICM magic".into(),
             created_unix_ms: 9,
         };
@@ -762,6 +800,34 @@ mod tests {
         std::fs::write(&garbage, vec![0x5a; 8192]).unwrap_or_else(|e| panic!("{e}"));
         let err = Journal::open(&garbage).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("garbage.sqlite3") && err.contains("damaged") && err.contains("move the file"), "{err}");
+        Ok(())
+    }
+
+    #[test]
+    fn a_version_1_journal_is_migrated_and_keeps_its_rejected_rows() -> Result<(), Box<dyn std::error::Error>> {
+        let (_dir, path) = temp();
+        let raw = Connection::open(&path)?;
+        raw.execute_batch(SCHEMA_V1)?;
+        raw.execute(
+            "INSERT INTO rejected (source_file, reason, created_unix_ms) VALUES ('old.dcm', 'damaged', 5)",
+            [],
+        )?;
+        raw.pragma_update(None, "user_version", 1)?;
+        drop(raw);
+        let mut j = open(&path);
+        let rows = j.recent_rejected(10)?;
+        assert_eq!((rows.len(), rows[0].code.as_str(), rows[0].reason.as_str()), (1, "unknown", "damaged"));
+        j.record_rejected(&RejectedRow {
+            source_file: "new.dcm".into(),
+            sha256: None,
+            code: "not-ct".into(),
+            reason: "MR".into(),
+            created_unix_ms: 6,
+        })?;
+        assert_eq!(j.recent_rejected(1)?[0].code, "not-ct");
+        drop(j);
+        let version: i64 = Connection::open(&path)?.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        assert_eq!(version, SCHEMA_VERSION);
         Ok(())
     }
 

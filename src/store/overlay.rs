@@ -122,6 +122,7 @@ mod tests {
             pixels: Pixels::Hu(hu),
             series: crate::slice::SeriesId("../a/b c".into()),
             instance: Some(1),
+            order: 1,
             position_z: None,
         };
         let det = Detection {

@@ -1,11 +1,13 @@
 //! The verdict stage: folds each slice's model answers into a per-slice flag (`fusion`) and the
-//! flags of a series into a series verdict (`series`). Pure computation on values handed in:
+//! flags of a series into a series verdict (`series`); `judge` is the one step doing both for a slice. Pure computation on values handed in:
 //! no clock, no files, no devices. Time is always passed in by the caller, so tests never sleep.
 
 pub mod fusion;
+pub mod judge;
 pub mod series;
 
 pub use fusion::{FusionConfig, FusionPolicy, SliceScores, SliceVerdict};
+pub use judge::{Judge, Judgement};
 pub use series::{
     CloseReason, SeriesConfig, SeriesEvent, SeriesSummary, SeriesTracker, SeriesVerdict, SliceObservation, TrackedSlice,
 };

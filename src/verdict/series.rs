@@ -53,6 +53,11 @@ use super::VerdictConfigError;
 
 /// The largest `window_slices` allowed: it bounds the work of one rule check to n * n steps.
 pub const MAX_WINDOW_SLICES: u16 = 64;
+/// The quiet time's range, milliseconds: the one set of limits, which the config file's
+/// `[verdict] quiet_s` is checked against too (0.5 s for tests and replays; an hour at most,
+/// beyond any router's flush delay).
+pub const QUIET_MS_MIN: u64 = 500;
+pub const QUIET_MS_MAX: u64 = 3_600_000;
 
 /// Series aggregation settings (the `[verdict]` table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -104,7 +109,7 @@ impl SeriesConfig {
         }
         range("suspicious_min", self.suspicious_min, 1, MAX_WINDOW_SLICES)?;
         range("window_slices", self.window_slices, 1, MAX_WINDOW_SLICES)?;
-        range("quiet_ms", self.quiet_ms, 1_000, 600_000)?;
+        range("quiet_ms", self.quiet_ms, QUIET_MS_MIN, QUIET_MS_MAX)?;
         range("max_open_series", self.max_open_series, 1, 4096)?;
         range("max_slices_per_series", self.max_slices_per_series, 1, 65_536)?;
         range("closed_history", self.closed_history, 0, 100_000)?;

@@ -90,6 +90,7 @@ impl SliceMaker {
             pixels: Pixels::Gray8(self.detector.pixels().to_vec()),
             series: SeriesId(label),
             instance: Some(instance),
+            order: instance,
             position_z: None,
         }))
     }

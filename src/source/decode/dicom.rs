@@ -70,6 +70,14 @@ pub struct Stored {
     pub series: Option<String>,
     pub instance: Option<i32>,
     pub position_z: Option<f64>,
+    /// Each frame's ImagePositionPatient z from the Per-frame Functional Groups Sequence (one
+    /// entry per frame, `None` where a frame has none); empty when the file has no such sequence
+    /// or its item count is not the frame count.
+    pub frame_z: Vec<Option<f64>>,
+    /// SpacingBetweenSlices (top level, or the shared functional groups' Pixel Measures), when positive.
+    pub spacing_between_slices_mm: Option<f64>,
+    /// SliceThickness, when positive.
+    pub slice_thickness_mm: Option<f64>,
 }
 
 const JPEG_EXTENDED: &str = "1.2.840.10008.1.2.4.51";
@@ -219,6 +227,10 @@ fn decode_object(
     let instance = attr_u64(&obj, tags::INSTANCE_NUMBER).map(|v| v as i32);
     let position_z =
         obj.get(tags::IMAGE_POSITION_PATIENT).and_then(|e| e.to_multi_float64().ok()).and_then(|v| v.get(2).copied());
+    let frame_z = per_frame_z(&obj, frames);
+    let positive = |v: f64| (v.is_finite() && v > 0.0).then_some(v);
+    let spacing_between_slices_mm = spacing_between_slices(&obj);
+    let slice_thickness_mm = attr_f64(&obj, tags::SLICE_THICKNESS).and_then(positive);
     // A decoder bug must cost one file, not the daemon: contain a panic inside the codec.
     let samples = match native {
         Some(all) => Samples::Native(all),
@@ -308,8 +320,40 @@ fn decode_object(
         series,
         instance,
         position_z,
+        frame_z,
+        spacing_between_slices_mm,
+        slice_thickness_mm,
     };
     Ok((st, pixels))
+}
+
+/// ImagePositionPatient z of each frame, from Per-frame Functional Groups Sequence > Plane
+/// Position Sequence (Enhanced CT); empty unless there is one item per frame.
+fn per_frame_z(obj: &DefaultDicomObject, frames: u64) -> Vec<Option<f64>> {
+    let Some(items) = obj.get(tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE).and_then(|e| e.items()) else {
+        return Vec::new();
+    };
+    if frames < 2 || items.len() as u64 != frames {
+        return Vec::new();
+    }
+    items
+        .iter()
+        .map(|group| {
+            let plane = group.get(tags::PLANE_POSITION_SEQUENCE)?.items()?.first()?;
+            plane.get(tags::IMAGE_POSITION_PATIENT)?.to_multi_float64().ok()?.get(2).copied()
+        })
+        .collect()
+}
+
+/// SpacingBetweenSlices, top level or in the shared functional groups' Pixel Measures Sequence.
+fn spacing_between_slices(obj: &DefaultDicomObject) -> Option<f64> {
+    let positive = |v: f64| (v.is_finite() && v > 0.0).then_some(v);
+    let shared = || {
+        let groups = obj.get(tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE)?.items()?.first()?;
+        let measures = groups.get(tags::PIXEL_MEASURES_SEQUENCE)?.items()?.first()?;
+        measures.get(tags::SPACING_BETWEEN_SLICES)?.to_float64().ok().and_then(positive)
+    };
+    attr_f64(obj, tags::SPACING_BETWEEN_SLICES).and_then(positive).or_else(shared)
 }
 
 /// Stored value -> 16-bit display gray for a file without a modality rescale: the stored range
@@ -361,8 +405,17 @@ fn slices_from(st: Stored, frames: Vec<Pixels>, path: &Path, accept: Accept) -> 
     let series = SeriesId(
         st.series.clone().unwrap_or_else(|| path.parent().map(|d| d.display().to_string()).unwrap_or_default()),
     );
+    let multi = frames.len() > 1;
+    let orders = if multi {
+        let z = if st.frame_z.len() == frames.len() { st.frame_z.clone() } else { vec![None; frames.len()] };
+        // SliceThickness is no spacing for a file's own frames: their gaps are measured instead.
+        super::order::multi_frame(st.instance, &z, st.spacing_between_slices_mm)
+    } else {
+        let spacing = st.spacing_between_slices_mm.or(st.slice_thickness_mm);
+        vec![super::order::single_frame(st.instance, st.position_z, spacing)]
+    };
     let mut out = Vec::with_capacity(frames.len());
-    for (f, pixels) in frames.into_iter().enumerate() {
+    for (f, (pixels, order)) in frames.into_iter().zip(orders).enumerate() {
         out.push(Slice {
             source: path.to_path_buf(),
             frame: f as u32,
@@ -371,7 +424,8 @@ fn slices_from(st: Stored, frames: Vec<Pixels>, path: &Path, accept: Accept) -> 
             pixels,
             series: series.clone(),
             instance: st.instance,
-            position_z: st.position_z,
+            order,
+            position_z: if multi { st.frame_z.get(f).copied().flatten().or(st.position_z) } else { st.position_z },
         });
     }
     Ok(out)

@@ -3,6 +3,7 @@
 
 pub mod dicom;
 pub mod dicom_lengths;
+pub mod order;
 pub mod raster;
 
 /// Largest image accepted (pixels per frame): a declared 60000x60000 image is refused before any
@@ -11,20 +12,57 @@ pub const MAX_PIXELS_PER_FRAME: u64 = 8192 * 8192;
 /// Largest number of frames accepted from one file.
 pub const MAX_FRAMES: u64 = 4096;
 
+/// Why a file cannot be decoded: the decoder's own error, naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    #[error(transparent)]
+    Dicom(#[from] dicom::DicomError),
+    #[error(transparent)]
+    Raster(#[from] raster::RasterError),
+}
+
+impl DecodeError {
+    /// The journal's reason code. Every decode error is the input's own: reject, do not retry
+    /// (a file that cannot be read at all is not decoded: the daemon retries the read).
+    pub fn code(&self) -> crate::failure::RejectCode {
+        use crate::failure::RejectCode as C;
+        use dicom::DicomError as D;
+        use raster::RasterError as R;
+        match self {
+            DecodeError::Dicom(D::Open { .. }) => C::Unreadable,
+            DecodeError::Dicom(D::Attribute { .. }) => C::MissingAttribute,
+            DecodeError::Dicom(D::Unsupported { .. }) => C::Unsupported,
+            DecodeError::Dicom(D::TooLarge { .. }) => C::ImageTooLarge,
+            DecodeError::Dicom(D::NotCt { .. }) => C::NotCt,
+            DecodeError::Dicom(D::Pixels { .. }) => C::DamagedPixels,
+            DecodeError::Raster(R::Read { .. } | R::Format { .. }) => C::Unreadable,
+            DecodeError::Raster(R::TooLarge { .. }) => C::ImageTooLarge,
+            DecodeError::Raster(R::Decode { .. }) => C::DamagedPixels,
+            DecodeError::Raster(R::TooSmall { .. }) => C::ImageTooSmall,
+        }
+    }
+
+    pub fn rejection(&self) -> crate::failure::Rejection {
+        crate::failure::Rejection::new(self.code(), self.to_string())
+    }
+}
+
+/// Whether a file is DICOM: the Part 10 preamble, or a `.dcm` name.
+pub fn is_dicom(head: &[u8], path: &std::path::Path) -> bool {
+    head.len() >= 132 && &head[128..132] == b"DICM" || path.extension().is_some_and(|e| e.eq_ignore_ascii_case("dcm"))
+}
+
 /// Decodes a file already read into memory, as the daemon and `bench` take it: DICOM (CT only)
 /// when it carries the Part 10 preamble or ends in `.dcm`, else PNG/JPEG in series `raster_series`.
-/// The error is the decoder's message, naming the file.
 pub fn decode_any_bytes(
     bytes: &[u8],
     path: &std::path::Path,
     raster_series: crate::slice::SeriesId,
-) -> Result<Vec<crate::slice::Slice>, String> {
-    let is_dicom = bytes.len() >= 132 && &bytes[128..132] == b"DICM"
-        || path.extension().is_some_and(|e| e.eq_ignore_ascii_case("dcm"));
-    if is_dicom {
-        dicom::decode_bytes(bytes, path, dicom::Accept::CtOnly).map_err(|e| e.to_string())
+) -> Result<Vec<crate::slice::Slice>, DecodeError> {
+    if is_dicom(bytes, path) {
+        Ok(dicom::decode_bytes(bytes, path, dicom::Accept::CtOnly)?)
     } else {
-        raster::decode_bytes(bytes, path, raster_series).map(|s| vec![s]).map_err(|e| e.to_string())
+        Ok(raster::decode_bytes(bytes, path, raster_series).map(|s| vec![s])?)
     }
 }
 

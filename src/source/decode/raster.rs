@@ -84,6 +84,7 @@ pub fn decode_bytes(bytes: &[u8], path: &Path, series: SeriesId) -> Result<Slice
         pixels,
         series,
         instance: instance_from_name(path),
+        order: instance_from_name(path).unwrap_or(1),
         position_z: None,
     })
 }
