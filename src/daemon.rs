@@ -17,12 +17,13 @@
 use crate::budget::{us_since, BudgetTracker, SlowChange};
 use crate::config::Resolved;
 use crate::display::{DisplayHandle, SliceUpdate};
+use crate::eligibility::{Gate, Screen};
 use crate::pipeline::{ModelSet, Pipeline, SliceScores};
 use crate::service::Service;
 use crate::slice::{Pixels, Slice};
 use crate::source::capture::runner::{CaptureEvent, CaptureRunner};
 use crate::source::drop_folder::DropFolder;
-use crate::store::journal::{hex, Journal, RejectedRow, SeriesRow, SliceRecord};
+use crate::store::journal::{hex, Journal, RejectedRow, SeriesRow, SkippedRow, SliceRecord};
 use crate::store::overlay;
 use crate::verdict::fusion::{fuse, FusionConfig};
 use crate::verdict::series::{SeriesConfig, SeriesEvent, SeriesSummary, SeriesTracker, SliceObservation};
@@ -53,6 +54,8 @@ pub struct RunStats {
     pub budget_misses: u64,
     /// Failures of the daemon's own storage, each logged as FAULT and retried.
     pub faults: u64,
+    /// Files not analysed: not what the models are meant for (`crate::eligibility`).
+    pub not_analysed: u64,
 }
 
 /// Everything the loop needs.
@@ -80,6 +83,8 @@ pub struct Daemon {
     budget: BudgetTracker,
     /// The scanner-room display, when `[display]` is configured.
     display: Option<DisplayHandle>,
+    /// Intended use: which slices are analysed, and no alert on a patient with demo models.
+    gate: Gate,
     pub stats: RunStats,
 }
 
@@ -106,6 +111,14 @@ impl Daemon {
             log::info!("model {} sha256 {} ({})", m.model().name, m.model().sha256, m.path().display());
             for w in m.warnings() {
                 log::warn!("{}: {w}", m.path().display());
+            }
+        }
+        let gate = crate::eligibility::gate_for(&p.eligibility, &models);
+        for (warn, line) in crate::eligibility::describe(&gate, &models) {
+            if warn {
+                log::warn!("{line}");
+            } else {
+                log::info!("{line}");
             }
         }
         // Scheduling first, so the engine's threads inherit affinity and priority.
@@ -175,6 +188,7 @@ impl Daemon {
             None => None,
         };
         Ok(Daemon {
+            gate,
             display,
             drop,
             capture,
@@ -238,9 +252,10 @@ impl Daemon {
         }
         self.service.stopping("stopping");
         log::info!(
-            "stopping: {} file(s), {} slice(s), {} rejected, {} duplicate(s), {} alert(s), {} fault(s), {} slice(s) over the {} ms budget",
+            "stopping: {} file(s), {} slice(s), {} not analysed, {} rejected, {} duplicate(s), {} alert(s), {} fault(s), {} slice(s) over the {} ms budget",
             self.stats.files,
             self.stats.slices,
+            self.stats.not_analysed,
             self.stats.rejected,
             self.stats.duplicates,
             self.stats.alerts,
@@ -286,6 +301,11 @@ impl Daemon {
         // Decoded from the bytes already read (the file is read once), and the first slice's
         // inputs prepared, while a second core hashes them.
         let series = self.drop.series_of(path);
+        let screen = self.gate.screen(&bytes, path);
+        if let Screen::Skip { header, reasons, patient } = &screen {
+            let sha = Sha256::digest(bytes.as_slice()).into();
+            return self.not_analysed(path, sha, header.as_ref(), &series, *patient, reasons);
+        }
         let read_us = us_since(t_decode);
         let arrived = self.pipeline.arrive(&bytes, path, series);
         drop(bytes);
@@ -300,6 +320,12 @@ impl Daemon {
             Ok(s) => s,
             Err(reason) => return self.reject(path, Some(sha), reason),
         };
+        if let Screen::Analyse { header, image_test: true, patient } = &screen {
+            if let Some(why) = slices.first().and_then(|s| self.gate.image_test(header.as_ref(), s)) {
+                return self.not_analysed(path, sha, header.as_ref(), &slices[0].series, *patient, &[why]);
+            }
+        }
+        let patient = matches!(screen, Screen::Analyse { patient: true, .. });
         let decode_us = arrived.decode_us.saturating_add(read_us);
         for (i, slice) in slices.iter().enumerate() {
             self.service.tick(stop.load(Ordering::Relaxed));
@@ -309,6 +335,7 @@ impl Daemon {
                 }
                 return self.reject(path, Some(sha), &e.to_string());
             }
+            self.gate.note(&slice.series.0, patient, &[]);
             self.record(slice, &name, sha, decode_us, arrival)?;
         }
         self.drop.finish_done(path)?;
@@ -344,6 +371,8 @@ impl Daemon {
             log::warn!("capture slice {name}: {e}");
             return Ok(());
         }
+        let patient = self.gate.rules().raster_input == crate::eligibility::RasterInput::Patient;
+        self.gate.note(&slice.series.0, patient, &[]);
         self.record(&slice, &name, sha, 0, arrival)
     }
 
@@ -374,6 +403,64 @@ impl Daemon {
             self.service.tick(false);
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// A file that is not what the models are meant for: its slice and series recorded with the
+    /// reasons (`not-analysed`), the display told, the file moved to `done/`.
+    fn not_analysed(
+        &mut self,
+        path: &Path,
+        sha: [u8; 32],
+        header: Option<&crate::eligibility::SliceHeader>,
+        folder_series: &crate::slice::SeriesId,
+        patient: bool,
+        reasons: &[crate::eligibility::Reason],
+    ) -> anyhow::Result<()> {
+        self.stats.not_analysed += 1;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let series = header.and_then(|h| h.series_uid.clone()).unwrap_or_else(|| folder_series.0.clone());
+        self.restore(&series)?;
+        let (short, long) = {
+            let u = self.gate.note(&series, patient, reasons);
+            (u.short(), reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; "))
+        };
+        let now = unix_ms();
+        let row = match self.tracker.summary(&series) {
+            Some(s) => self.series_row(&series, &s),
+            None => {
+                let first = self.journal.series(&series)?.map_or(now, |r| r.first_seen_unix_ms);
+                let mut row = SeriesRow {
+                    series: series.clone(),
+                    slices: self.journal.skipped_slices(&series)? + 1,
+                    suspicious_slices: 0,
+                    max_p: 0.0,
+                    boxes: 0,
+                    verdict: crate::verdict::SeriesVerdict::Open,
+                    first_seen_unix_ms: first,
+                    last_seen_unix_ms: now,
+                    closed_unix_ms: None,
+                    alerted: false,
+                    reasons: None,
+                };
+                self.gate.amend(&mut row);
+                row
+            }
+        };
+        let skipped = SkippedRow {
+            source_file: name.clone(),
+            sha256: sha,
+            frame: 0,
+            series: series.clone(),
+            reasons: long.clone(),
+            created_unix_ms: now,
+        };
+        self.journal.record_skipped(&skipped, &row)?;
+        log::info!("{name}: not analysed (series {series}: {short}): {long}");
+        if let Some(d) = self.display.as_mut() {
+            d.skipped(&series, &short);
+        }
+        self.drop.finish_done(path)?;
+        Ok(())
     }
 
     fn reject(&mut self, path: &Path, sha: Option<[u8; 32]>, reason: &str) -> anyhow::Result<()> {
@@ -480,6 +567,9 @@ impl Daemon {
                 budget_ms: Some(budget_ms),
                 slow,
             });
+            if self.gate.is_demo(&series) {
+                d.demo_model();
+            }
         }
         match summary {
             Some(s) => {
@@ -552,7 +642,7 @@ impl Daemon {
     }
 
     fn series_row(&self, series: &str, s: &SeriesSummary) -> SeriesRow {
-        SeriesRow {
+        let mut row = SeriesRow {
             series: series.to_string(),
             slices: s.slices,
             suspicious_slices: s.suspicious_slices,
@@ -563,14 +653,24 @@ impl Daemon {
             last_seen_unix_ms: self.to_unix(s.last_seen_ms),
             closed_unix_ms: s.closed_at_ms.map(|m| self.to_unix(m)),
             alerted: s.alerted,
-        }
+            reasons: None,
+        };
+        self.gate.amend(&mut row);
+        row
     }
 
     fn on_event(&mut self, e: SeriesEvent) -> anyhow::Result<()> {
         match e {
             SeriesEvent::Positive { series, summary } => {
                 self.journal.update_series(&self.series_row(&series, &summary))?;
-                if self.alerted_before.contains(&series) {
+                if self.gate.is_demo(&series) {
+                    log::warn!(
+                        "series {series}: the series rule was met ({} suspicious of {} slices), but the models are demo \
+                         models (trained on synthetic phantoms) and this is a patient scan: no alert (verdict demo-model)",
+                        summary.suspicious_slices,
+                        summary.slices
+                    );
+                } else if self.alerted_before.contains(&series) {
                     log::info!("series {series}: positive (already alerted before a restart)");
                 } else {
                     self.stats.alerts += 1;
@@ -591,13 +691,14 @@ impl Daemon {
                 }
             }
             SeriesEvent::Closed { series, summary, reason } => {
-                self.journal.update_series(&self.series_row(&series, &summary))?;
+                let row = self.series_row(&series, &summary);
+                self.journal.update_series(&row)?;
                 if let Some(d) = self.display.as_mut() {
                     d.idle();
                 }
                 log::info!(
                     "series {series}: closed {} ({reason:?}) — {} slices, {} suspicious, max P {:.3}",
-                    summary.verdict.as_str(),
+                    row.verdict.as_str(),
                     summary.slices,
                     summary.suspicious_slices,
                     summary.max_p

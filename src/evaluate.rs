@@ -49,6 +49,8 @@ pub struct EvalOutcome {
     pub input: String,
     /// Every slice's scores, for tuning fusion and the series rule offline.
     pub slices: Vec<SliceScoreRow>,
+    /// Slices left out: not what the models are meant for (the profile's `[eligibility]`).
+    pub not_analysed_slices: usize,
 }
 
 /// One slice's scores and truth (`eval --json`).
@@ -89,6 +91,7 @@ pub fn evaluate(
     pipeline: &mut Pipeline,
     fusion: &FusionConfig,
     series_cfg: &SeriesConfig,
+    gate: &crate::eligibility::Gate,
     mut progress: impl FnMut(&str, usize),
 ) -> Result<EvalOutcome, EvalRunError> {
     let sub = match input {
@@ -114,6 +117,7 @@ pub fn evaluate(
     let mut rows = Vec::new();
     let mut scores = SliceScores::default();
     let mut image: u64 = 0;
+    let mut not_analysed = 0usize;
     for dir in &series_dirs {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(sub))
             .map_err(|e| EvalRunError::Bad { path: dir.clone(), reason: e.to_string() })?
@@ -128,6 +132,10 @@ pub fn evaluate(
         for (k, f) in files.iter().enumerate() {
             let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             let slices = decode_any(f).map_err(|reason| EvalRunError::Bad { path: f.clone(), reason })?;
+            if !gate.check_file(f, &slices).is_empty() {
+                not_analysed += slices.len();
+                continue;
+            }
             for s in &slices {
                 pipeline
                     .run(s, &mut scores)
@@ -197,5 +205,6 @@ pub fn evaluate(
         precision: String::new(),
         input: sub.to_string(),
         slices: rows,
+        not_analysed_slices: not_analysed,
     })
 }

@@ -16,11 +16,15 @@ pub struct SliceAnswer {
     pub frame: u32,
     pub series: String,
     pub instance: Option<i32>,
-    /// Classifier P(positive).
-    pub p: f32,
+    /// What the models are meant for, by the profile's `[eligibility]` rules.
+    pub eligible: bool,
+    /// Why not (empty when eligible).
+    pub reasons: Vec<String>,
+    /// Classifier P(positive); `null` when the slice is not eligible (the models did not run).
+    pub p: Option<f32>,
     /// Detector boxes `[x0, y0, x1, y1, confidence]` in the slice's pixels.
     pub boxes: Vec<[f32; 5]>,
-    /// "suspicious" or "clear", by the profile's fusion policy.
+    /// "suspicious" or "clear", by the profile's fusion policy; "not-analysed" when not eligible.
     pub verdict: &'static str,
 }
 
@@ -44,16 +48,33 @@ pub fn decode_any(path: &Path) -> Result<Vec<Slice>, String> {
     }
 }
 
-/// Runs every slice of `path`; an unreadable file is an `Err` with a one-line reason.
+/// Runs every eligible slice of `path` (by `gate`'s rules; an ineligible one is answered with its
+/// reasons, the models not run); an unreadable file is an `Err` with a one-line reason.
 pub fn infer_file(
     pipeline: &mut Pipeline,
     fusion: &FusionConfig,
+    gate: &crate::eligibility::Gate,
     path: &Path,
     scores: &mut SliceScores,
 ) -> Result<Vec<SliceAnswer>, String> {
     let slices = decode_any(path)?;
+    let reasons = gate.check_file(path, &slices);
     let mut out = Vec::with_capacity(slices.len());
     for s in &slices {
+        if !reasons.is_empty() {
+            out.push(SliceAnswer {
+                file: s.source.display().to_string(),
+                frame: s.frame,
+                series: s.series.0.clone(),
+                instance: s.instance,
+                eligible: false,
+                reasons: reasons.iter().map(|r| r.to_string()).collect(),
+                p: None,
+                boxes: Vec::new(),
+                verdict: "not-analysed",
+            });
+            continue;
+        }
         pipeline.run(s, scores).map_err(|e| e.to_string())?;
         out.push(answer(s, scores, fusion));
     }
@@ -68,7 +89,9 @@ pub fn answer(s: &Slice, scores: &SliceScores, fusion: &FusionConfig) -> SliceAn
         frame: s.frame,
         series: s.series.0.clone(),
         instance: s.instance,
-        p: scores.p,
+        eligible: true,
+        reasons: Vec::new(),
+        p: Some(scores.p),
         boxes: d.iter().map(|b| [b.bbox.x0, b.bbox.y0, b.bbox.x1, b.bbox.y1, b.confidence]).collect(),
         verdict: if fuse(fusion, &fs).suspicious { "suspicious" } else { "clear" },
     }

@@ -13,6 +13,7 @@ pub mod civil;
 pub mod config;
 pub mod daemon;
 pub mod display;
+pub mod eligibility;
 pub mod engine;
 pub mod eval;
 pub mod evaluate;

@@ -74,6 +74,9 @@ pub struct BoardProfile {
     pub runtime: Runtime,
     #[serde(default)]
     pub tensorrt: Tensorrt,
+    /// Intended use: which slices are analysed, and demo models on patient scans (docs/intended-use.md).
+    #[serde(default)]
+    pub eligibility: crate::eligibility::Rules,
 }
 
 /// `[tensorrt]`: used when `[engine] kind = "tensorrt"` (docs/engines.md).
@@ -398,6 +401,9 @@ impl BoardProfile {
                 b.slow_miss_fraction.to_string(),
                 "0.0 up to (not including) 1.0",
             ));
+        }
+        if let Err((key, found, allowed)) = self.eligibility.check() {
+            return Err(range(key, found, allowed));
         }
         let r = &self.runtime;
         if let Some(p) = r.realtime_priority {

@@ -62,6 +62,8 @@ pub struct PhantomOptions {
     pub emit_hu: bool,
     /// Worker threads (series are rendered in parallel); 0 means one per core.
     pub threads: usize,
+    /// The kind of series the DICOM headers describe (CTPA, or an ineligible kind for tests).
+    pub acquisition: dicom_writer::Acquisition,
 }
 
 impl PhantomOptions {
@@ -75,6 +77,7 @@ impl PhantomOptions {
             pe_fraction: 0.67,
             emit_hu: false,
             threads: 0,
+            acquisition: dicom_writer::Acquisition::Ctpa,
         }
     }
 }
@@ -103,6 +106,8 @@ pub struct RunSummary {
     pub slices: u32,
     pub pe_fraction: f32,
     pub format: Format,
+    /// The kind of series the DICOM headers describe (`ctpa` unless asked otherwise).
+    pub acquisition: dicom_writer::Acquisition,
     pub series: Vec<SeriesSummary>,
 }
 
@@ -309,6 +314,7 @@ pub fn generate(opts: &PhantomOptions) -> Result<RunSummary, PhantomError> {
         slices: opts.slices,
         pe_fraction: opts.pe_fraction,
         format: opts.format,
+        acquisition: opts.acquisition,
         series,
     };
     let path = opts.out.join("phantom.json");
@@ -398,6 +404,7 @@ impl SeriesWriter {
                     rows: SIZE as u16,
                     columns: SIZE as u16,
                     pixels: &self.stored,
+                    acquisition: opts.acquisition,
                 };
                 let path = sub("dicom").join(format!("{stem}.dcm"));
                 dicom_writer::encode(&slice, &mut self.dicom);
