@@ -190,8 +190,11 @@ pub fn evaluate(
                 image += 1;
             }
         }
-        let predicted = tracker.summary(&name).is_some_and(|s| s.verdict == SeriesVerdict::Positive);
-        series_out.push(Outcome { predicted, truth: truth_positive });
+        let Some(summary) = tracker.summary(&name) else {
+            // No slice of the series was analysed (intended use): not a series of the evaluation.
+            continue;
+        };
+        series_out.push(Outcome { predicted: summary.verdict == SeriesVerdict::Positive, truth: truth_positive });
     }
     pipeline.set_detector_threshold(detector_threshold);
     let report = EvalReport::compute(&truths, &dets, &slice_out, &series_out)?;
