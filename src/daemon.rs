@@ -252,11 +252,11 @@ impl Daemon {
         }
         self.service.stopping("stopping");
         log::info!(
-            "stopping: {} file(s), {} slice(s), {} not analysed, {} rejected, {} duplicate(s), {} alert(s), {} fault(s), {} slice(s) over the {} ms budget",
+            "stopping: {} file(s), {} slice(s), {} rejected, {} not analysed, {} duplicate(s), {} alert(s), {} fault(s), {} slice(s) over the {} ms budget",
             self.stats.files,
             self.stats.slices,
-            self.stats.not_analysed,
             self.stats.rejected,
+            self.stats.not_analysed,
             self.stats.duplicates,
             self.stats.alerts,
             self.stats.faults,

@@ -273,7 +273,7 @@ pub fn describe(gate: &Gate, models: &crate::pipeline::ModelSet) -> Vec<(bool, S
         false,
         format!(
             "eligibility: modality {}, axial (tilt <= {} deg) {}, ImageType ORIGINAL\\PRIMARY {}, slice {}..{} mm {}, \
-             contrast {} (image test {}, >= {} HU), pixel {}..{} mm and matrix {}..{} {}, body part {}, raster input {:?}",
+             contrast {} (image test {}, >= {} HU), pixel {}..{} mm and matrix {}..{} {}, body part {}, raster input {}",
             on(r.modality),
             r.max_tilt_deg,
             on(r.axial),
@@ -290,7 +290,7 @@ pub fn describe(gate: &Gate, models: &crate::pipeline::ModelSet) -> Vec<(bool, S
             r.max_matrix,
             on(r.geometry),
             on(r.body_part),
-            r.raster_input
+            r.raster_input.as_str()
         ),
     ));
     out

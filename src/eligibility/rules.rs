@@ -40,6 +40,16 @@ pub enum RasterInput {
     NotAnalysed,
 }
 
+impl RasterInput {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RasterInput::Eligible => "eligible",
+            RasterInput::Patient => "patient",
+            RasterInput::NotAnalysed => "not-analysed",
+        }
+    }
+}
+
 /// `[eligibility]`: every rule with its switch and limits. The defaults are CT pulmonary
 /// angiography as the shipped models (and the seed paper's) expect it.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
