@@ -204,7 +204,7 @@ fn a_real_contrast_axial_slice_with_the_shipped_models_is_demo_model_and_the_pha
         wait_for(&mut d, Duration::from_secs(120), "the daemon to start", |d| d.log().contains("watching drop folder"));
         let log = d.log();
         assert!(log.contains("DEMO MODELS loaded"), "the start-up log says demo models are loaded:\n{log}");
-        copy_into(&drop.join("real"), &[real.clone()]);
+        copy_into(&drop.join("real"), std::slice::from_ref(&real));
         copy_into(&drop.join("phantom"), &files_directly_in(&t.path().join("ph/series-000/dicom")));
         wait_for(&mut d, Duration::from_secs(120), "both series to close", |_| {
             series_row(&state, &uid).is_some_and(|r| r.0 != "open")

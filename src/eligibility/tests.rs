@@ -62,8 +62,7 @@ fn axial_within_the_tilt_and_not_beyond() {
     };
     assert!(rules_of(&at(9.0)).is_empty(), "a 9 degree gantry tilt is axial");
     assert_eq!(rules_of(&at(11.0)), ["axial"]);
-    let mut r = Rules::default();
-    r.max_tilt_deg = 15.0;
+    let r = Rules { max_tilt_deg: 15.0, ..Default::default() };
     assert!(judge(&r, &at(11.0)).reasons.is_empty());
     assert_eq!(tilt(&[1.0, 0.0, 0.0, 0.0, 0.0, -1.0]).map(|t| t.1), Some("coronal"));
     assert_eq!(tilt(&[0.0, 1.0, 0.0, 0.0, 0.0, -1.0]).map(|t| t.1), Some("sagittal"));
@@ -114,11 +113,9 @@ fn contrast_stated_or_image_test() {
     h.contrast_route = None;
     let v = judge(&Rules::default(), &h);
     assert!(v.reasons.is_empty() && v.contrast == Contrast::ImageTest, "{v:?}");
-    let mut no_test = Rules::default();
-    no_test.contrast_image_test = false;
+    let no_test = Rules { contrast_image_test: false, ..Default::default() };
     assert_eq!(judge(&no_test, &h).reasons.iter().map(Reason::rule).collect::<Vec<_>>(), ["contrast"]);
-    let mut off = Rules::default();
-    off.contrast = false;
+    let off = Rules { contrast: false, ..Default::default() };
     assert_eq!(judge(&off, &h).contrast, Contrast::Stated);
     // Ineligible already: no image test, "no contrast" noted beside the other reason.
     h.slice_thickness_mm = Some(5.0);
@@ -153,8 +150,7 @@ fn raster_input_follows_the_profile() {
         (RasterInput::Patient, true, true),
         (RasterInput::NotAnalysed, false, true),
     ] {
-        let mut r = Rules::default();
-        r.raster_input = mode;
+        let r = Rules { raster_input: mode, ..Default::default() };
         let s = Gate::new(r, true).screen(b"\x89PNG....", png);
         match s {
             Screen::Analyse { patient: p, .. } => assert!(analysed && p == patient, "{mode:?}"),
@@ -204,8 +200,7 @@ fn series_verdicts_not_analysed_demo_model_and_the_override() {
     let mut validated = Gate::new(Rules::default(), false);
     validated.note("patient", true, &[]);
     assert!(!validated.is_demo("patient"));
-    let mut r = Rules::default();
-    r.demo_models_may_alert_on_patients = true;
+    let r = Rules { demo_models_may_alert_on_patients: true, ..Default::default() };
     let mut overridden = Gate::new(r, true);
     overridden.note("patient", true, &[]);
     assert!(!overridden.is_demo("patient"));
