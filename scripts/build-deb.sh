@@ -5,7 +5,8 @@
 # 20.04, JetPack 6 / Ubuntu 22.04 and anything newer), checked for newer symbol versions, and the
 # package says `Depends: libc6 (>= 2.31)` (Cargo.toml: a fixed line, not cargo-deb's `$auto`, which
 # would copy the build host's glibc version). C++ (CharLS) is linked statically by zig, so there is
-# no libstdc++ dependency. Installs cargo-deb (cargo install) and cargo-zigbuild (PyPI, with zig)
+# no libstdc++ dependency. The package carries the onnxruntime CPU library (usr/lib/pe-sentinel),
+# the man pages and the bash/zsh/fish completions. Installs cargo-deb (cargo install) and cargo-zigbuild (PyPI, with zig)
 # when missing; the cross build uses the same venv as scripts/cross-aarch64.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,4 +25,17 @@ command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
 rustup target list --installed | grep -qx "$triple" || rustup target add "$triple"
 PATH="$VENV/bin:$PATH" cargo zigbuild --locked --release --target "$triple.$GLIBC" --bin pe-sentinel
 scripts/glibc-check.sh "${CARGO_TARGET_DIR:-target}/$triple/release/pe-sentinel" "$GLIBC"
+# What the package carries beside the binary (Cargo.toml assets under target/release/assets): the man
+# pages and shell completions from the clap definitions, written by the binary itself (the arm64 one
+# under qemu-aarch64), and the pinned onnxruntime CPU library for `engine = "auto"` (docs/platform.md).
+REL="${CARGO_TARGET_DIR:-target}/$triple/release"
+run=()
+if [ "$triple" = aarch64-unknown-linux-gnu ] && [ "$(uname -m)" != aarch64 ]; then
+  scripts/deps.sh cross
+  run=(qemu-aarch64 -L /usr/aarch64-linux-gnu)
+fi
+rm -rf "$REL/assets"
+"${run[@]}" "$REL/pe-sentinel" generate-docs --out "$REL/assets"
+gzip -9n "$REL/assets/man1/"*.1
+ONNXRUNTIME_ARCH="${triple%%-*}" scripts/get-onnxruntime.sh "$REL/assets/lib"
 cargo deb --no-build --strip --target "$triple"

@@ -21,12 +21,7 @@ X86_BIN="${1:-$TARGET_DIR/debug/pe-sentinel}"
 VENV="${PE_SENTINEL_XBUILD_VENV:-$HOME/.cache/pe-sentinel/xbuild}"
 SYSROOT=/usr/aarch64-linux-gnu
 
-need=()
-command -v qemu-aarch64 >/dev/null || need+=(qemu-user)
-[ -e "$SYSROOT/lib/ld-linux-aarch64.so.1" ] || need+=(libc6-arm64-cross)
-if [ ${#need[@]} -gt 0 ]; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
-fi
+scripts/deps.sh cross
 rustup target list --installed | grep -qx "$TARGET" || rustup target add "$TARGET"
 if [ ! -x "$VENV/bin/cargo-zigbuild" ]; then
   python3 -m venv "$VENV"

@@ -3,10 +3,23 @@
 # (three phantom series, two with emboli), starts the daemon with the shipped x86 CPU profile and
 # models on a temporary drop folder, feeds it the series (two as DICOM, one as PNG screenshots),
 # and prints the verdicts next to the truth.
+# Set-up it does itself: the Debian packages the build needs (scripts/deps.sh: installed when run
+# as root, else the one `apt-get install` line to run, before any build), and the pinned
+# onnxruntime CPU library (scripts/get-onnxruntime.sh) beside the binary, so `engine = "auto"` runs
+# onnxruntime; without network it says why and the demo runs on tract.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/deps.sh build demo
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+# stdout (where the library went) to the terminal, stderr (why it could not be fetched) kept.
+if { ORT_ERR="$(scripts/get-onnxruntime.sh "$TARGET_DIR/lib/pe-sentinel" 2>&1 1>&3)"; } 3>&1; then
+  ORT_NOTE=""
+else
+  ORT_NOTE="${ORT_ERR##*$'\n'}"
+  echo "$ORT_NOTE: the demo runs on tract"
+fi
 cargo build --release --locked
-BIN="${CARGO_TARGET_DIR:-target}/release/pe-sentinel"
+BIN="$TARGET_DIR/release/pe-sentinel"
 WORK="$(mktemp -d -t pe-sentinel-demo.XXXXXX)"
 "$BIN" phantom --out "$WORK/phantom" --series 3 --slices 48 --seed 7 --pe-fraction 0.67
 mkdir -p "$WORK/drop"
@@ -28,6 +41,12 @@ sleep 23
 kill -TERM $DAEMON; wait $DAEMON || true
 trap - EXIT
 grep -E "ALERT|closed" "$WORK/daemon.log" || true
+echo
+# The daemon's own line: `engine onnxruntime (asked: auto): onnxruntime 1.32.0 from ...`.
+echo "ran on: $(grep -m1 -oE 'engine [a-z]+ \(asked: .*' "$WORK/daemon.log" | cut -c1-160)"
+if [ -n "$ORT_NOTE" ]; then
+  echo "(tract, because $ORT_NOTE; tract is about 3x slower per slice on x86)"
+fi
 echo
 "$BIN" history --state "$WORK/state"
 echo

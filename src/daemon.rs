@@ -85,6 +85,8 @@ pub struct Daemon {
     display: Option<DisplayHandle>,
     /// Intended use: which slices are analysed, and no alert on a patient with demo models.
     gate: Gate,
+    /// Results for the PACS, when `[dicom.send]` is configured (issue 22).
+    outbox: Option<crate::outbox::Outbox>,
     pub stats: RunStats,
 }
 
@@ -187,8 +189,10 @@ impl Daemon {
             Some(d) => Some(DisplayHandle::start(&d.config(), Some(&cfg.state_dir))?),
             None => None,
         };
+        let outbox = crate::outbox::Outbox::start(cfg, &models)?;
         Ok(Daemon {
             gate,
+            outbox,
             display,
             drop,
             capture,
@@ -271,6 +275,9 @@ impl Daemon {
     fn process_file(&mut self, path: &Path, stop: &AtomicBool) -> anyhow::Result<()> {
         self.stats.files += 1;
         let arrival = self.drop.last_arrival();
+        if let Some(reason) = self.drop.refusal(path) {
+            return self.reject(path, None, &reason);
+        }
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let t_decode = Instant::now();
         let bytes = match std::fs::metadata(path) {
@@ -693,6 +700,9 @@ impl Daemon {
             SeriesEvent::Closed { series, summary, reason } => {
                 let row = self.series_row(&series, &summary);
                 self.journal.update_series(&row)?;
+                if let Some(o) = &self.outbox {
+                    o.series_final(&self.journal, &series, &summary, self.to_unix(summary.closed_at_ms.unwrap_or(0)));
+                }
                 if let Some(d) = self.display.as_mut() {
                     d.idle();
                 }

@@ -15,18 +15,13 @@ use std::path::{Path, PathBuf};
 /// Detector threshold while evaluating AP: darknet's `-map` keeps boxes down to 0.005.
 pub const AP_THRESHOLD: f32 = 0.005;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InputKind {
-    Png,
-    Dicom,
-}
+/// Which slices of each series to read: `png/` or `dicom/`.
+pub use crate::phantom::layout::SliceFolder as InputKind;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalRunError {
-    #[error(
-        "dataset {0}: no series folders with labels/ and {1}/ found; point --data at a `pe-sentinel phantom` output"
-    )]
-    Empty(PathBuf, &'static str),
+    #[error(transparent)]
+    Layout(#[from] crate::phantom::layout::LayoutError),
     #[error("dataset {path}: {reason}")]
     Bad { path: PathBuf, reason: String },
     #[error(transparent)]
@@ -84,30 +79,19 @@ fn label_boxes(path: &Path, w: f64, h: f64, image: u64, out: &mut Vec<TruthBox>)
     Ok(n)
 }
 
-/// Evaluates every series folder under `data`.
+/// Evaluates every series folder under `data`, reading `input` slices (default: PNG when the
+/// dataset has them, else DICOM).
 pub fn evaluate(
     data: &Path,
-    input: InputKind,
+    input: Option<InputKind>,
     pipeline: &mut Pipeline,
     fusion: &FusionConfig,
     series_cfg: &SeriesConfig,
     gate: &crate::eligibility::Gate,
-    mut progress: impl FnMut(&str, usize),
+    progress: &indicatif::ProgressBar,
 ) -> Result<EvalOutcome, EvalRunError> {
-    let sub = match input {
-        InputKind::Png => "png",
-        InputKind::Dicom => "dicom",
-    };
-    let mut series_dirs: Vec<PathBuf> = std::fs::read_dir(data)
-        .map_err(|e| EvalRunError::Bad { path: data.to_path_buf(), reason: e.to_string() })?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.join("labels").is_dir() && p.join(sub).is_dir())
-        .collect();
-    series_dirs.sort();
-    if series_dirs.is_empty() {
-        return Err(EvalRunError::Empty(data.to_path_buf(), sub));
-    }
+    let (kind, series_dirs) = crate::phantom::layout::choose(data, input)?;
+    let sub = kind.name();
     let detector_threshold = pipeline.detector_threshold();
     // AP needs the detector's answer on every slice: no cascade here.
     pipeline.set_cascade_gate(None);
@@ -118,6 +102,7 @@ pub fn evaluate(
     let mut scores = SliceScores::default();
     let mut image: u64 = 0;
     let mut not_analysed = 0usize;
+    let mut listed = Vec::with_capacity(series_dirs.len());
     for dir in &series_dirs {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(sub))
             .map_err(|e| EvalRunError::Bad { path: dir.clone(), reason: e.to_string() })?
@@ -125,11 +110,16 @@ pub fn evaluate(
             .map(|e| e.path())
             .collect();
         files.sort();
+        listed.push(files);
+    }
+    progress.set_length(listed.iter().map(|f| f.len() as u64).sum());
+    for (dir, files) in series_dirs.iter().zip(&listed) {
         let name = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        progress(&name, files.len());
+        progress.set_message(name.clone());
         let mut tracker = SeriesTracker::new(*series_cfg);
         let mut truth_positive = false;
         for (k, f) in files.iter().enumerate() {
+            progress.inc(1);
             let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             let slices = decode_any(f).map_err(|reason| EvalRunError::Bad { path: f.clone(), reason })?;
             if !gate.check_file(f, &slices).is_empty() {

@@ -2,7 +2,7 @@
 //! Only this file prints to the terminal; exit codes: 0 success, 1 failure, 2 bad usage.
 
 use anyhow::Context;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use pe_sentinel::config::{self, Precision, Resolved};
 use pe_sentinel::daemon::{self, Daemon};
 use pe_sentinel::evaluate::{self, InputKind};
@@ -83,9 +83,9 @@ enum Command {
         config: Option<PathBuf>,
         #[arg(long, value_enum)]
         precision: Option<PrecisionArg>,
-        /// Which files of each series to read.
-        #[arg(long, value_enum, default_value = "png")]
-        input: InputArg,
+        /// Which files of each series to read (default: png/ when the dataset has it, else dicom/).
+        #[arg(long, value_enum)]
+        input: Option<InputArg>,
         /// Also write the figures as JSON.
         #[arg(long)]
         json: Option<PathBuf>,
@@ -104,6 +104,16 @@ enum Command {
         json: bool,
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// The DICOM receiver's associations instead (its audit; --state is then the receiver's).
+        #[arg(long)]
+        associations: bool,
+    },
+    /// The DICOM receiver: runs `pe-sentinel-receive` (installed beside this binary) with these
+    /// flags: --config FILE [--listen ADDR:PORT] [--drop DIR] [--ae-title AE] [--allow AE@ADDRESS ...].
+    #[command(disable_help_flag = true)]
+    Receive {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
     },
     /// Acknowledge the latched ALERT on the running daemon's display (as its button does).
     Ack {
@@ -140,6 +150,12 @@ enum Command {
         /// Rebuild even when a current plan exists.
         #[arg(long)]
         force: bool,
+    },
+    /// Write the man pages and shell completions (bash, zsh, fish) into a folder (for packaging).
+    #[command(hide = true)]
+    GenerateDocs {
+        #[arg(long)]
+        out: PathBuf,
     },
 }
 
@@ -295,13 +311,20 @@ fn main() -> ExitCode {
         Command::Eval { data, config, precision, input, json, int8_baseline } => {
             run_eval(&data, config, precision, input, json, int8_baseline)
         }
-        Command::History { config, state, json, limit } => run_history(config, state, json, limit),
+        Command::History { config, state, json, limit, associations: true } => {
+            run_associations(config, state, json, limit)
+        }
+        Command::History { config, state, json, limit, .. } => run_history(config, state, json, limit),
+        Command::Receive { args } => run_receive(&args),
         Command::Phantom(a) => run_phantom(a),
         Command::Bench(a) => run_bench(a),
         Command::ImportDarknet(a) => run_import_darknet(a),
         Command::RunModel { manifest, input, out } => run_model(&manifest, &input, &out),
         Command::BuildEngines { config, state, force } => run_build_engines(config, state, force),
         Command::Ack { config, state } => run_ack(config, state),
+        Command::GenerateDocs { out } => pe_sentinel::cli_docs::write_all(Cli::command(), &out)
+            .with_context(|| format!("cannot write the man pages and completions into {}", out.display()))
+            .map(|_| ExitCode::SUCCESS),
     };
     match result {
         Ok(code) => code,
@@ -310,6 +333,11 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// Progress bars only on a terminal (src/progress.rs): logs, pipes and journald get none.
+fn on_terminal() -> bool {
+    std::io::IsTerminal::is_terminal(&std::io::stderr())
 }
 
 fn load_config(path: Option<PathBuf>, drop: Option<&Path>, state: Option<&Path>) -> anyhow::Result<Resolved> {
@@ -449,23 +477,22 @@ fn run_eval(
     data: &Path,
     config: Option<PathBuf>,
     precision: Option<PrecisionArg>,
-    input: InputArg,
+    input: Option<InputArg>,
     json: Option<PathBuf>,
     int8_baseline: Option<PathBuf>,
 ) -> anyhow::Result<ExitCode> {
     let cfg = with_precision(load_config(config, None, None)?, precision)?;
     let mut pipeline = pipeline_for(&cfg)?;
     let v = &cfg.profile.verdict;
-    let kind = match input {
+    let kind = input.map(|i| match i {
         InputArg::Png => InputKind::Png,
         InputArg::Dicom => InputKind::Dicom,
-    };
+    });
     let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
     let gate = pe_sentinel::eligibility::gate_for(&cfg.profile.eligibility, &models);
-    let mut out =
-        evaluate::evaluate(data, kind, &mut pipeline, &v.fusion_config(), &v.series_config(), &gate, |name, n| {
-            log::info!("eval {name}: {n} slice(s)")
-        })?;
+    let bar = pe_sentinel::progress::bar(on_terminal(), 0, "eval");
+    let mut out = evaluate::evaluate(data, kind, &mut pipeline, &v.fusion_config(), &v.series_config(), &gate, &bar)?;
+    bar.finish_and_clear();
     out.precision = cfg.profile.engine.precision.as_str().to_string();
     let r = &out.report;
     let f = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.4}"));
@@ -543,11 +570,76 @@ fn run_history(config: Option<PathBuf>, state: Option<PathBuf>, json: bool, limi
     Ok(ExitCode::SUCCESS)
 }
 
+/// `pe-sentinel receive`: the receiver is its own binary (it must not carry the analyser), so this
+/// replaces the process with it: `pe-sentinel-receive` beside this binary, else on PATH.
+fn run_receive(args: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let beside = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("pe-sentinel-receive")));
+    let program = beside.filter(|p| p.exists()).unwrap_or_else(|| PathBuf::from("pe-sentinel-receive"));
+    let err = std::process::Command::new(&program).args(args).exec();
+    anyhow::bail!("cannot run {}: {err}; install the pe-sentinel-receive binary beside pe-sentinel", program.display())
+}
+
+/// `history --associations`: the receiver's audit, newest first.
+fn run_associations(
+    config: Option<PathBuf>,
+    state: Option<PathBuf>,
+    json: bool,
+    limit: usize,
+) -> anyhow::Result<ExitCode> {
+    use pe_sentinel_receive::audit::Audit;
+    let state = match state {
+        Some(s) => s,
+        None => {
+            let path = config.unwrap_or_else(config::default_profile_path);
+            let d = pe_sentinel_receive::config::ReceiveProfile::load(&path).map_err(anyhow::Error::msg)?.dicom;
+            d.state_dir
+        }
+    };
+    let path = Audit::path_in(&state);
+    if !path.exists() {
+        anyhow::bail!("no association audit at {}; give the receiver's --state folder", path.display());
+    }
+    let rows = Audit::open_read(&path)?.recent(limit)?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        outln!(
+            "{:<24} {:<16} {:<22} {:>8} {:>9} {:>6} {:>6} {:>12}  outcome",
+            "started (UTC)",
+            "calling AE",
+            "peer",
+            "seconds",
+            "instances",
+            "aside",
+            "failed",
+            "bytes"
+        );
+        for r in rows {
+            outln!(
+                "{:<24} {:<16} {:<22} {:>8.1} {:>9} {:>6} {:>6} {:>12}  {}",
+                pe_sentinel::civil::utc_datetime_ms(r.started_unix_ms),
+                r.calling_ae,
+                r.peer,
+                (r.ended_unix_ms - r.started_unix_ms) as f64 / 1000.0,
+                r.instances,
+                r.set_aside,
+                r.failed,
+                r.bytes,
+                r.outcome
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 fn run_build_engines(config: Option<PathBuf>, state: Option<PathBuf>, force: bool) -> anyhow::Result<ExitCode> {
     let cfg = load_config(config, None, state.as_deref())?;
     let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
-    let lines =
-        pe_sentinel::engine::choice::build_tensorrt_engines(&cfg, &models, force).map_err(anyhow::Error::msg)?;
+    let spin = pe_sentinel::progress::spinner(on_terminal(), "building the TensorRT plans (minutes on a Jetson)");
+    let built = pe_sentinel::engine::choice::build_tensorrt_engines(&cfg, &models, force);
+    spin.finish_and_clear();
+    let lines = built.map_err(anyhow::Error::msg)?;
     for l in lines {
         outln!("{l}");
     }
@@ -587,8 +679,10 @@ fn run_phantom(a: PhantomArgs) -> anyhow::Result<ExitCode> {
             AcquisitionArg::ThickNonContrast => A::ThickNonContrast,
         }
     };
+    o.progress = pe_sentinel::progress::bar(on_terminal(), u64::from(a.series) * u64::from(a.slices), "phantom");
     let start = std::time::Instant::now();
     let summary = phantom::generate(&o).with_context(|| format!("phantom into {}", a.out.display()))?;
+    o.progress.finish_and_clear();
     let total = summary.series.len() as u32 * summary.slices;
     outln!(
         "wrote {} series x {} slices ({} slices) to {} in {:.1} s",
@@ -658,7 +752,7 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         engines,
         out: a.out.clone(),
         peer_python: a.peer.clone(),
-        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        progress: on_terminal(),
     };
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
     let files = bench::collect_inputs(&opts.input, &opts.out)?;

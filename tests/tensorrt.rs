@@ -75,7 +75,7 @@ fn tensorrt_on_a_machine_without_it_refuses_or_falls_back_as_the_profile_says() 
 mod shim {
     use super::*;
     use pe_sentinel::engine::tensorrt::shim::{ensure_plan, load_cached, TrtEngine, TrtLibrary};
-    use pe_sentinel::engine::tensorrt::BuildPrecision;
+    use pe_sentinel::engine::tensorrt::{BuildPrecision, TrtError};
     use pe_sentinel::engine::{Engine, EngineError, Outputs};
     use pe_sentinel::model::Manifest;
     use std::sync::{Mutex, MutexGuard, OnceLock};
@@ -150,7 +150,7 @@ mod shim {
         let _k = knobs();
         set(b"pe_trt_standin_set_version\0", "10.3.0");
         set(b"pe_trt_standin_set_plan\0", DETECTOR);
-        let lib = TrtLibrary::open(stand_in()).unwrap();
+        let lib = TrtLibrary::open(stand_in(), None).unwrap();
         assert_eq!(lib.tensorrt_version, "10.3.0");
         let m = manifest("tests/data/tiny-detector.toml");
         let dir = tempfile::tempdir().unwrap();
@@ -187,7 +187,7 @@ mod shim {
     fn plan_tensors_are_checked_against_the_manifest() {
         let _k = knobs();
         set(b"pe_trt_standin_set_version\0", "10.3.0");
-        let lib = TrtLibrary::open(stand_in()).unwrap();
+        let lib = TrtLibrary::open(stand_in(), None).unwrap();
         let m = manifest("tests/data/tiny-detector.toml");
         let plan = |d: &str| format!("PE-TRT-STANDIN 1\n{d}").into_bytes();
         let load = |d: &str| TrtEngine::load(&lib, &plan(d), &m).map(|_| ()).unwrap_err();
@@ -213,10 +213,10 @@ mod shim {
         set(b"pe_trt_standin_set_version\0", "8.5.2");
         let m = manifest("tests/data/tiny-classifier.toml");
         let dir = tempfile::tempdir().unwrap();
-        let lib = TrtLibrary::open(stand_in()).unwrap();
+        let lib = TrtLibrary::open(stand_in(), None).unwrap();
         let old = ensure_plan(&lib, &m, BuildPrecision::Fp32, dir.path(), false).unwrap();
         set(b"pe_trt_standin_set_version\0", "10.3.0");
-        let lib = TrtLibrary::open(stand_in()).unwrap();
+        let lib = TrtLibrary::open(stand_in(), None).unwrap();
         let new = ensure_plan(&lib, &m, BuildPrecision::Fp32, dir.path(), false).unwrap();
         let why = new.built.unwrap();
         assert!(why.contains("8.5.2") && why.contains("10.3.0"), "{why}");
@@ -234,7 +234,7 @@ mod shim {
     fn int8_needs_explicit_quantization_and_errors_are_mapped() {
         let _k = knobs();
         set(b"pe_trt_standin_set_plan\0", "in input 1,1,224,224\nout probs 1,2\n");
-        let lib = TrtLibrary::open(stand_in()).unwrap();
+        let lib = TrtLibrary::open(stand_in(), None).unwrap();
         let dir = tempfile::tempdir().unwrap();
         // The shipped INT8 classifier has Q/DQ nodes; the FP32 one has none.
         let q = manifest("models/classifier-int8.toml");
@@ -246,15 +246,46 @@ mod shim {
     }
 
     #[test]
+    fn no_cuda_device_and_a_runtime_only_library_are_reported_before_any_build() {
+        let _k = knobs();
+        set(b"pe_trt_standin_set_plan\0", "in input 1,1,224,224\nout probs 1,2\n");
+        set(b"pe_trt_standin_set_cuda\0", "35 no usable CUDA device: CUDA error 35 cudaErrorInsufficientDriver");
+        let lib = TrtLibrary::open(stand_in(), Some(Path::new("/opt/trt/libnvinfer_lean.so.11")));
+        set(b"pe_trt_standin_set_cuda\0", "");
+        let lib = lib.unwrap();
+        assert_eq!(lib.tensorrt_library, "/opt/trt/libnvinfer_lean.so.11");
+        assert_eq!(lib.header_version, "0.0.0.0-standin");
+        let cuda = lib.cuda_unusable.clone().expect("CUDA reported unusable");
+        assert_eq!(cuda.code, 35);
+        assert!(cuda.message.contains("cudaErrorInsufficientDriver"), "{cuda:?}");
+        assert_eq!(lib.gpu_name, "");
+        let e = lib.gpu().unwrap_err();
+        assert!(matches!(e, TrtError::Cuda(_)) && e.to_string().contains("cudaErrorInsufficientDriver"), "{e}");
+
+        set(b"pe_trt_standin_set_builder\0", "0");
+        let lib = TrtLibrary::open(stand_in(), None);
+        set(b"pe_trt_standin_set_builder\0", "1");
+        let lib = lib.unwrap();
+        assert!(!lib.has_builder && lib.describe().contains("runtime only, no builder"), "{}", lib.describe());
+        set(b"pe_trt_standin_set_builder\0", "0");
+        let dir = tempfile::tempdir().unwrap();
+        let e =
+            ensure_plan(&lib, &manifest("tests/data/tiny-classifier.toml"), BuildPrecision::Fp32, dir.path(), false);
+        set(b"pe_trt_standin_set_builder\0", "1");
+        let e = e.unwrap_err().to_string();
+        assert!(e.contains("full TensorRT builder") && e.contains("[tensorrt] library"), "{e}");
+    }
+
+    #[test]
     fn a_library_that_is_not_the_shim_is_refused_by_name() {
         let libc = ["/lib/x86_64-linux-gnu/libc.so.6", "/lib/aarch64-linux-gnu/libc.so.6"]
             .iter()
             .map(PathBuf::from)
             .find(|p| p.exists())
             .expect("libc.so.6");
-        let e = TrtLibrary::open(&libc).map(|_| ()).unwrap_err();
+        let e = TrtLibrary::open(&libc, None).map(|_| ()).unwrap_err();
         assert!(e.contains("missing symbol `pe_trt_abi_version`"), "{e}");
-        let e = TrtLibrary::open(Path::new("/nonexistent/libpe_trt.so")).map(|_| ()).unwrap_err();
+        let e = TrtLibrary::open(Path::new("/nonexistent/libpe_trt.so"), None).map(|_| ()).unwrap_err();
         assert!(e.contains("no such file") && e.contains("board/jetson/shim/build.sh"), "{e}");
     }
 
@@ -267,7 +298,9 @@ mod shim {
         let (ok, text) = output(bin().args(["build-engines", "--config"]).arg(&p));
         assert!(ok, "{text}");
         assert!(
-            text.contains("TensorRT 0.0.0-standin on stand-in (no GPU)") && text.contains("built fp32 plan"),
+            text.contains("TensorRT 0.0.0-standin (full: builder and runtime) from libnvinfer_standin.so via shim")
+                && text.contains("built with TensorRT 0.0.0.0-standin headers on stand-in (no GPU)")
+                && text.contains("built fp32 plan"),
             "{text}"
         );
         let (ok, text) = output(bin().args(["build-engines", "--config"]).arg(&p));

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Run ON a Jetson (JetPack 5.1 / TensorRT 8.5 or JetPack 6.x / TensorRT 10.x) from a checkout of
+# Run ON a Jetson (JetPack 5.1 / TensorRT 8.5, JetPack 6.x / TensorRT 10.x or JetPack 7 / TensorRT 11.x) from a checkout of
 # pe-sentinel: builds the TensorRT shim and pe-sentinel with `--features tensorrt`, builds the
 # engines, compares TensorRT with tract on phantom slices (classifier P within 0.02, every box
 # matched by one of the other engine at IoU >= 0.9), then prints latency figures with

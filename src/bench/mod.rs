@@ -18,7 +18,6 @@ use crate::verdict::fusion::fuse;
 use crate::verdict::series::{SeriesTracker, SliceObservation};
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -56,7 +55,7 @@ pub struct BenchOptions {
     pub out: PathBuf,
     /// Python with onnxruntime for the peer timing (None: no peer).
     pub peer_python: Option<PathBuf>,
-    /// Draw a progress line on stderr.
+    /// Draw a progress bar on stderr (src/progress.rs).
     pub progress: bool,
 }
 
@@ -204,12 +203,8 @@ fn run_engine(
     let started = Instant::now();
     let mut index = 0usize;
     let mut warm = 0usize;
-    for (fi, path) in files.iter().enumerate() {
-        if opts.progress {
-            let mut e = std::io::stderr().lock();
-            let _ = write!(e, "\r{engine:>12}: file {}/{}", fi + 1, files.len());
-            let _ = e.flush();
-        }
+    let bar = crate::progress::bar(opts.progress, files.len() as u64, &engine);
+    for path in bar.wrap_iter(files.iter()) {
         // As the daemon: read, then decode and prepare the first slice while the sha256 runs.
         let arrival = Instant::now();
         let bytes = match std::fs::read(path) {
@@ -293,10 +288,7 @@ fn run_engine(
             index += 1;
         }
     }
-    if opts.progress {
-        let mut e = std::io::stderr().lock();
-        let _ = writeln!(e);
-    }
+    bar.finish_and_clear();
     let wall_s = started.elapsed().as_secs_f64();
     if rows.is_empty() {
         anyhow::bail!(

@@ -3,6 +3,7 @@
 //! absolute relative to the profile, command-line overrides applied. Reads the profile file only.
 
 pub mod capture;
+pub mod dicom_send;
 pub mod raw;
 
 pub use raw::{BoardProfile, ConfigError, EngineKind, Precision};

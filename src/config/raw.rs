@@ -77,6 +77,8 @@ pub struct BoardProfile {
     /// Intended use: which slices are analysed, and demo models on patient scans (docs/intended-use.md).
     #[serde(default)]
     pub eligibility: crate::eligibility::Rules,
+    /// `[dicom]`: `[dicom.send]` results to a PACS (issue 22); absent: none.
+    pub dicom: Option<super::dicom_send::DicomTable>,
 }
 
 /// `[tensorrt]`: used when `[engine] kind = "tensorrt"` (docs/engines.md).
@@ -85,6 +87,9 @@ pub struct BoardProfile {
 pub struct Tensorrt {
     /// The shim library (relative to the profile); unset: <exe>/../lib/pe-sentinel/libpe_trt.so, then the system.
     pub shim: Option<PathBuf>,
+    /// The TensorRT library the shim opens (relative to the profile), e.g. a lean runtime's
+    /// libnvinfer_lean.so.11; unset: libnvinfer.so.<major>, then libnvinfer_lean.so.<major>, from the system.
+    pub library: Option<PathBuf>,
     /// When TensorRT cannot be used: "refuse" to start, or run on "tract" (the log says so).
     pub fallback: crate::engine::tensorrt::Fallback,
     /// Build FP16 engines from the FP32 models (precision = "fp32" only).
@@ -95,7 +100,7 @@ pub struct Tensorrt {
 
 impl Default for Tensorrt {
     fn default() -> Self {
-        Tensorrt { shim: None, fallback: Default::default(), fp16: false, int8_max_loss: 0.02 }
+        Tensorrt { shim: None, library: None, fallback: Default::default(), fp16: false, int8_max_loss: 0.02 }
     }
 }
 
@@ -405,6 +410,9 @@ impl BoardProfile {
         if let Err((key, found, allowed)) = self.eligibility.check() {
             return Err(range(key, found, allowed));
         }
+        if let Some(d) = &self.dicom {
+            d.receive.check().map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        }
         let r = &self.runtime;
         if let Some(p) = r.realtime_priority {
             if !(1..=99).contains(&p) {
@@ -461,6 +469,9 @@ impl BoardProfile {
         }
         if let Some(c) = &self.capture {
             c.check(path)?;
+        }
+        if let Some(send) = self.dicom.as_ref().and_then(|d| d.send.as_ref()) {
+            send.validate().map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
         }
         Ok(())
     }
@@ -601,6 +612,28 @@ state_dir = "/tmp/state"
         assert_eq!(c.port, Path::new("/dev/ttyACM0"));
         let p = BoardProfile::parse(&format!("{GOOD}{d}alert_timeout_s = 600\n"), Path::new("p.toml")).expect("ok");
         assert_eq!(p.display.expect("display").config().alert_timeout_ms, Some(600_000));
+    }
+
+    #[test]
+    fn the_dicom_table_is_accepted_and_checked_as_the_receiver_reads_it() {
+        // The shipped profile's commented [dicom] block, uncommented, parses here too.
+        let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("board/x86-cpu.toml"))
+            .expect("shipped profile");
+        let block = shipped.split("\n# [dicom]\n").nth(1).expect("a commented [dicom] block");
+        let text: String = block
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .map(|l| if l.starts_with("[[dicom.allow]]") { "[[dicom.allow]]\n".to_string() } else { format!("{l}\n") })
+            .collect();
+        let p = BoardProfile::parse(&format!("{GOOD}\n[dicom]\n{text}"), Path::new("p.toml")).expect("documented keys");
+        let d = p.dicom.expect("dicom").receive;
+        assert_eq!((d.ae_title.as_str(), d.max_associations, d.allow.len()), ("PE-SENTINEL", 4, 1));
+        let e = err(&format!("{GOOD}\n[dicom]\nmax_pdu_bytes = 1024\n"));
+        assert!(e.contains("dicom.max_pdu_bytes") && e.contains("65536"), "{e}");
+        let e = err(&format!("{GOOD}\n[dicom]\nae_titel = \"X\"\n"));
+        assert!(e.contains("ae_titel"), "{e}");
+        let e = err(&format!("{GOOD}\n[dicom]\n[[dicom.allow]]\nae_title = \"CT\"\naddresses = [\"10.0.0.0/40\"]\n"));
+        assert!(e.contains("prefix"), "{e}");
     }
 
     #[test]

@@ -115,15 +115,27 @@ pub fn open(cfg: &Resolved, models: &ModelSet) -> Result<Opened, OpenError> {
     }
 }
 
+/// A path from the profile: absolute, or relative to the profile's folder.
+fn profile_relative(cfg: &Resolved, p: &std::path::Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        cfg.profile_path.parent().unwrap_or(std::path::Path::new(".")).join(p)
+    }
+}
+
+/// The TensorRT library the profile names (`[tensorrt] library`), if any: a bare file name
+/// (`libnvinfer.so.10`) goes to the system loader, a path is relative to the profile.
+pub fn tensorrt_library_path(cfg: &Resolved) -> Option<PathBuf> {
+    let p = cfg.profile.tensorrt.library.as_deref()?;
+    Some(if p.components().count() == 1 { p.to_path_buf() } else { profile_relative(cfg, p) })
+}
+
 /// The shim library the profile points at: `[tensorrt] shim`, else the package's lib folder if
 /// it has one, else the system loader's `libpe_trt.so`.
 pub fn tensorrt_shim_path(cfg: &Resolved) -> PathBuf {
     if let Some(p) = &cfg.profile.tensorrt.shim {
-        return if p.is_absolute() {
-            p.clone()
-        } else {
-            cfg.profile_path.parent().unwrap_or(std::path::Path::new(".")).join(p)
-        };
+        return profile_relative(cfg, p);
     }
     let own = std::env::current_exe()
         .ok()
@@ -154,7 +166,9 @@ fn open_tensorrt(_cfg: &Resolved, _models: &ModelSet) -> Result<TrtOpened, Strin
 fn open_tensorrt(cfg: &Resolved, models: &ModelSet) -> Result<TrtOpened, String> {
     use super::tensorrt::{engines_dir, shim};
     let path = tensorrt_shim_path(cfg);
-    let lib = shim::TrtLibrary::open(&path)?;
+    let lib = shim::TrtLibrary::open(&path, tensorrt_library_path(cfg).as_deref())?;
+    // No TensorRT object before CUDA has a device (see board/jetson/shim/pe_trt.cpp).
+    lib.gpu().map_err(|e| format!("{}, but {e}", lib.describe()))?;
     let precision = tensorrt_precision(cfg);
     let dir = engines_dir(&cfg.state_dir);
     let (c, rc) = shim::load_cached(&lib, &models.classifier, precision, &dir).map_err(|e| e.to_string())?;
@@ -163,15 +177,8 @@ fn open_tensorrt(cfg: &Resolved, models: &ModelSet) -> Result<TrtOpened, String>
         None => format!("{} (cached)", r.path.display()),
         Some(why) => format!("{} (built: {why})", r.path.display()),
     };
-    let reason = format!(
-        "TensorRT {} on {} via {}, {} plans {} and {}",
-        lib.tensorrt_version,
-        lib.gpu_name,
-        lib.path().display(),
-        precision.as_str(),
-        said(&rc),
-        said(&rd)
-    );
+    let reason =
+        format!("{} on {}, {} plans {} and {}", lib.describe(), lib.gpu_name, precision.as_str(), said(&rc), said(&rd));
     Ok((Box::new(c), Box::new(d), reason))
 }
 
@@ -180,10 +187,18 @@ fn open_tensorrt(cfg: &Resolved, models: &ModelSet) -> Result<TrtOpened, String>
 #[cfg(feature = "tensorrt")]
 pub fn build_tensorrt_engines(cfg: &Resolved, models: &ModelSet, force: bool) -> Result<Vec<String>, String> {
     use super::tensorrt::{engines_dir, shim};
-    let lib = shim::TrtLibrary::open(&tensorrt_shim_path(cfg))?;
+    let lib = shim::TrtLibrary::open(&tensorrt_shim_path(cfg), tensorrt_library_path(cfg).as_deref())?;
+    // Say first what no GPU would cure: a runtime-only library never builds.
+    if !lib.has_builder {
+        return Err(format!(
+            "{}: it cannot build engines, building needs the full TensorRT builder (libnvinfer and libnvonnxparser, JetPack's TensorRT packages); point [tensorrt] library at it or leave it unset",
+            lib.describe()
+        ));
+    }
+    lib.gpu().map_err(|e| format!("{}, but {e}", lib.describe()))?;
     let precision = tensorrt_precision(cfg);
     let dir = engines_dir(&cfg.state_dir);
-    let mut lines = vec![format!("TensorRT {} on {} via {}", lib.tensorrt_version, lib.gpu_name, lib.path().display())];
+    let mut lines = vec![format!("{} on {}", lib.describe(), lib.gpu_name)];
     for m in [&models.classifier, &models.detector] {
         let r = shim::ensure_plan(&lib, m, precision, &dir, force).map_err(|e| e.to_string())?;
         lines.push(match r.built {

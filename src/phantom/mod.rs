@@ -8,6 +8,7 @@
 pub mod anatomy;
 pub mod dicom_writer;
 pub mod geometry;
+pub mod layout;
 pub mod render;
 pub mod rng;
 
@@ -64,6 +65,8 @@ pub struct PhantomOptions {
     pub threads: usize,
     /// The kind of series the DICOM headers describe (CTPA, or an ineligible kind for tests).
     pub acquisition: dicom_writer::Acquisition,
+    /// Counts written slices (src/progress.rs); hidden unless the caller makes it visible.
+    pub progress: indicatif::ProgressBar,
 }
 
 impl PhantomOptions {
@@ -78,6 +81,7 @@ impl PhantomOptions {
             emit_hu: false,
             threads: 0,
             acquisition: dicom_writer::Acquisition::Ctpa,
+            progress: indicatif::ProgressBar::hidden(),
         }
     }
 }
@@ -379,6 +383,7 @@ impl SeriesWriter {
         let mut slice_labels = Vec::with_capacity(opts.slices as usize);
         let mut per_embolus: Vec<(Option<u32>, Option<u32>, usize)> = vec![(None, None, 0); scene.emboli.len()];
         for k in 0..opts.slices {
+            opts.progress.inc(1);
             let instance = k + 1;
             let stem = slice_stem(instance, opts.slices);
             plan.render(k, &mut self.canvas, &mut self.boxes);

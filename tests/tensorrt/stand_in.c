@@ -5,7 +5,10 @@
  * "Plans" are text: "PE-TRT-STANDIN 1\n" then one line per tensor, "in NAME d0,d1,..." or
  * "out NAME d0,d1,..." (a dim of -1 is dynamic). Building from ONNX writes the plan description
  * set with pe_trt_standin_set_plan() (test-only), and refuses INT8 for a model without
- * QuantizeLinear nodes, as the real shim does (explicit quantization only).
+ * QuantizeLinear nodes, as the real shim does (explicit quantization only). Test-only knobs also
+ * make CUDA unusable (pe_trt_standin_set_cuda("35 message")) or the library runtime-only
+ * (pe_trt_standin_set_builder("0")); the real shim's answers then are what tests/tensorrt_real.rs
+ * checks against NVIDIA's lean runtime.
  * Inference: output number k (plan order), element i = sum(inputs) + 1000*(k+1) + i. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +22,10 @@ static __thread char last_error[512];
 static char plan_desc[1024] = "in input 1,1,4,4\nout probs 1,2\n";
 static char version[64] = "0.0.0-standin";
 static int builds = 0;
+static char library[512] = "";
+static int cuda_code = 0; /* 0: a device; else the cudaError_t to report */
+static char cuda_message[256] = "";
+static int has_builder = 1;
 
 static int fail(int code, const char *msg) {
   snprintf(last_error, sizeof last_error, "%s", msg);
@@ -31,10 +38,27 @@ struct pe_trt_engine { int n; struct tensor t[MAXT]; };
 void pe_trt_standin_set_plan(const char *d) { snprintf(plan_desc, sizeof plan_desc, "%s", d); }
 void pe_trt_standin_set_version(const char *v) { snprintf(version, sizeof version, "%s", v); }
 int pe_trt_standin_builds(void) { return builds; }
+void pe_trt_standin_set_cuda(const char *v) {
+  cuda_code = 0;
+  cuda_message[0] = 0;
+  if (v && *v && sscanf(v, "%d %255[^\n]", &cuda_code, cuda_message) < 1) cuda_code = 0;
+}
+void pe_trt_standin_set_builder(const char *v) { has_builder = v && *v == '1'; }
 
 int pe_trt_abi_version(void) { return PE_TRT_ABI_VERSION; }
+int pe_trt_open(const char *lib) {
+  snprintf(library, sizeof library, "%s", lib && *lib ? lib : "libnvinfer_standin.so");
+  return PE_TRT_OK;
+}
 const char *pe_trt_version(void) { return version; }
-const char *pe_trt_gpu_name(void) { return "stand-in (no GPU)"; }
+const char *pe_trt_header_version(void) { return "0.0.0.0-standin"; }
+const char *pe_trt_library(void) { return library; }
+int pe_trt_has_builder(void) { return has_builder; }
+int pe_trt_cuda_check(int *cuda_error) {
+  if (cuda_error) *cuda_error = cuda_code;
+  return cuda_code ? fail(PE_TRT_E_CUDA, cuda_message) : PE_TRT_OK;
+}
+const char *pe_trt_gpu_name(void) { return cuda_code ? "" : "stand-in (no GPU)"; }
 const char *pe_trt_last_error(void) { return last_error; }
 
 static int contains(const unsigned char *hay, size_t n, const char *needle) {
@@ -47,6 +71,8 @@ static int contains(const unsigned char *hay, size_t n, const char *needle) {
 int pe_trt_build(const void *onnx, size_t onnx_len, int precision, const char *timing_cache, void **plan,
                  size_t *plan_len) {
   if (!onnx || !plan || !plan_len) return fail(PE_TRT_E_ARGUMENT, "null argument to pe_trt_build");
+  if (!has_builder) return fail(PE_TRT_E_NO_BUILDER, "stand-in: runtime only; building needs the full TensorRT builder");
+  if (cuda_code) return fail(PE_TRT_E_CUDA, cuda_message);
   if (precision == PE_TRT_INT8_QDQ && !contains(onnx, onnx_len, "QuantizeLinear"))
     return fail(PE_TRT_E_UNSUPPORTED, "INT8 asked for a model without Q/DQ nodes; implicit INT8 calibration is not used");
   if (timing_cache && *timing_cache) {
@@ -69,6 +95,7 @@ void pe_trt_free(void *buffer) { free(buffer); }
 
 int pe_trt_load(const void *plan, size_t plan_len, pe_trt_engine **out) {
   if (!plan || !out) return fail(PE_TRT_E_ARGUMENT, "null argument to pe_trt_load");
+  if (cuda_code) return fail(PE_TRT_E_CUDA, cuda_message);
   size_t m = strlen(MAGIC);
   if (plan_len < m || memcmp(plan, MAGIC, m) != 0)
     return fail(PE_TRT_E_PLAN, "cannot deserialize: not a plan of this stand-in version");

@@ -4,7 +4,9 @@
 //! time is in [`shim`], built with the cargo feature `tensorrt` only. Nothing here links TensorRT.
 //! Touches: `<state>/engines/` (plans and the timing cache) and the shim library file.
 //!
-//! Executed on real TensorRT: nothing (this machine has none). See docs/engines.md.
+//! Executed on real TensorRT: the shim built against the 11.1 headers, loaded with NVIDIA's lean
+//! 11.1 runtime on a machine without a GPU (tests/tensorrt_real.rs); no plan was ever built or
+//! run. See docs/engines.md.
 use std::path::{Path, PathBuf};
 
 #[cfg(feature = "tensorrt")]
@@ -152,10 +154,14 @@ pub enum TrtError {
     Build(String),
     #[error("TensorRT does not support this: {0}")]
     Unsupported(String),
-    #[error("CUDA error: {0}")]
+    #[error("CUDA: {0}")]
     Cuda(String),
     #[error("TensorRT inference failed: {0}")]
     Infer(String),
+    #[error("{0}; build the plans where the full TensorRT is installed (JetPack's TensorRT packages), or point [tensorrt] library at libnvinfer")]
+    NoBuilder(String),
+    #[error("{0}")]
+    Library(String),
     #[error("TensorRT shim returned unknown code {code}: {message}")]
     Unknown { code: i32, message: String },
 }
@@ -170,6 +176,8 @@ impl TrtError {
             -4 => TrtError::Unsupported(message),
             -5 => TrtError::Cuda(message),
             -6 => TrtError::Infer(message),
+            -7 => TrtError::NoBuilder(message),
+            -8 => TrtError::Library(message),
             code => TrtError::Unknown { code, message },
         }
     }
@@ -306,7 +314,10 @@ mod tests {
         assert_eq!(TrtError::from_code(-1, m()), TrtError::Argument(m()));
         assert!(TrtError::from_code(-2, m()).wants_rebuild());
         assert!(TrtError::from_code(-2, m()).to_string().contains("build-engines"));
-        for c in [-1, -3, -4, -5, -6, -99] {
+        assert!(matches!(TrtError::from_code(-7, m()), TrtError::NoBuilder(_)));
+        assert!(TrtError::from_code(-7, m()).to_string().contains("full TensorRT"));
+        assert_eq!(TrtError::from_code(-8, m()), TrtError::Library(m()));
+        for c in [-1, -3, -4, -5, -6, -7, -8, -99] {
             assert!(!TrtError::from_code(c, m()).wants_rebuild(), "{c}");
         }
         assert!(matches!(TrtError::from_code(-99, m()), TrtError::Unknown { code: -99, .. }));

@@ -1,9 +1,12 @@
 //! The binding to the TensorRT shim (`libpe_trt.so`, C ABI in `pe_trt.h`), loaded at run time
-//! with libloading (cargo feature `tensorrt`). [`TrtLibrary::open`] resolves every symbol and
-//! checks the ABI version; [`TrtEngine::load`] deserializes a plan, matches its tensors to the
+//! with libloading (cargo feature `tensorrt`). [`TrtLibrary::open`] resolves every symbol, checks
+//! the ABI version, has the shim open the TensorRT library (full or lean) and asks CUDA for a
+//! usable device before any TensorRT object exists; [`TrtEngine::load`] deserializes a plan, matches its tensors to the
 //! manifest by name and shape, and binds host buffers allocated once; [`ensure_plan`] applies the
-//! engine cache (reuse, or build and store). Tested against the C stand-in in tests/tensorrt/.
-//! Touches: the shim library, `<state>/engines/`, the ONNX file through its manifest.
+//! engine cache (reuse, or build and store). Tested against the C stand-in in tests/tensorrt/,
+//! and with the real shim and NVIDIA's lean runtime on a machine without a GPU in
+//! tests/tensorrt_real.rs. Touches: the shim and TensorRT libraries, `<state>/engines/`, the ONNX
+//! file through its manifest.
 //!
 //! `unsafe` is allowed here for the FFI calls only; every pointer handed to the shim is either a
 //! NUL-terminated string we own or a buffer owned by the engine for the engine's lifetime.
@@ -18,14 +21,19 @@ use crate::engine::{Engine, EngineError, Outputs};
 use crate::model::{Manifest, OutputSpec};
 
 /// The ABI version this binding speaks (`PE_TRT_ABI_VERSION`).
-pub const ABI_VERSION: c_int = 1;
+pub const ABI_VERSION: c_int = 2;
 /// Library name asked of the system loader when nothing else names one.
 pub const SYSTEM_NAME: &str = "libpe_trt.so";
 
 type Opaque = c_void;
 
 struct Fns {
+    open: unsafe extern "C" fn(*const c_char) -> c_int,
     version: unsafe extern "C" fn() -> *const c_char,
+    header_version: unsafe extern "C" fn() -> *const c_char,
+    library: unsafe extern "C" fn() -> *const c_char,
+    has_builder: unsafe extern "C" fn() -> c_int,
+    cuda_check: unsafe extern "C" fn(*mut c_int) -> c_int,
     gpu_name: unsafe extern "C" fn() -> *const c_char,
     last_error: unsafe extern "C" fn() -> *const c_char,
     build: unsafe extern "C" fn(*const c_void, usize, c_int, *const c_char, *mut *mut c_void, *mut usize) -> c_int,
@@ -44,10 +52,28 @@ struct Fns {
 pub struct TrtLibrary {
     path: PathBuf,
     fns: Fns,
+    /// The loaded TensorRT library's own version (its getInferLibVersion), e.g. "10.3.0".
     pub tensorrt_version: String,
+    /// The TensorRT headers the shim was compiled with, e.g. "11.1.0.106".
+    pub header_version: String,
+    /// The TensorRT library the shim loaded (full path when the loader resolved one).
+    pub tensorrt_library: String,
+    /// Whether that library can build plans (full TensorRT); false for the lean runtime.
+    pub has_builder: bool,
+    /// The GPU's name and compute capability; empty when CUDA has no usable device.
     pub gpu_name: String,
+    /// Why CUDA has no usable device (CUDA's error code and message), when it has none.
+    pub cuda_unusable: Option<CudaUnusable>,
     // Dropped last: the function pointers above point into it.
     _lib: libloading::Library,
+}
+
+/// CUDA's answer when the shim asked it for a device: its own error code and message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CudaUnusable {
+    /// `cudaError_t`, e.g. 35 (cudaErrorInsufficientDriver) or 100 (cudaErrorNoDevice).
+    pub code: i32,
+    pub message: String,
 }
 
 fn cstr(p: *const c_char) -> String {
@@ -60,8 +86,11 @@ fn cstr(p: *const c_char) -> String {
 }
 
 impl TrtLibrary {
-    /// Loads the shim at `path` (a bare name goes to the system loader) and checks its ABI.
-    pub fn open(path: &Path) -> Result<Arc<TrtLibrary>, String> {
+    /// Loads the shim at `path` (a bare name goes to the system loader), checks its ABI, has it
+    /// open the TensorRT library (`tensorrt`, else the shim's default names) and asks CUDA for a
+    /// device. A missing TensorRT library is an error; a missing device is recorded in
+    /// [`TrtLibrary::cuda_unusable`] (`check` reports the library either way).
+    pub fn open(path: &Path, tensorrt: Option<&Path>) -> Result<Arc<TrtLibrary>, String> {
         if path.components().count() > 1 && !path.exists() {
             return Err(format!(
                 "TensorRT shim {}: no such file; build it on the Jetson with board/jetson/shim/build.sh",
@@ -94,7 +123,12 @@ impl TrtLibrary {
             ));
         }
         let fns = Fns {
+            open: sym!("pe_trt_open"),
             version: sym!("pe_trt_version"),
+            header_version: sym!("pe_trt_header_version"),
+            library: sym!("pe_trt_library"),
+            has_builder: sym!("pe_trt_has_builder"),
+            cuda_check: sym!("pe_trt_cuda_check"),
             gpu_name: sym!("pe_trt_gpu_name"),
             last_error: sym!("pe_trt_last_error"),
             build: sym!("pe_trt_build"),
@@ -108,10 +142,69 @@ impl TrtLibrary {
             set_host_buffer: sym!("pe_trt_set_host_buffer"),
             infer: sym!("pe_trt_infer"),
         };
-        // SAFETY: both return static strings (see pe_trt.h).
-        let tensorrt_version = cstr(unsafe { (fns.version)() });
-        let gpu_name = cstr(unsafe { (fns.gpu_name)() });
-        Ok(Arc::new(TrtLibrary { path: path.to_path_buf(), fns, tensorrt_version, gpu_name, _lib: lib }))
+        // SAFETY: returns a static string (see pe_trt.h).
+        let header_version = cstr(unsafe { (fns.header_version)() });
+        let wanted = match tensorrt {
+            Some(p) => Some(
+                CString::new(p.as_os_str().as_encoded_bytes())
+                    .map_err(|_| format!("[tensorrt] library {} has a NUL byte in its path", p.display()))?,
+            ),
+            None => None,
+        };
+        // SAFETY: `wanted` is NUL-terminated or null; the shim copies what it needs. No CUDA call.
+        let code = unsafe { (fns.open)(wanted.as_ref().map_or(std::ptr::null(), |c| c.as_ptr())) };
+        if code < 0 {
+            // SAFETY: the thread's last message (or null).
+            let why = cstr(unsafe { (fns.last_error)() });
+            return Err(format!(
+                "TensorRT shim {} (built with TensorRT {header_version} headers): {why}",
+                path.display()
+            ));
+        }
+        // SAFETY: static strings and ints once pe_trt_open succeeded (see pe_trt.h).
+        let (tensorrt_version, tensorrt_library, has_builder) =
+            unsafe { (cstr((fns.version)()), cstr((fns.library)()), (fns.has_builder)() == 1) };
+        let mut cuda_error: c_int = 0;
+        // SAFETY: the out pointer is ours; this is CUDA's first call in the process.
+        let cuda = unsafe { (fns.cuda_check)(&mut cuda_error) };
+        let (gpu_name, cuda_unusable) = if cuda >= 0 {
+            // SAFETY: a static string once the check succeeded.
+            (cstr(unsafe { (fns.gpu_name)() }), None)
+        } else {
+            // SAFETY: the thread's last message (or null).
+            (String::new(), Some(CudaUnusable { code: cuda_error, message: cstr(unsafe { (fns.last_error)() }) }))
+        };
+        Ok(Arc::new(TrtLibrary {
+            path: path.to_path_buf(),
+            fns,
+            tensorrt_version,
+            header_version,
+            tensorrt_library,
+            has_builder,
+            gpu_name,
+            cuda_unusable,
+            _lib: lib,
+        }))
+    }
+
+    /// One line for the log and `check`: which TensorRT, from where, through which shim.
+    pub fn describe(&self) -> String {
+        format!(
+            "TensorRT {} ({}) from {} via shim {} built with TensorRT {} headers",
+            self.tensorrt_version,
+            if self.has_builder { "full: builder and runtime" } else { "runtime only, no builder" },
+            self.tensorrt_library,
+            self.path.display(),
+            self.header_version
+        )
+    }
+
+    /// The GPU's name, or CUDA's reason for having no usable device.
+    pub fn gpu(&self) -> Result<&str, TrtError> {
+        match &self.cuda_unusable {
+            None => Ok(&self.gpu_name),
+            Some(c) => Err(TrtError::Cuda(c.message.clone())),
+        }
     }
 
     pub fn path(&self) -> &Path {

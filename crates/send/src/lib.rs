@@ -1,0 +1,13 @@
+//! pe-sentinel-send: delivers the analyser's result objects (a Secondary Capture of the key slice
+//! and a Comprehensive 3D SR per series verdict) from the on-disk outbox to the PACS with C-STORE,
+//! retrying with bounded backoff and recording every attempt in its own ledger. Links no
+//! inference engine and no analysis code: DICOM, SQLite and the outbox folder only. See
+//! docs/dicom-results.md.
+#![deny(unsafe_code)]
+
+pub mod config;
+pub mod ledger;
+pub mod outbox;
+pub mod run;
+pub mod scu;
+pub mod status;
