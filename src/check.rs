@@ -101,6 +101,14 @@ fn models(cfg: &Resolved, r: &mut Report) -> Result<(), String> {
             r.note(format!("warning {}: {w}", m.path().display()));
         }
     }
+    let gate = crate::eligibility::gate_for(&p.eligibility, &models);
+    for (warn, line) in crate::eligibility::describe(&gate, &models) {
+        if warn {
+            r.note(format!("warning {line}"));
+        } else {
+            r.ok(line);
+        }
+    }
     let t = Instant::now();
     let (cls, det, choice) = crate::engine::open(cfg, &models).map_err(|e| e.to_string())?;
     r.ok(format!("{choice}"));

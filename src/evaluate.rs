@@ -45,6 +45,8 @@ pub struct EvalOutcome {
     pub input: String,
     /// Every slice's scores, for tuning fusion and the series rule offline.
     pub slices: Vec<SliceScoreRow>,
+    /// Slices left out: not what the models are meant for (the profile's `[eligibility]`).
+    pub not_analysed_slices: usize,
 }
 
 /// One slice's scores and truth (`eval --json`).
@@ -86,6 +88,7 @@ pub fn evaluate(
     pipeline: &mut Pipeline,
     fusion: &FusionConfig,
     series_cfg: &SeriesConfig,
+    gate: &crate::eligibility::Gate,
     progress: &indicatif::ProgressBar,
 ) -> Result<EvalOutcome, EvalRunError> {
     let (kind, series_dirs) = crate::phantom::layout::choose(data, input)?;
@@ -99,6 +102,7 @@ pub fn evaluate(
     let mut rows = Vec::new();
     let mut scores = SliceScores::default();
     let mut image: u64 = 0;
+    let mut not_analysed = 0usize;
     let mut listed = Vec::with_capacity(series_dirs.len());
     for dir in &series_dirs {
         let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(sub))
@@ -120,6 +124,10 @@ pub fn evaluate(
             progress.inc(1);
             let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
             let slices = decode_any(f).map_err(|reason| EvalRunError::Bad { path: f.clone(), reason })?;
+            if !gate.check_file(f, &slices).is_empty() {
+                not_analysed += slices.len();
+                continue;
+            }
             for mut s in slices {
                 // A dataset's series is its folder (PNG slices would otherwise share `png`).
                 s.series = crate::slice::SeriesId(name.clone());
@@ -159,8 +167,11 @@ pub fn evaluate(
                 image += 1;
             }
         }
-        let predicted = judge.summary(&name).is_some_and(|s| s.verdict == SeriesVerdict::Positive);
-        series_out.push(Outcome { predicted, truth: truth_positive });
+        let Some(summary) = judge.summary(&name) else {
+            // No slice of the series was analysed (intended use): not a series of the evaluation.
+            continue;
+        };
+        series_out.push(Outcome { predicted: summary.verdict == SeriesVerdict::Positive, truth: truth_positive });
     }
     pipeline.set_detector_threshold(detector_threshold);
     let report = EvalReport::compute(&truths, &dets, &slice_out, &series_out)?;
@@ -174,5 +185,6 @@ pub fn evaluate(
         precision: String::new(),
         input: sub.to_string(),
         slices: rows,
+        not_analysed_slices: not_analysed,
     })
 }

@@ -19,14 +19,19 @@ pub struct SliceAnswer {
     /// The slice's place in its series (`Slice::order`: the InstanceNumber of a single-frame
     /// file; a frame's own place in a multi-frame one).
     pub order: i32,
-    /// Classifier P(positive).
-    pub p: f32,
+    /// What the models are meant for, by the profile's `[eligibility]` rules.
+    pub eligible: bool,
+    /// Why not (empty when eligible).
+    pub reasons: Vec<String>,
+    /// Classifier P(positive); `null` when the slice is not eligible (the models did not run).
+    pub p: Option<f32>,
     /// Detector boxes `[x0, y0, x1, y1, confidence]` in the slice's pixels.
     pub boxes: Vec<[f32; 5]>,
-    /// "suspicious" or "clear", by the profile's fusion policy.
+    /// "suspicious" or "clear", by the profile's fusion policy; "not-analysed" when not eligible.
     pub verdict: &'static str,
     /// The series' verdict after this slice, by the profile's series rule over the slices given
-    /// so far: "open" or "positive" (a one-shot run never closes a series).
+    /// so far: "open" or "positive" (a one-shot run never closes a series); "not-analysed" for a
+    /// slice that is not eligible.
     pub series_verdict: &'static str,
 }
 
@@ -50,17 +55,36 @@ pub fn decode_any(path: &Path) -> Result<Vec<Slice>, String> {
     }
 }
 
-/// Runs every slice of `path` and judges it with `judge` (series state carries over between
+/// Runs every eligible slice of `path` (by `gate`'s rules; an ineligible one is answered with its
+/// reasons, the models not run) and judges it with `judge` (series state carries over between
 /// files); an unreadable file is an `Err` with a one-line reason.
 pub fn infer_file(
     pipeline: &mut Pipeline,
     judge: &mut Judge,
+    gate: &crate::eligibility::Gate,
     path: &Path,
     scores: &mut SliceScores,
 ) -> Result<Vec<SliceAnswer>, String> {
     let slices = decode_any(path)?;
+    let reasons = gate.check_file(path, &slices);
     let mut out = Vec::with_capacity(slices.len());
     for s in &slices {
+        if !reasons.is_empty() {
+            out.push(SliceAnswer {
+                file: s.source.display().to_string(),
+                frame: s.frame,
+                series: s.series.0.clone(),
+                instance: s.instance,
+                order: s.order,
+                eligible: false,
+                reasons: reasons.iter().map(|r| r.to_string()).collect(),
+                p: None,
+                boxes: Vec::new(),
+                verdict: "not-analysed",
+                series_verdict: "not-analysed",
+            });
+            continue;
+        }
         pipeline.run(s, scores).map_err(|e| e.to_string())?;
         out.push(answer(s, scores, judge));
     }
@@ -78,7 +102,9 @@ pub fn answer(s: &Slice, scores: &SliceScores, judge: &mut Judge) -> SliceAnswer
         series: s.series.0.clone(),
         instance: s.instance,
         order: judged.order,
-        p: scores.p,
+        eligible: true,
+        reasons: Vec::new(),
+        p: Some(scores.p),
         boxes: d.iter().map(|b| [b.bbox.x0, b.bbox.y0, b.bbox.x1, b.bbox.y1, b.confidence]).collect(),
         verdict: if judged.verdict.suspicious { "suspicious" } else { "clear" },
         series_verdict: if positive { "positive" } else { "open" },

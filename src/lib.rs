@@ -14,6 +14,7 @@ pub mod cli_docs;
 pub mod config;
 pub mod daemon;
 pub mod display;
+pub mod eligibility;
 pub mod engine;
 pub mod eval;
 pub mod evaluate;

@@ -229,6 +229,18 @@ struct ImportDarknetArgs {
     /// NMS IoU threshold written to the manifest.
     #[arg(long, default_value_t = 0.45)]
     nms_iou: f32,
+    /// What the weights were trained on, written to the manifest: `clinical-ctpa` only for weights
+    /// trained and validated on patients' CT pulmonary angiograms; `synthetic-phantom` models never
+    /// alert on a patient scan (see docs/intended-use.md).
+    #[arg(long, value_enum, default_value = "unknown")]
+    training_domain: TrainingDomainArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TrainingDomainArg {
+    SyntheticPhantom,
+    ClinicalCtpa,
+    Unknown,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -277,6 +289,19 @@ struct PhantomArgs {
     /// Also write the generated HU of every slice as raw little-endian f32 (for cross-checks).
     #[arg(long, hide = true)]
     emit_hu: bool,
+    /// What the DICOM headers describe: a CTPA series, or an ineligible kind for testing the
+    /// intended-use rules (same pixels; see docs/intended-use.md).
+    #[arg(long, value_enum, default_value = "ctpa")]
+    acquisition: AcquisitionArg,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum AcquisitionArg {
+    Ctpa,
+    ContrastUnstated,
+    CoronalReformat,
+    Scout,
+    ThickNonContrast,
 }
 
 fn main() -> ExitCode {
@@ -379,10 +404,12 @@ fn run_infer(
     let mut pipeline = pipeline_for(&cfg)?;
     let v = &cfg.profile.verdict;
     let mut judge = pe_sentinel::verdict::Judge::new(v.fusion_config(), v.series_config());
+    let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
+    let gate = pe_sentinel::eligibility::gate_for(&cfg.profile.eligibility, &models);
     let mut scores = SliceScores::default();
     let mut failed = 0;
     for f in files {
-        match infer::infer_file(&mut pipeline, &mut judge, f, &mut scores) {
+        match infer::infer_file(&mut pipeline, &mut judge, &gate, f, &mut scores) {
             Ok(answers) => {
                 if let Some(dir) = &dump {
                     // The pipeline holds the last slice's tensors: dump single-slice files only.
@@ -466,8 +493,10 @@ fn run_eval(
         InputArg::Png => InputKind::Png,
         InputArg::Dicom => InputKind::Dicom,
     });
+    let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
+    let gate = pe_sentinel::eligibility::gate_for(&cfg.profile.eligibility, &models);
     let bar = pe_sentinel::progress::bar(on_terminal(), 0, "eval");
-    let mut out = evaluate::evaluate(data, kind, &mut pipeline, &v.fusion_config(), &v.series_config(), &bar)?;
+    let mut out = evaluate::evaluate(data, kind, &mut pipeline, &v.fusion_config(), &v.series_config(), &gate, &bar)?;
     bar.finish_and_clear();
     out.precision = cfg.profile.engine.precision.as_str().to_string();
     let r = &out.report;
@@ -490,6 +519,11 @@ fn run_eval(
     outln!("  fused slice accuracy                    {}", f(out.fused_slice_accuracy));
     outln!("  series sensitivity                      {}", f(r.series_sensitivity));
     outln!("  series specificity                      {}", f(r.series_specificity));
+    outln!(
+        "  not analysed (intended use)             {} slice(s){}",
+        out.not_analysed_slices,
+        if out.not_analysed_slices > 0 { ", left out of every figure above" } else { "" }
+    );
     if let Some(path) = json {
         std::fs::write(&path, serde_json::to_string_pretty(&out)? + "\n")
             .with_context(|| format!("cannot write {}", path.display()))?;
@@ -527,13 +561,14 @@ fn run_history(config: Option<PathBuf>, state: Option<PathBuf>, json: bool, limi
         outln!("{:<66} {:>6} {:>10} {:>6} {:>6}  verdict", "series", "slices", "suspicious", "max P", "boxes");
         for r in rows {
             outln!(
-                "{:<66} {:>6} {:>10} {:>6.3} {:>6}  {}",
+                "{:<66} {:>6} {:>10} {:>6.3} {:>6}  {}{}",
                 r.series,
                 r.slices,
                 r.suspicious_slices,
                 r.max_p,
                 r.boxes,
-                r.verdict.as_str()
+                r.verdict.as_str(),
+                r.reasons.as_deref().map(|w| format!(" ({w})")).unwrap_or_default()
             );
         }
     }
@@ -639,6 +674,16 @@ fn run_phantom(a: PhantomArgs) -> anyhow::Result<ExitCode> {
     o.pe_fraction = a.pe_fraction;
     o.threads = a.threads;
     o.emit_hu = a.emit_hu;
+    o.acquisition = {
+        use phantom::dicom_writer::Acquisition as A;
+        match a.acquisition {
+            AcquisitionArg::Ctpa => A::Ctpa,
+            AcquisitionArg::ContrastUnstated => A::ContrastUnstated,
+            AcquisitionArg::CoronalReformat => A::CoronalReformat,
+            AcquisitionArg::Scout => A::Scout,
+            AcquisitionArg::ThickNonContrast => A::ThickNonContrast,
+        }
+    };
     o.progress = pe_sentinel::progress::bar(on_terminal(), u64::from(a.series) * u64::from(a.slices), "phantom");
     let start = std::time::Instant::now();
     let summary = phantom::generate(&o).with_context(|| format!("phantom into {}", a.out.display()))?;
@@ -807,6 +852,11 @@ fn run_import_darknet(a: ImportDarknetArgs) -> anyhow::Result<ExitCode> {
         positive: a.positive,
         confidence_threshold: a.confidence,
         nms_iou: a.nms_iou,
+        training_domain: match a.training_domain {
+            TrainingDomainArg::SyntheticPhantom => pe_sentinel::model::TrainingDomain::SyntheticPhantom,
+            TrainingDomainArg::ClinicalCtpa => pe_sentinel::model::TrainingDomain::ClinicalCtpa,
+            TrainingDomainArg::Unknown => pe_sentinel::model::TrainingDomain::Unknown,
+        },
     };
     let r = import::import_darknet(&a.cfg, &a.weights, &a.out, &options)?;
     outln!(

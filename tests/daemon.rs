@@ -70,7 +70,6 @@ fn bad_inputs_are_rejected_with_reasons_and_the_daemon_keeps_going() {
         ("zero.dcm", Vec::new(), "empty file"),
         ("garbage.dcm", (0..4000u32).map(|i| (i * 7919 % 251) as u8).collect(), "not a readable DICOM file"),
         ("readme.txt", b"not an image".to_vec(), "not a PNG or JPEG"),
-        ("mr.dcm", std::fs::read(data("dicom/MR_small.dcm")).expect("mr"), "'MR' is not CT"),
         (
             "tiny.png",
             {
@@ -87,11 +86,15 @@ fn bad_inputs_are_rejected_with_reasons_and_the_daemon_keeps_going() {
     for (name, bytes, _) in &cases {
         std::fs::write(drop.join(name), bytes).expect("drop");
     }
+    // Readable but not CT (issue 21): not analysed, recorded with the reason, moved to done/.
+    std::fs::write(drop.join("mr.dcm"), std::fs::read(data("dicom/MR_small.dcm")).expect("mr")).expect("drop");
     // A good slice after the bad ones: still analysed.
     std::fs::copy(t.path().join("ph/series-000/dicom/slice-0002.dcm"), drop.join("good.dcm")).expect("copy");
     let rejected = drop.join("rejected");
     wait_for(&mut d, Duration::from_secs(60), "all files to leave the drop folder", |_| {
-        files_in(&rejected).len() == 2 * cases.len() && drop.join("done/good.dcm").exists()
+        files_in(&rejected).len() == 2 * cases.len()
+            && drop.join("done/good.dcm").exists()
+            && drop.join("done/mr.dcm").exists()
     });
     for (name, _, needle) in &cases {
         assert!(rejected.join(name).exists(), "{name} kept in rejected/");
@@ -103,6 +106,7 @@ fn bad_inputs_are_rejected_with_reasons_and_the_daemon_keeps_going() {
     assert!(status.success(), "SIGTERM stops the daemon cleanly");
     assert_eq!(count(&state, "SELECT COUNT(*) FROM slices"), 1);
     assert_eq!(count(&state, "SELECT COUNT(*) FROM rejected"), cases.len() as i64);
+    assert_eq!(count(&state, "SELECT COUNT(*) FROM skipped WHERE reasons LIKE 'Modality is ''MR'', not CT%'"), 1);
 }
 
 #[test]

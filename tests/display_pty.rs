@@ -167,6 +167,7 @@ fn line_protocol_bytes_for_a_scripted_sequence() {
                 "ALERT=-",
                 "QUEUED=0",
                 "FAULT=-",
+                "NOTE=-",
                 "LIGHT=GREEN",
                 "HB",
             ]),

@@ -351,6 +351,7 @@ fn series_row(series: &str, s: &SeriesSummary) -> SeriesRow {
         last_seen_unix_ms: s.last_seen_ms as i64,
         closed_unix_ms: s.closed_at_ms.map(|m| m as i64),
         alerted: s.alerted,
+        reasons: None,
     }
 }
 

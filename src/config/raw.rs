@@ -76,6 +76,9 @@ pub struct BoardProfile {
     pub runtime: Runtime,
     #[serde(default)]
     pub tensorrt: Tensorrt,
+    /// Intended use: which slices are analysed, and demo models on patient scans (docs/intended-use.md).
+    #[serde(default)]
+    pub eligibility: crate::eligibility::Rules,
     /// `[dicom]`: `[dicom.send]` results to a PACS (issue 22); absent: none.
     pub dicom: Option<super::dicom_send::DicomTable>,
 }
@@ -406,6 +409,9 @@ impl BoardProfile {
                 b.slow_miss_fraction.to_string(),
                 "0.0 up to (not including) 1.0",
             ));
+        }
+        if let Err((key, found, allowed)) = self.eligibility.check() {
+            return Err(range(key, found, allowed));
         }
         if let Some(d) = &self.dicom {
             d.receive.check().map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;

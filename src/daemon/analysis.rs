@@ -24,11 +24,12 @@ use super::sink::{Job, Overlay, Sink};
 use super::RunStats;
 use crate::budget::{us_since, BudgetTracker, SlowChange};
 use crate::display::{DisplayHandle, SliceUpdate};
+use crate::eligibility::{Gate, Screen};
 use crate::failure::{RejectCode, Rejection};
 use crate::pipeline::{ModelSet, Pipeline, SliceScores};
 use crate::service::Service;
 use crate::slice::{SeriesId, Slice};
-use crate::store::journal::{hex, Journal, RejectedRow, SeriesRow, SliceRecord};
+use crate::store::journal::{hex, Journal, RejectedRow, SeriesRow, SkippedRow, SliceRecord};
 use crate::verdict::series::{SeriesEvent, SeriesSummary, SliceObservation};
 use crate::verdict::Judge;
 use std::collections::{HashMap, HashSet};
@@ -64,6 +65,8 @@ pub struct Analysis {
     pub(super) stats: RunStats,
     /// Results for the PACS, when `[dicom.send]` is configured (issue 22).
     outbox: Option<crate::outbox::Outbox>,
+    /// Intended use: which slices are analysed, and no alert on a patient with demo models.
+    gate: Gate,
 }
 
 impl Analysis {
@@ -78,6 +81,7 @@ impl Analysis {
         display: Option<DisplayHandle>,
         service: Service,
         outbox: Option<crate::outbox::Outbox>,
+        gate: Gate,
     ) -> Analysis {
         Analysis {
             pipeline,
@@ -96,6 +100,7 @@ impl Analysis {
             service,
             stats: RunStats::default(),
             outbox,
+            gate,
         }
     }
 
@@ -162,6 +167,13 @@ impl Analysis {
     ) -> anyhow::Result<()> {
         self.stats.files += 1;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        // Intended use, from the header alone: a skipped file's pixels are never decoded.
+        let screen = self.gate.screen(bytes, path);
+        if let Screen::Skip { header, reasons, patient } = &screen {
+            use sha2::Digest;
+            let sha: [u8; 32] = sha2::Sha256::digest(bytes.as_slice()).into();
+            return self.not_analysed(path, sha, header.as_ref(), &series, *patient, reasons);
+        }
         let arrived = self.pipeline.arrive(bytes, path, series);
         let sha = arrived.sha256;
         let in_sink = self.in_sink.values().any(|s| *s == sha);
@@ -181,6 +193,13 @@ impl Analysis {
         if todo.is_empty() {
             return self.duplicate(path, &name, &sha);
         }
+        if let Screen::Analyse { header, image_test: true, patient } = &screen {
+            if let Some(why) = slices.first().and_then(|s| self.gate.image_test(header.as_ref(), s)) {
+                let series = slices[0].series.clone();
+                return self.not_analysed(path, sha, header.as_ref(), &series, *patient, &[why]);
+            }
+        }
+        let patient = matches!(screen, Screen::Analyse { patient: true, .. });
         let decode_us = arrived.decode_us.saturating_add(read_us);
         for i in todo {
             let slice = &slices[i];
@@ -192,6 +211,7 @@ impl Analysis {
                 // The engine's fault, not the file's: FAULT, the file stays and is retried.
                 return Err(anyhow::Error::new(e).context("engine fault"));
             }
+            self.gate.note(&slice.series.0, patient, &[]);
             self.record(slice, &name, sha, decode_us, arrival)?;
         }
         self.in_sink.insert(path.to_path_buf(), sha);
@@ -213,7 +233,72 @@ impl Analysis {
             }
             return Err(anyhow::Error::new(e).context("engine fault"));
         }
+        let patient = self.gate.rules().raster_input == crate::eligibility::RasterInput::Patient;
+        self.gate.note(&slice.series.0, patient, &[]);
         self.record(slice, &name, sha, 0, arrival)
+    }
+
+    /// A file that is not what the models are meant for: its slice and series recorded with the
+    /// reasons (`not-analysed`) through the sink, the display told, the file moved to `done/`.
+    fn not_analysed(
+        &mut self,
+        path: &Path,
+        sha: [u8; 32],
+        header: Option<&crate::eligibility::SliceHeader>,
+        folder_series: &SeriesId,
+        patient: bool,
+        reasons: &[crate::eligibility::Reason],
+    ) -> anyhow::Result<()> {
+        self.stats.not_analysed += 1;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let series = header.and_then(|h| h.series_uid.clone()).unwrap_or_else(|| folder_series.0.clone());
+        self.restore(&series)?;
+        let (short, long) = {
+            let u = self.gate.note(&series, patient, reasons);
+            (u.short(), reasons.iter().map(|r| r.to_string()).collect::<Vec<_>>().join("; "))
+        };
+        let now = unix_ms();
+        let row = match self.judge.summary(&series) {
+            Some(s) => self.series_row(&series, &s),
+            None => {
+                // Rows sent earlier may still be in the sink's queue: count from the journal
+                // after a flush, so the series row's slice count is right.
+                let service = &mut self.service;
+                self.sink.flush(|| service.tick(false))?;
+                let first = self.journal.series(&series)?.map_or(now, |r| r.first_seen_unix_ms);
+                let mut row = SeriesRow {
+                    series: series.clone(),
+                    slices: self.journal.skipped_slices(&series)? + 1,
+                    suspicious_slices: 0,
+                    max_p: 0.0,
+                    boxes: 0,
+                    verdict: crate::verdict::SeriesVerdict::Open,
+                    first_seen_unix_ms: first,
+                    last_seen_unix_ms: now,
+                    closed_unix_ms: None,
+                    alerted: false,
+                    reasons: None,
+                };
+                self.gate.amend(&mut row);
+                row
+            }
+        };
+        let skipped = SkippedRow {
+            source_file: name.clone(),
+            sha256: sha,
+            frame: 0,
+            series: series.clone(),
+            reasons: long.clone(),
+            created_unix_ms: now,
+        };
+        log::info!("{name}: not analysed (series {series}: {short}): {long}");
+        if let Some(d) = self.display.as_mut() {
+            d.skipped(&series, &short);
+        }
+        self.in_sink.insert(path.to_path_buf(), sha);
+        self.send(Job::Skipped { slice: Box::new(skipped), series: Box::new(row) })?;
+        self.send(Job::Done(path.to_path_buf()))?;
+        Ok(())
     }
 
     fn duplicate(&mut self, path: &Path, name: &str, sha: &[u8; 32]) -> anyhow::Result<()> {
@@ -314,6 +399,9 @@ impl Analysis {
                 budget_ms: Some(budget_ms),
                 slow,
             });
+            if self.gate.is_demo(&series) {
+                d.demo_model();
+            }
         }
         let overlay = verdict.suspicious.then(|| {
             let pre = self.models.classifier.preprocess();
@@ -376,7 +464,7 @@ impl Analysis {
     }
 
     fn series_row(&self, series: &str, s: &SeriesSummary) -> SeriesRow {
-        SeriesRow {
+        let mut row = SeriesRow {
             series: series.to_string(),
             slices: s.slices,
             suspicious_slices: s.suspicious_slices,
@@ -387,7 +475,10 @@ impl Analysis {
             last_seen_unix_ms: self.to_unix(s.last_seen_ms),
             closed_unix_ms: s.closed_at_ms.map(|m| self.to_unix(m)),
             alerted: s.alerted,
-        }
+            reasons: None,
+        };
+        self.gate.amend(&mut row);
+        row
     }
 
     /// Closes the series quiet for the configured time.
@@ -402,7 +493,14 @@ impl Analysis {
         match e {
             SeriesEvent::Positive { series, summary } => {
                 // The alert first (see "Alert timing"), then its record.
-                if self.alerted_before.contains(&series) {
+                if self.gate.is_demo(&series) {
+                    log::warn!(
+                        "series {series}: the series rule was met ({} suspicious of {} slices), but the models are demo \
+                         models (trained on synthetic phantoms) and this is a patient scan: no alert (verdict demo-model)",
+                        summary.suspicious_slices,
+                        summary.slices
+                    );
+                } else if self.alerted_before.contains(&series) {
                     log::info!("series {series}: positive (already alerted before a restart)");
                 } else {
                     self.stats.alerts += 1;
@@ -426,6 +524,7 @@ impl Analysis {
             }
             SeriesEvent::Closed { series, summary, reason } => {
                 let row = self.series_row(&series, &summary);
+                let verdict = row.verdict;
                 self.send(Job::Series(row))?;
                 if self.outbox.is_some() {
                     // The results read the series' committed slices: wait for the sink once per
@@ -442,7 +541,7 @@ impl Analysis {
                 }
                 log::info!(
                     "series {series}: closed {} ({reason:?}) — {} slices, {} suspicious, max P {:.3}",
-                    summary.verdict.as_str(),
+                    verdict.as_str(),
                     summary.slices,
                     summary.suspicious_slices,
                     summary.max_p

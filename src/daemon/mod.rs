@@ -52,6 +52,8 @@ pub struct RunStats {
     pub budget_misses: u64,
     /// Failures of the engine or of the daemon's own storage, each logged as FAULT and retried.
     pub faults: u64,
+    /// Files not analysed: not what the models are meant for (`crate::eligibility`).
+    pub not_analysed: u64,
 }
 
 /// The daemon: its sources, and the analysis stage that owns the rest.
@@ -174,6 +176,14 @@ impl Daemon {
             None => None,
         };
         let outbox = crate::outbox::Outbox::start(cfg, &models)?;
+        let gate = crate::eligibility::gate_for(&p.eligibility, &models);
+        for (warn, line) in crate::eligibility::describe(&gate, &models) {
+            if warn {
+                log::warn!("{line}");
+            } else {
+                log::info!("{line}");
+            }
+        }
         // The sink writes on `journal`; the analysis reads on a connection of its own.
         let reader = Journal::open(journal.path())?;
         let sink = sink::Sink::start(journal, Some(drop.mover()), cfg.state_dir.join("overlays"))
@@ -188,6 +198,7 @@ impl Daemon {
             display,
             Service::from_env(),
             outbox,
+            gate,
         );
         Ok(Daemon { drop, capture, analysis, fault_pause: None })
     }
@@ -235,10 +246,11 @@ impl Daemon {
         let (commits, largest) = a.sink_totals();
         log::info!("journal: {commits} commit(s), up to {largest} queued job(s) in one");
         log::info!(
-            "stopping: {} file(s), {} slice(s), {} rejected, {} duplicate(s), {} alert(s), {} fault(s), {} slice(s) over the {} ms budget",
+            "stopping: {} file(s), {} slice(s), {} rejected, {} not analysed, {} duplicate(s), {} alert(s), {} fault(s), {} slice(s) over the {} ms budget",
             a.stats.files,
             a.stats.slices,
             a.stats.rejected,
+            a.stats.not_analysed,
             a.stats.duplicates,
             a.stats.alerts,
             a.stats.faults,

@@ -57,6 +57,8 @@ pub enum Job {
     Slice { record: Box<SliceRecord>, series: Option<SeriesRow>, overlay: Option<Box<Overlay>>, sent: Instant },
     /// A series' new state (positive, closed, reopened).
     Series(SeriesRow),
+    /// A file not analysed (intended use): its row and its series' row.
+    Skipped { slice: Box<crate::store::journal::SkippedRow>, series: Box<SeriesRow> },
     /// Every row of this file was sent before: move it to `done/`.
     Done(PathBuf),
     /// Record the rejection and move the file to `rejected/` with its reason.
@@ -265,6 +267,10 @@ impl Worker {
                     }
                 }
                 Job::Series(s) => writes.push(Write::Series(s)),
+                Job::Skipped { slice, series } => {
+                    writes.push(Write::Skipped(slice));
+                    writes.push(Write::Series(series));
+                }
                 Job::Rejected { row, .. } => writes.push(Write::Rejected(row)),
                 Job::Done(_) | Job::Flush(_) => {}
             }
@@ -291,7 +297,7 @@ impl Worker {
                     log::warn!("{e}");
                 }
             }
-            Job::Slice { .. } | Job::Series(_) => {}
+            Job::Slice { .. } | Job::Series(_) | Job::Skipped { .. } => {}
             Job::Done(path) => self.finish(path, None),
             Job::Rejected { path, row } => self.finish(path, Some(row.reason)),
             Job::Flush(ack) => {

@@ -234,6 +234,7 @@ impl DisplayHandle {
         let s = &mut self.status;
         if s.series.as_str() != u.series {
             s.series = label(u.series);
+            s.note = None;
         }
         s.analysing = true;
         s.slice = u.slice;
@@ -259,6 +260,29 @@ impl DisplayHandle {
         }
         drop(g);
         self.shared.wake.notify_all();
+    }
+
+    /// A series was not analysed (intended use): SKIPPED with the reasons in a few words, until a
+    /// slice of another series arrives. Never an alert.
+    pub fn skipped(&mut self, series: &str, why: &str) {
+        let s = &mut self.status;
+        s.series = label(series);
+        s.analysing = false;
+        s.slice = 0;
+        s.slices = 0;
+        s.max_p = 0.0;
+        s.boxes = 0;
+        s.fault = None;
+        s.note = Some(screen::Note::Skipped(screen::note_text(why)));
+        self.post();
+    }
+
+    /// The series of the newest slice is a patient's analysed with demo models: DEMO MODEL, no alert.
+    pub fn demo_model(&mut self) {
+        if self.status.note != Some(screen::Note::DemoModel) {
+            self.status.note = Some(screen::Note::DemoModel);
+            self.post();
+        }
     }
 
     /// The open series closed: READY (unless an alert or fault is showing).

@@ -12,8 +12,8 @@ use heapless::{String, Vec};
 
 /// The longest line of any layout (`SERIES=` and a 64-character label).
 pub const LINE_CAPACITY: usize = 80;
-/// The most lines of any layout (the `Fields` layout has 10).
-pub const MAX_LINES: usize = 10;
+/// The most lines of any layout (the `Fields` layout has 11).
+pub const MAX_LINES: usize = 11;
 
 pub type Line = String<LINE_CAPACITY>;
 /// A short fault text for the screen (the log has the whole message).
@@ -30,12 +30,39 @@ pub fn fault_text(msg: &str) -> FaultText {
     out
 }
 
+/// A short note text for the screen: why a series was skipped ("5 mm, no contrast").
+pub type NoteText = String<40>;
+
+/// What the newest series was, when it was not simply analysed (intended use, `crate::eligibility`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Note {
+    /// Not analysed, with the reasons in a few words.
+    Skipped(NoteText),
+    /// A patient series analysed with demo models: it never alerts.
+    DemoModel,
+}
+
+/// Makes a note text: printable ASCII, cut to capacity.
+pub fn note_text(msg: &str) -> NoteText {
+    let mut out = NoteText::new();
+    for c in msg.chars() {
+        if out.push(if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).is_err() {
+            break;
+        }
+    }
+    out
+}
+
 /// The display's headline, in order of precedence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum State {
     Alert,
     Fault,
     Slow,
+    /// The newest series was not analysed (not what the models are meant for).
+    Skipped,
+    /// The newest series is a patient's, analysed with demo models: no alert can come of it.
+    DemoModel,
     Analysing,
     Ready,
 }
@@ -46,6 +73,8 @@ impl State {
             State::Alert => "ALERT",
             State::Fault => "FAULT",
             State::Slow => "SLOW",
+            State::Skipped => "SKIPPED",
+            State::DemoModel => "DEMO MODEL",
             State::Analysing => "ANALYSING",
             State::Ready => "READY",
         }
@@ -55,7 +84,7 @@ impl State {
         match self {
             State::Alert => Backlight::Red,
             State::Fault | State::Slow => Backlight::Amber,
-            State::Analysing | State::Ready => Backlight::Green,
+            State::Skipped | State::DemoModel | State::Analysing | State::Ready => Backlight::Green,
         }
     }
 }
@@ -137,6 +166,8 @@ pub struct Status {
     pub slow: bool,
     /// A source or engine failure, until the next slice succeeds.
     pub fault: Option<FaultText>,
+    /// The newest series was skipped or is a demo-model one; cleared by a slice of another series.
+    pub note: Option<Note>,
 }
 
 /// The alert latch as the screen sees it.
@@ -162,6 +193,10 @@ pub fn state_of(status: &Status, alert: AlertView<'_>) -> State {
         State::Fault
     } else if status.slow {
         State::Slow
+    } else if matches!(status.note, Some(Note::Skipped(_))) {
+        State::Skipped
+    } else if matches!(status.note, Some(Note::DemoModel)) {
+        State::DemoModel
     } else if status.analysing {
         State::Analysing
     } else {
@@ -229,6 +264,11 @@ impl Screen {
                 put(line!("ALERT={}", alert.latched.map(|a| a.series.as_str()).unwrap_or("-")));
                 put(line!("QUEUED={}", alert.waiting));
                 put(line!("FAULT={}", status.fault.as_deref().unwrap_or("-")));
+                match &status.note {
+                    Some(Note::Skipped(why)) => put(line!("NOTE=SKIPPED: {why}")),
+                    Some(Note::DemoModel) => put(line!("NOTE=DEMO MODEL: no alert on patient scans")),
+                    None => put(line!("NOTE=-")),
+                }
             }
             Layout::Grid(g) => {
                 let (cols, rows) = (g.cols(), g.rows());
@@ -244,15 +284,18 @@ impl Screen {
                     None if has_series => line!("S {}", tail(&status.series, cols - 2)),
                     None => line!("no series yet"),
                 };
-                let figures = match alert.latched {
-                    Some(a) => line!("{} sl P{:.2} B{}", a.slices, a.max_p, a.boxes),
-                    None if has_series => {
+                let figures = match (alert.latched, state, &status.note) {
+                    (None, State::Skipped, Some(Note::Skipped(why))) => line!("{why}"),
+                    (Some(a), ..) => line!("{} sl P{:.2} B{}", a.slices, a.max_p, a.boxes),
+                    (None, ..) if has_series => {
                         line!("{}/{} P{:.2} B{}", status.slice, status.slices, status.max_p, status.boxes)
                     }
-                    None => Line::new(),
+                    (None, ..) => Line::new(),
                 };
                 let last = match (state, &status.fault) {
                     (State::Alert, _) => line!("ACK to clear"),
+                    (State::Skipped, _) => line!("not analysed"),
+                    (State::DemoModel, _) => line!("no alert: demo model"),
                     (State::Fault, Some(f)) => line!("{f}"),
                     (State::Slow, _) => line!("SLOW {latency}"),
                     _ if has_series => latency.clone(),
@@ -265,6 +308,11 @@ impl Screen {
                             None => line!("ACK"),
                         },
                         (State::Fault, Some(f)) => line!("{f}"),
+                        (State::Skipped, _) => match &status.note {
+                            Some(Note::Skipped(why)) => line!("{why}"),
+                            _ => line!("not analysed"),
+                        },
+                        (State::DemoModel, _) => line!("no alert (demo)"),
                         _ if has_series => line!("P{:.2} B{} {}", status.max_p, status.boxes, latency),
                         _ => line!("no series yet"),
                     };
@@ -343,6 +391,33 @@ mod tests {
         assert_eq!(State::Slow.backlight(), Backlight::Amber);
         assert_eq!(State::Ready.backlight(), Backlight::Green);
         assert_eq!(state_of(&Status::default(), NO_ALERT), State::Ready);
+    }
+
+    #[test]
+    fn a_skipped_series_and_a_demo_model_series_read_as_documented_and_never_as_alert() {
+        let skipped =
+            Status { analysing: false, note: Some(Note::Skipped(note_text("5 mm, no contrast"))), ..status() };
+        let sc = Screen::render(Layout::Grid(Geometry::Cols20Rows4), &skipped, NO_ALERT);
+        let rows: std::vec::Vec<&str> = sc.lines.iter().map(|l| l.as_str()).collect();
+        assert_eq!(
+            rows,
+            ["SKIPPED            ", "S ~.3680043.8.498.77", "5 mm, no contrast   ", "not analysed        "]
+        );
+        assert_eq!(sc.light, Backlight::Green);
+        let sc = Screen::render(Layout::Grid(Geometry::Cols16Rows2), &skipped, NO_ALERT);
+        assert_eq!(sc.lines[1].as_str(), "5 mm, no contras");
+        let fields = Screen::render(Layout::Fields, &skipped, NO_ALERT);
+        assert!(fields.lines.iter().any(|l| l == "STATE=SKIPPED"));
+        assert!(fields.lines.iter().any(|l| l == "NOTE=SKIPPED: 5 mm, no contrast"), "{:?}", fields.lines);
+        let demo = Status { note: Some(Note::DemoModel), ..status() };
+        let sc = Screen::render(Layout::Grid(Geometry::Cols20Rows4), &demo, NO_ALERT);
+        let rows: std::vec::Vec<&str> = sc.lines.iter().map(|l| l.as_str()).collect();
+        assert_eq!(
+            rows,
+            ["DEMO MODEL         ", "S ~.3680043.8.498.77", "12/12 P0.43 B1      ", "no alert: demo model"]
+        );
+        let plain = Screen::render(Layout::Fields, &status(), NO_ALERT);
+        assert_eq!(plain.lines.last().map(|l| l.as_str()), Some("NOTE=-"));
     }
 
     #[test]

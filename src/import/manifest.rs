@@ -32,10 +32,12 @@ pub(super) fn manifest_text(m: &ManifestText<'_>) -> String {
     t.push_str("# Regenerate rather than edit by hand; check `[labels]` and `[preprocess]` against how the model\n");
     t.push_str("# was trained (see docs/byom.md).\n");
     t.push_str(&format!(
-        "[model]\nname = {}\nkind = \"detector\"\nfile = {}\nsha256 = {}\nprecision = \"fp32\"\nopset = 13\n\n",
+        "[model]\nname = {}\nkind = \"detector\"\nfile = {}\nsha256 = {}\nprecision = \"fp32\"\nopset = 13\n\
+         training_domain = {}   # \"clinical-ctpa\" only for weights trained and validated on patients' CTPA\n\n",
         q(m.name),
         q(m.onnx_file),
-        q(m.onnx_sha)
+        q(m.onnx_sha),
+        q(m.options.training_domain.as_str())
     ));
     let n = &m.cfg.net;
     t.push_str(&format!(

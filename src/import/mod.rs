@@ -35,12 +35,21 @@ pub struct DarknetOptions {
     pub positive: Option<String>,
     pub confidence_threshold: f32,
     pub nms_iou: f32,
+    /// What the weights were trained on (`[model] training_domain`); default `unknown`.
+    pub training_domain: crate::model::TrainingDomain,
 }
 
 impl Default for DarknetOptions {
     fn default() -> Self {
         // darknet's `detector test` defaults: thresh 0.25, nms 0.45.
-        DarknetOptions { name: None, labels: None, positive: None, confidence_threshold: 0.25, nms_iou: 0.45 }
+        DarknetOptions {
+            name: None,
+            labels: None,
+            positive: None,
+            confidence_threshold: 0.25,
+            nms_iou: 0.45,
+            training_domain: crate::model::TrainingDomain::Unknown,
+        }
     }
 }
 

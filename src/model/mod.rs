@@ -8,5 +8,5 @@ pub mod manifest;
 pub use manifest::{
     ClassifierOutput, DType, DetectorHead, DetectorSpec, Head, InputSpec, Labels, Layout, Manifest, ManifestError,
     ManifestWarning, ModelInfo, ModelKind, OutputKind, OutputSpec, Precision, PreprocessSpec, Provenance, ResizeFilter,
-    ResizeMode,
+    ResizeMode, TrainingDomain,
 };

@@ -14,6 +14,78 @@ pub const IMPLEMENTATION_UID: &str = "2.25.3019749163163156408391523907274615420
 /// Stored value = HU - RESCALE_INTERCEPT.
 pub const RESCALE_INTERCEPT: f32 = -1024.0;
 
+/// What kind of series the header describes. `Ctpa` is what a CT pulmonary angiogram has (and
+/// what the models are meant for); the others are the ineligible kinds a scanner also sends, for
+/// testing the intended-use rules (`crate::eligibility`). Only the header changes: the pixels stay
+/// the phantom's axial contrast-enhanced slice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Acquisition {
+    /// ORIGINAL\PRIMARY\AXIAL, axial, IV contrast stated, chest, a PE protocol name.
+    #[default]
+    Ctpa,
+    /// As `Ctpa` but with ContrastBolusAgent and ContrastBolusRoute left empty: the image test decides.
+    ContrastUnstated,
+    /// DERIVED\SECONDARY\REFORMATTED, coronal orientation, 3 mm.
+    CoronalReformat,
+    /// ORIGINAL\PRIMARY\LOCALIZER.
+    Scout,
+    /// 5 mm slices, no contrast stated, a routine non-contrast chest protocol.
+    ThickNonContrast,
+}
+
+impl Acquisition {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Acquisition::Ctpa => "ctpa",
+            Acquisition::ContrastUnstated => "contrast-unstated",
+            Acquisition::CoronalReformat => "coronal-reformat",
+            Acquisition::Scout => "scout",
+            Acquisition::ThickNonContrast => "thick-non-contrast",
+        }
+    }
+
+    fn image_type(self) -> &'static str {
+        match self {
+            Acquisition::CoronalReformat => "DERIVED\\SECONDARY\\REFORMATTED",
+            Acquisition::Scout => "ORIGINAL\\PRIMARY\\LOCALIZER",
+            _ => "ORIGINAL\\PRIMARY\\AXIAL",
+        }
+    }
+
+    fn orientation(self) -> &'static str {
+        match self {
+            Acquisition::CoronalReformat => "1\\0\\0\\0\\0\\-1",
+            _ => "1\\0\\0\\0\\1\\0",
+        }
+    }
+
+    /// (ContrastBolusAgent, ContrastBolusRoute)
+    fn contrast(self) -> (&'static str, &'static str) {
+        match self {
+            Acquisition::Ctpa | Acquisition::CoronalReformat => ("IOHEXOL 350", "IV"),
+            _ => ("", ""),
+        }
+    }
+
+    fn protocol(self) -> &'static str {
+        match self {
+            Acquisition::ThickNonContrast => "CHEST ROUTINE NON CONTRAST 5MM",
+            Acquisition::Scout => "CTPA PE PROTOCOL SCOUT",
+            _ => "CTPA PE PROTOCOL",
+        }
+    }
+
+    /// The slice thickness the header states, given the phantom's own.
+    fn thickness_mm(self, phantom_mm: f32) -> f32 {
+        match self {
+            Acquisition::ThickNonContrast => 5.0,
+            Acquisition::CoronalReformat => 3.0,
+            _ => phantom_mm,
+        }
+    }
+}
+
 /// Everything that varies between the slices the phantom writes.
 pub struct CtSlice<'a> {
     pub study_uid: &'a str,
@@ -34,6 +106,8 @@ pub struct CtSlice<'a> {
     pub columns: u16,
     /// Stored values (HU - intercept), row-major.
     pub pixels: &'a [u16],
+    /// The kind of series the header describes.
+    pub acquisition: Acquisition,
 }
 
 /// Stored values of `hu` into `out` (HU rounded, minus [`RESCALE_INTERCEPT`]), pairwise.
@@ -66,6 +140,7 @@ impl<'a> CtSlice<'a> {
             rows: side,
             columns: side,
             pixels,
+            acquisition: Acquisition::Ctpa,
         }
     }
 }
@@ -180,22 +255,28 @@ fn encode_header(s: &CtSlice<'_>, multi: Option<&MultiFrame<'_>>, out: &mut Vec<
     let mut d = Enc { buf: std::mem::take(out) };
     let p = s.position_mm;
     d.text(0x0008, 0x0005, b"CS", "ISO_IR 100");
-    d.text(0x0008, 0x0008, b"CS", "ORIGINAL\\PRIMARY\\AXIAL");
+    let a = s.acquisition;
+    d.text(0x0008, 0x0008, b"CS", a.image_type());
     d.text(0x0008, 0x0016, b"UI", sop_class);
     d.text(0x0008, 0x0018, b"UI", s.sop_uid);
     d.text(0x0008, 0x0020, b"DA", "20260101");
     d.text(0x0008, 0x0030, b"TM", "120000");
     d.text(0x0008, 0x0050, b"SH", "");
     d.text(0x0008, 0x0060, b"CS", "CT");
-    d.text(0x0008, 0x0070, b"LO", "pe-sentinel phantom (synthetic)");
+    d.text(0x0008, 0x0070, b"LO", crate::eligibility::PHANTOM_MANUFACTURER);
     d.text(0x0008, 0x0090, b"PN", "");
     d.text(0x0008, 0x103E, b"LO", s.series_description);
     d.text(0x0010, 0x0010, b"PN", s.patient_name);
     d.text(0x0010, 0x0020, b"LO", s.patient_id);
     d.text(0x0010, 0x0030, b"DA", "");
     d.text(0x0010, 0x0040, b"CS", "O");
-    d.text(0x0018, 0x0050, b"DS", &ds(s.slice_thickness_mm));
+    let (agent, route) = a.contrast();
+    d.text(0x0018, 0x0010, b"LO", agent);
+    d.text(0x0018, 0x0015, b"CS", "CHEST");
+    d.text(0x0018, 0x0050, b"DS", &ds(a.thickness_mm(s.slice_thickness_mm)));
     d.text(0x0018, 0x0060, b"DS", "100");
+    d.text(0x0018, 0x1030, b"LO", a.protocol());
+    d.text(0x0018, 0x1040, b"LO", route);
     d.text(0x0020, 0x000D, b"UI", s.study_uid);
     d.text(0x0020, 0x000E, b"UI", s.series_uid);
     d.text(0x0020, 0x0010, b"SH", "1");
@@ -205,7 +286,7 @@ fn encode_header(s: &CtSlice<'_>, multi: Option<&MultiFrame<'_>>, out: &mut Vec<
     if per_frame.is_none() {
         d.text(0x0020, 0x0032, b"DS", &position(p));
     }
-    d.text(0x0020, 0x0037, b"DS", "1\\0\\0\\0\\1\\0");
+    d.text(0x0020, 0x0037, b"DS", a.orientation());
     d.text(0x0020, 0x0052, b"UI", s.frame_uid);
     d.text(0x0020, 0x1040, b"LO", "");
     if multi.is_none() {
@@ -276,6 +357,30 @@ mod tests {
         assert_eq!(ds(-0.00001), "0");
         assert_eq!(ds(-178.8375), "-178.8375");
         assert!(ds(-12345.679).len() <= 16);
+    }
+
+    #[test]
+    fn each_acquisition_writes_the_header_the_eligibility_rules_expect() {
+        use crate::eligibility::{header, rules, Contrast, Rules};
+        let pixels = vec![1024u16; 512 * 512];
+        for (a, want) in [
+            (Acquisition::Ctpa, vec![]),
+            (Acquisition::ContrastUnstated, vec![]),
+            (Acquisition::CoronalReformat, vec!["image-type", "axial"]),
+            (Acquisition::Scout, vec!["image-type", "contrast"]),
+            (Acquisition::ThickNonContrast, vec!["slice-thickness", "contrast"]),
+        ] {
+            let s = CtSlice { acquisition: a, ..CtSlice::fixed(&pixels, 512, 1) };
+            let mut bytes = Vec::new();
+            encode(&s, &mut bytes);
+            let h = header::read(&bytes, std::path::Path::new("p.dcm")).expect("the phantom's header reads");
+            assert!(h.is_phantom() && h.body_part.as_deref() == Some("CHEST"), "{h:?}");
+            let v = rules::judge(&Rules::default(), &h);
+            assert_eq!(v.reasons.iter().map(|r| r.rule()).collect::<Vec<_>>(), want, "{a:?}");
+            let image_test = a == Acquisition::ContrastUnstated;
+            let silent = image_test || a == Acquisition::Scout || a == Acquisition::ThickNonContrast;
+            assert_eq!(v.contrast == Contrast::ImageTest, silent, "{a:?}");
+        }
     }
 
     #[test]

@@ -63,6 +63,8 @@ pub struct PhantomOptions {
     pub emit_hu: bool,
     /// Worker threads (series are rendered in parallel); 0 means one per core.
     pub threads: usize,
+    /// The kind of series the DICOM headers describe (CTPA, or an ineligible kind for tests).
+    pub acquisition: dicom_writer::Acquisition,
     /// Counts written slices (src/progress.rs); hidden unless the caller makes it visible.
     pub progress: indicatif::ProgressBar,
 }
@@ -78,6 +80,7 @@ impl PhantomOptions {
             pe_fraction: 0.67,
             emit_hu: false,
             threads: 0,
+            acquisition: dicom_writer::Acquisition::Ctpa,
             progress: indicatif::ProgressBar::hidden(),
         }
     }
@@ -107,6 +110,8 @@ pub struct RunSummary {
     pub slices: u32,
     pub pe_fraction: f32,
     pub format: Format,
+    /// The kind of series the DICOM headers describe (`ctpa` unless asked otherwise).
+    pub acquisition: dicom_writer::Acquisition,
     pub series: Vec<SeriesSummary>,
 }
 
@@ -253,6 +258,7 @@ pub fn write_multiframe_series(
         rows: SIZE as u16,
         columns: SIZE as u16,
         pixels: &[],
+        acquisition: dicom_writer::Acquisition::Ctpa,
     };
     let m = dicom_writer::MultiFrame {
         frames: slices,
@@ -373,6 +379,7 @@ pub fn generate(opts: &PhantomOptions) -> Result<RunSummary, PhantomError> {
         slices: opts.slices,
         pe_fraction: opts.pe_fraction,
         format: opts.format,
+        acquisition: opts.acquisition,
         series,
     };
     let path = opts.out.join("phantom.json");
@@ -463,6 +470,7 @@ impl SeriesWriter {
                     rows: SIZE as u16,
                     columns: SIZE as u16,
                     pixels: &self.stored,
+                    acquisition: opts.acquisition,
                 };
                 let path = sub("dicom").join(format!("{stem}.dcm"));
                 dicom_writer::encode(&slice, &mut self.dicom);

@@ -73,9 +73,44 @@ CREATE TABLE rejected (
 );
 ";
 
-/// Version 2: each rejected input carries a reason code (`crate::failure::RejectCode`), for
-/// counting and filtering without parsing the operator's sentence. Rows of version 1 get `unknown`.
-const SCHEMA_V2: &str = "ALTER TABLE rejected ADD COLUMN code TEXT NOT NULL DEFAULT 'unknown';";
+/// Version 2: each rejected input carries a reason code (`crate::failure::RejectCode`; rows of
+/// version 1 get `unknown`), and (intended use, issue 21) series verdicts `not-analysed` and `demo-model` with their
+/// reasons, and a row per slice that was not analysed. SQLite cannot change a CHECK constraint in
+/// place, so the series table is copied into its new shape.
+const SCHEMA_V1_TO_V2: &str = "
+ALTER TABLE rejected ADD COLUMN code TEXT NOT NULL DEFAULT 'unknown';
+CREATE TABLE series_v2 (
+    series              TEXT    PRIMARY KEY,
+    slices              INTEGER NOT NULL,
+    suspicious_slices   INTEGER NOT NULL,
+    max_p               REAL,
+    boxes               INTEGER NOT NULL,
+    verdict             TEXT    NOT NULL
+        CHECK (verdict IN ('open', 'positive', 'negative', 'not-analysed', 'demo-model')),
+    first_seen_unix_ms  INTEGER NOT NULL,
+    last_seen_unix_ms   INTEGER NOT NULL,
+    closed_unix_ms      INTEGER,
+    alerted             INTEGER NOT NULL,
+    reasons             TEXT
+);
+INSERT INTO series_v2 (series, slices, suspicious_slices, max_p, boxes, verdict, first_seen_unix_ms,
+    last_seen_unix_ms, closed_unix_ms, alerted)
+    SELECT series, slices, suspicious_slices, max_p, boxes, verdict, first_seen_unix_ms, last_seen_unix_ms,
+        closed_unix_ms, alerted FROM series;
+DROP TABLE series;
+ALTER TABLE series_v2 RENAME TO series;
+CREATE INDEX series_by_last_seen ON series (last_seen_unix_ms);
+CREATE TABLE skipped (
+    id                  INTEGER PRIMARY KEY,
+    source_file         TEXT    NOT NULL,
+    sha256              TEXT    NOT NULL,
+    frame               INTEGER NOT NULL,
+    series              TEXT    NOT NULL,
+    reasons             TEXT    NOT NULL,
+    created_unix_ms     INTEGER NOT NULL,
+    UNIQUE (sha256, frame)
+);
+";
 
 /// Time spent in each stage of one slice's path, in microseconds (defined with the budget).
 pub use crate::budget::StageLatencyUs;
@@ -111,6 +146,8 @@ pub enum Write<'a> {
     /// A series row, inserted or replaced.
     Series(&'a SeriesRow),
     Rejected(&'a RejectedRow),
+    /// A slice not analysed (intended use); ignored when the same content and frame is recorded.
+    Skipped(&'a SkippedRow),
 }
 
 /// A slice row as stored, with its row id.
@@ -133,6 +170,20 @@ pub struct SeriesRow {
     pub last_seen_unix_ms: i64,
     pub closed_unix_ms: Option<i64>,
     pub alerted: bool,
+    /// Why the series (or some of its slices) was not analysed, or why it cannot alert
+    /// (`not-analysed`, `demo-model`); `None` when there is nothing to say.
+    pub reasons: Option<String>,
+}
+
+/// A readable slice that is not what the models are meant for (intended use): recorded, not analysed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SkippedRow {
+    pub source_file: String,
+    pub sha256: [u8; 32],
+    pub frame: u32,
+    pub series: String,
+    pub reasons: String,
+    pub created_unix_ms: i64,
 }
 
 /// An input that could not be analysed.
@@ -272,7 +323,7 @@ impl Journal {
                 if version == 0 {
                     tx.execute_batch(SCHEMA_V1).map_err(|e| classify(&path, "create the schema", e))?;
                 }
-                tx.execute_batch(SCHEMA_V2).map_err(|e| classify(&path, "migrate the schema to version 2", e))?;
+                tx.execute_batch(SCHEMA_V1_TO_V2).map_err(|e| classify(&path, "migrate the schema to version 2", e))?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(|e| classify(&path, "write the schema version", e))?;
             }
@@ -321,6 +372,20 @@ impl Journal {
         })
     }
 
+    /// Records a slice that was not analysed (intended use) and its series' row, in one
+    /// transaction. The same content and frame recorded again changes nothing but the series row.
+    pub fn record_skipped(&mut self, slice: &SkippedRow, row: &SeriesRow) -> Result<(), JournalError> {
+        self.commit(&[Write::Skipped(slice), Write::Series(row)])
+    }
+
+    /// How many slices of `series` were recorded as not analysed.
+    pub fn skipped_slices(&self, series: &str) -> Result<u32, JournalError> {
+        self.conn
+            .prepare_cached("SELECT COUNT(*) FROM skipped WHERE series = ?1")
+            .and_then(|mut stmt| stmt.query_row([series], |row| row.get(0)))
+            .map_err(|e| classify(&self.path, "count the slices not analysed", e))
+    }
+
     /// Records an input that could not be analysed, with the reason given to the operator.
     pub fn record_rejected(&mut self, row: &RejectedRow) -> Result<(), JournalError> {
         self.commit(&[Write::Rejected(row)])
@@ -336,6 +401,7 @@ impl Journal {
                         insert_slice(tx, s)?;
                     }
                     Write::Series(r) => upsert_series(tx, r)?,
+                    Write::Skipped(k) => insert_skipped(tx, k)?,
                     Write::Rejected(r) => {
                         tx.prepare_cached(
                             "INSERT INTO rejected (source_file, sha256, code, reason, created_unix_ms)
@@ -376,7 +442,7 @@ impl Journal {
             .conn
             .prepare_cached(
                 "SELECT series, slices, suspicious_slices, max_p, boxes, verdict, first_seen_unix_ms,
-                        last_seen_unix_ms, closed_unix_ms, alerted
+                        last_seen_unix_ms, closed_unix_ms, alerted, reasons
                  FROM series ORDER BY last_seen_unix_ms DESC, series LIMIT ?1",
             )
             .and_then(|mut stmt| stmt.query_map([limit], read_series)?.collect::<Result<Vec<_>, _>>())
@@ -390,7 +456,7 @@ impl Journal {
             .conn
             .prepare_cached(
                 "SELECT series, slices, suspicious_slices, max_p, boxes, verdict, first_seen_unix_ms,
-                        last_seen_unix_ms, closed_unix_ms, alerted
+                        last_seen_unix_ms, closed_unix_ms, alerted, reasons
                  FROM series WHERE series = ?1",
             )
             .and_then(|mut stmt| stmt.query_row([series], read_series).optional())
@@ -456,6 +522,15 @@ impl Journal {
     }
 }
 
+fn insert_skipped(tx: &rusqlite::Transaction<'_>, k: &SkippedRow) -> rusqlite::Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO skipped (source_file, sha256, frame, series, reasons, created_unix_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (sha256, frame) DO NOTHING",
+    )?
+    .execute(params![k.source_file, hex(&k.sha256), k.frame, k.series, k.reasons, k.created_unix_ms])?;
+    Ok(())
+}
+
 fn insert_slice(tx: &rusqlite::Transaction<'_>, s: &SliceRecord) -> rusqlite::Result<Option<i64>> {
     let boxes = boxes_json(&s.boxes);
     let l = &s.latency;
@@ -493,12 +568,12 @@ fn insert_slice(tx: &rusqlite::Transaction<'_>, s: &SliceRecord) -> rusqlite::Re
 fn upsert_series(tx: &rusqlite::Transaction<'_>, r: &SeriesRow) -> rusqlite::Result<()> {
     tx.prepare_cached(
         "INSERT INTO series (series, slices, suspicious_slices, max_p, boxes, verdict, first_seen_unix_ms,
-             last_seen_unix_ms, closed_unix_ms, alerted)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)
+             last_seen_unix_ms, closed_unix_ms, alerted, reasons)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
          ON CONFLICT (series) DO UPDATE SET slices = excluded.slices, suspicious_slices = excluded.suspicious_slices,
              max_p = excluded.max_p, boxes = excluded.boxes, verdict = excluded.verdict,
              first_seen_unix_ms = excluded.first_seen_unix_ms, last_seen_unix_ms = excluded.last_seen_unix_ms,
-             closed_unix_ms = excluded.closed_unix_ms, alerted = excluded.alerted",
+             closed_unix_ms = excluded.closed_unix_ms, alerted = excluded.alerted, reasons = excluded.reasons",
     )?
     .execute(params![
         r.series,
@@ -511,6 +586,7 @@ fn upsert_series(tx: &rusqlite::Transaction<'_>, r: &SeriesRow) -> rusqlite::Res
         r.last_seen_unix_ms,
         r.closed_unix_ms,
         r.alerted,
+        r.reasons,
     ])?;
     Ok(())
 }
@@ -540,6 +616,7 @@ fn read_series(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<SeriesRow, St
         last_seen_unix_ms: row.get(7)?,
         closed_unix_ms: row.get(8)?,
         alerted: row.get(9)?,
+        reasons: row.get(10)?,
     }))
 }
 
@@ -647,7 +724,54 @@ mod tests {
             last_seen_unix_ms: last,
             closed_unix_ms: None,
             alerted: verdict == SeriesVerdict::Positive,
+            reasons: None,
         }
+    }
+
+    #[test]
+    fn a_version_1_journal_is_migrated_with_its_rows_and_takes_the_new_verdicts(
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let (_dir, path) = temp();
+        {
+            let c = Connection::open(&path)?;
+            c.execute_batch(SCHEMA_V1)?;
+            c.pragma_update(None, "user_version", 1)?;
+            c.execute("INSERT INTO series VALUES ('old', 3, 3, 0.9, 1, 'positive', 1, 2, 3, 1)", [])?;
+            // Version 1 refuses the new verdicts: the migration is what makes room for them.
+            assert!(c
+                .execute("INSERT INTO series VALUES ('x', 1, 0, 0, 0, 'not-analysed', 1, 2, NULL, 0)", [])
+                .is_err());
+        }
+        let mut j = open(&path);
+        let old = j.series("old")?.ok_or("the old row survives")?;
+        assert_eq!((old.verdict, old.alerted, old.reasons), (SeriesVerdict::Positive, true, None));
+        let mut row = series_row("thick", SeriesVerdict::NotAnalysed, 5);
+        row.reasons = Some("SliceThickness 5 mm is outside 0.3..3 mm".into());
+        let skipped = SkippedRow {
+            source_file: "1-01.dcm".into(),
+            sha256: [7; 32],
+            frame: 0,
+            series: "thick".into(),
+            reasons: "SliceThickness 5 mm".into(),
+            created_unix_ms: 9,
+        };
+        j.record_skipped(&skipped, &row)?;
+        j.record_skipped(&skipped, &row)?;
+        assert_eq!(j.skipped_slices("thick")?, 1, "the same content is recorded once");
+        assert!(!j.seen(&[7; 32], 0)?, "a skipped slice is not an analysed one");
+        let mut demo = series_row("patient", SeriesVerdict::DemoModel, 6);
+        demo.reasons = Some("demo models".into());
+        j.update_series(&demo)?;
+        drop(j);
+        let j = open(&path);
+        let got = j.series("thick")?.ok_or("row")?;
+        assert_eq!(got, row);
+        assert_eq!(j.series("patient")?.map(|r| r.verdict), Some(SeriesVerdict::DemoModel));
+        let json = serde_json::to_string(&j.recent_series(10)?)?;
+        assert!(json.contains("\"verdict\":\"not-analysed\"") && json.contains("\"verdict\":\"demo-model\""), "{json}");
+        assert!(json.contains("\"reasons\":\"SliceThickness 5 mm is outside"), "{json}");
+        assert!(j.integrity_check()?);
+        Ok(())
     }
 
     fn temp() -> (tempfile::TempDir, PathBuf) {

@@ -149,9 +149,11 @@ pub struct SliceObservation {
     pub max_confidence: f32,
 }
 
-/// Where a series stands. Stored in the journal as `open`, `positive`, `negative`.
+/// Where a series stands. Stored in the journal as `open`, `positive`, `negative`, and, from the
+/// intended-use rules (`crate::eligibility`), `not-analysed` and `demo-model`, which the tracker
+/// never sets and which never alert.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum SeriesVerdict {
     /// Still receiving slices, rule not met yet.
     Open,
@@ -159,6 +161,10 @@ pub enum SeriesVerdict {
     Positive,
     /// Closed without the rule being met.
     Negative,
+    /// No slice of the series is what the models are meant for (reasons in the journal).
+    NotAnalysed,
+    /// A patient series analysed with demo models (trained on synthetic phantoms): never an alert.
+    DemoModel,
 }
 
 impl SeriesVerdict {
@@ -167,6 +173,8 @@ impl SeriesVerdict {
             SeriesVerdict::Open => "open",
             SeriesVerdict::Positive => "positive",
             SeriesVerdict::Negative => "negative",
+            SeriesVerdict::NotAnalysed => "not-analysed",
+            SeriesVerdict::DemoModel => "demo-model",
         }
     }
 
@@ -175,6 +183,8 @@ impl SeriesVerdict {
             "open" => Some(SeriesVerdict::Open),
             "positive" => Some(SeriesVerdict::Positive),
             "negative" => Some(SeriesVerdict::Negative),
+            "not-analysed" => Some(SeriesVerdict::NotAnalysed),
+            "demo-model" => Some(SeriesVerdict::DemoModel),
             _ => None,
         }
     }
@@ -845,7 +855,13 @@ mod tests {
 
     #[test]
     fn verdict_names_round_trip() {
-        for v in [SeriesVerdict::Open, SeriesVerdict::Positive, SeriesVerdict::Negative] {
+        for v in [
+            SeriesVerdict::Open,
+            SeriesVerdict::Positive,
+            SeriesVerdict::Negative,
+            SeriesVerdict::NotAnalysed,
+            SeriesVerdict::DemoModel,
+        ] {
             assert_eq!(SeriesVerdict::parse(v.as_str()), Some(v));
         }
         assert_eq!(SeriesVerdict::parse("maybe"), None);

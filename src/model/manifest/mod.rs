@@ -116,6 +116,37 @@ pub struct ModelInfo {
     pub sha256: String,
     pub precision: Precision,
     pub opset: u32,
+    /// What the model was trained on (`training_domain`; absent: `unknown`).
+    pub training_domain: TrainingDomain,
+}
+
+/// `[model] training_domain`: what a model learned from, which decides whether it may alert on a
+/// patient's scan (see `crate::eligibility` and docs/intended-use.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrainingDomain {
+    /// Synthetic phantoms only (the shipped demo models): never an alert on a patient's scan.
+    SyntheticPhantom,
+    /// Real patients' CT pulmonary angiograms, validated by whoever supplies the model.
+    ClinicalCtpa,
+    /// Not stated (a manifest without the key, an imported model nobody described).
+    #[default]
+    Unknown,
+}
+
+impl TrainingDomain {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TrainingDomain::SyntheticPhantom => "synthetic-phantom",
+            TrainingDomain::ClinicalCtpa => "clinical-ctpa",
+            TrainingDomain::Unknown => "unknown",
+        }
+    }
+
+    /// Demo models: trained on synthetic phantoms only.
+    pub fn is_demo(self) -> bool {
+        self == TrainingDomain::SyntheticPhantom
+    }
 }
 
 /// `[input]`.

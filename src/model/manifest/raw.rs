@@ -28,6 +28,9 @@ struct RawModel {
     sha256: Spanned<String>,
     precision: Precision,
     opset: Spanned<u32>,
+    /// Absent: `unknown`.
+    #[serde(default)]
+    training_domain: TrainingDomain,
 }
 
 #[derive(Deserialize)]
@@ -224,6 +227,7 @@ impl Validator<'_> {
                 sha256: sha,
                 precision: m.precision,
                 opset: *m.opset.get_ref(),
+                training_domain: m.training_domain,
             },
             onnx_path,
         ))
