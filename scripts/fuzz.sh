@@ -8,14 +8,32 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-300}
 export RUSTC_BOOTSTRAP=1
-mkdir -p fuzz/corpus/dicom_decode fuzz/corpus/raster_decode fuzz/corpus/config_parse
+mkdir -p fuzz/corpus/dicom_decode fuzz/corpus/raster_decode fuzz/corpus/config_parse fuzz/corpus/receive_pdus
 cp -n tests/data/dicom/*.dcm fuzz/corpus/dicom_decode/ 2>/dev/null || true
 find tests/data -name '*.png' -size -1M -exec cp -n {} fuzz/corpus/raster_decode/ \; 2>/dev/null || true
 find tests/data -name '*.jpg' -size -1M -exec cp -n {} fuzz/corpus/raster_decode/ \; 2>/dev/null || true
 cp -n board/*.toml fuzz/corpus/config_parse/
+# receive_pdus: what a sender sends after association (C-ECHO; C-STORE of a test file's data set
+# in two fragments; a set-aside class), built by tests/py/dicom_wire.py (standard library only).
+python3 - <<'PY'
+import sys
+sys.path.insert(0, "tests/py")
+import dicom_wire as w
+raw = open("tests/data/dicom/CT_small.dcm", "rb").read()
+body = raw[132 + 12 + int.from_bytes(raw[140:144], "little"):]
+uid = "1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322"
+seeds = {
+    "echo": w.pdata(7, True, True, w.c_echo_rq(1)) + bytes.fromhex("05000000000400000000"),
+    "store": w.pdata(1, True, True, w.c_store_rq(1, w.CT_IMAGE, uid)) + w.pdata(1, False, False, body[:4000])
+    + w.pdata(1, False, True, body[4000:]),
+    "aside": w.pdata(5, True, True, w.c_store_rq(2, "1.2.840.10008.5.1.4.1.1.88.33", "1.2.3")) + w.pdata(5, False, True, b"\x08\x00\x16\x00\x02\x00\x00\x00ab"),
+}
+for name, data in seeds.items():
+    open(f"fuzz/corpus/receive_pdus/seed-{name}", "wb").write(data)
+PY
 # -s none: no sanitizer (our code is safe Rust; the aim is panics and runaway allocations, which
 # libFuzzer's -malloc_limit_mb reports). -a: debug assertions and overflow checks on.
-for t in dicom_decode raster_decode config_parse; do
+for t in dicom_decode raster_decode config_parse receive_pdus; do
   echo "== $t for ${seconds} s"
   cargo fuzz run -s none -a "$t" "fuzz/corpus/$t" -- -max_total_time="$seconds" -malloc_limit_mb=2048 -rss_limit_mb=3072 \
     -print_final_stats=1 2>&1 | tail -n 25

@@ -25,21 +25,16 @@ scripts/check-systemd.sh
 cargo clippy --workspace --all-targets --locked -- -D warnings
 # The TensorRT binding (feature `tensorrt`) must compile and lint everywhere (docs/engines.md).
 cargo clippy --features tensorrt --all-targets --locked -- -D warnings
+# --workspace: also the DICOM receiver (crates/receive, binary pe-sentinel-receive), which tests/py drives.
 cargo build --workspace --locked --all-targets
 TARGET_DIR="${CARGO_TARGET_DIR:-target}"
 PE_SENTINEL_BIN="$TARGET_DIR/debug/pe-sentinel" "$VENV/bin/python" -m pytest -q tests/py
 # Unit and integration tests (no doc-tests: there are none, and an empty last run would hide the count).
-cargo test --locked --lib --bins --tests
-<<<<<<< HEAD
+cargo test --workspace --locked --lib --bins --tests
+# (--workspace: the results sender's crate, crates/send, and the DICOM receiver's, crates/receive.)
 # The TensorRT shim compiled against every TensorRT header set (-Werror), and the lean TensorRT
 # runtime and CUDA runtime from PyPI for its smoke test (cached in PE_SENTINEL_TRT_DIR).
 scripts/trt-compile.sh
 # The TensorRT binding against its C stand-in, then the real shim with the real lean runtime on
 # this machine without a GPU (builds the binary with the feature; keep it last).
 cargo test --locked --features tensorrt --test tensorrt --test tensorrt_real
-=======
-# The results sender's own crate (crates/send).
-cargo test --locked -p pe-sentinel-send
-# The TensorRT binding against its C stand-in (builds the binary with the feature; keep it last).
-cargo test --locked --features tensorrt --test tensorrt
->>>>>>> issue-22-send

@@ -21,6 +21,14 @@ pub fn today() -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
+/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS` UTC.
+pub fn utc_datetime_ms(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (y, m, d) = civil_date(secs.div_euclid(86_400));
+    let t = secs.rem_euclid(86_400);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}", t / 3600, t / 60 % 60, t % 60)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -31,5 +39,6 @@ mod tests {
         assert_eq!(civil_date(20_513), (2026, 3, 1));
         assert_eq!(civil_date(11_016), (2000, 2, 29));
         assert_eq!(civil_date(-1), (1969, 12, 31));
+        assert_eq!(utc_datetime_ms(1_772_323_199_999), "2026-02-28 23:59:59");
     }
 }

@@ -260,6 +260,9 @@ impl Daemon {
     fn process_file(&mut self, path: &Path, stop: &AtomicBool) -> anyhow::Result<()> {
         self.stats.files += 1;
         let arrival = self.drop.last_arrival();
+        if let Some(reason) = self.drop.refusal(path) {
+            return self.reject(path, None, &reason);
+        }
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let t_decode = Instant::now();
         let bytes = match std::fs::metadata(path) {

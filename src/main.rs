@@ -104,6 +104,16 @@ enum Command {
         json: bool,
         #[arg(long, default_value_t = 50)]
         limit: usize,
+        /// The DICOM receiver's associations instead (its audit; --state is then the receiver's).
+        #[arg(long)]
+        associations: bool,
+    },
+    /// The DICOM receiver: runs `pe-sentinel-receive` (installed beside this binary) with these
+    /// flags: --config FILE [--listen ADDR:PORT] [--drop DIR] [--ae-title AE] [--allow AE@ADDRESS ...].
+    #[command(disable_help_flag = true)]
+    Receive {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
     },
     /// Acknowledge the latched ALERT on the running daemon's display (as its button does).
     Ack {
@@ -276,7 +286,11 @@ fn main() -> ExitCode {
         Command::Eval { data, config, precision, input, json, int8_baseline } => {
             run_eval(&data, config, precision, input, json, int8_baseline)
         }
-        Command::History { config, state, json, limit } => run_history(config, state, json, limit),
+        Command::History { config, state, json, limit, associations: true } => {
+            run_associations(config, state, json, limit)
+        }
+        Command::History { config, state, json, limit, .. } => run_history(config, state, json, limit),
+        Command::Receive { args } => run_receive(&args),
         Command::Phantom(a) => run_phantom(a),
         Command::Bench(a) => run_bench(a),
         Command::ImportDarknet(a) => run_import_darknet(a),
@@ -515,6 +529,69 @@ fn run_history(config: Option<PathBuf>, state: Option<PathBuf>, json: bool, limi
                 r.max_p,
                 r.boxes,
                 r.verdict.as_str()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `pe-sentinel receive`: the receiver is its own binary (it must not carry the analyser), so this
+/// replaces the process with it: `pe-sentinel-receive` beside this binary, else on PATH.
+fn run_receive(args: &[std::ffi::OsString]) -> anyhow::Result<ExitCode> {
+    use std::os::unix::process::CommandExt;
+    let beside = std::env::current_exe().ok().and_then(|e| e.parent().map(|d| d.join("pe-sentinel-receive")));
+    let program = beside.filter(|p| p.exists()).unwrap_or_else(|| PathBuf::from("pe-sentinel-receive"));
+    let err = std::process::Command::new(&program).args(args).exec();
+    anyhow::bail!("cannot run {}: {err}; install the pe-sentinel-receive binary beside pe-sentinel", program.display())
+}
+
+/// `history --associations`: the receiver's audit, newest first.
+fn run_associations(
+    config: Option<PathBuf>,
+    state: Option<PathBuf>,
+    json: bool,
+    limit: usize,
+) -> anyhow::Result<ExitCode> {
+    use pe_sentinel_receive::audit::Audit;
+    let state = match state {
+        Some(s) => s,
+        None => {
+            let path = config.unwrap_or_else(config::default_profile_path);
+            let d = pe_sentinel_receive::config::ReceiveProfile::load(&path).map_err(anyhow::Error::msg)?.dicom;
+            d.state_dir
+        }
+    };
+    let path = Audit::path_in(&state);
+    if !path.exists() {
+        anyhow::bail!("no association audit at {}; give the receiver's --state folder", path.display());
+    }
+    let rows = Audit::open_read(&path)?.recent(limit)?;
+    if json {
+        outln!("{}", serde_json::to_string_pretty(&rows)?);
+    } else {
+        outln!(
+            "{:<24} {:<16} {:<22} {:>8} {:>9} {:>6} {:>6} {:>12}  outcome",
+            "started (UTC)",
+            "calling AE",
+            "peer",
+            "seconds",
+            "instances",
+            "aside",
+            "failed",
+            "bytes"
+        );
+        for r in rows {
+            outln!(
+                "{:<24} {:<16} {:<22} {:>8.1} {:>9} {:>6} {:>6} {:>12}  {}",
+                pe_sentinel::civil::utc_datetime_ms(r.started_unix_ms),
+                r.calling_ae,
+                r.peer,
+                (r.ended_unix_ms - r.started_unix_ms) as f64 / 1000.0,
+                r.instances,
+                r.set_aside,
+                r.failed,
+                r.bytes,
+                r.outcome
             );
         }
     }

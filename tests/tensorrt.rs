@@ -269,7 +269,8 @@ mod shim {
         assert!(!lib.has_builder && lib.describe().contains("runtime only, no builder"), "{}", lib.describe());
         set(b"pe_trt_standin_set_builder\0", "0");
         let dir = tempfile::tempdir().unwrap();
-        let e = ensure_plan(&lib, &manifest("tests/data/tiny-classifier.toml"), BuildPrecision::Fp32, dir.path(), false);
+        let e =
+            ensure_plan(&lib, &manifest("tests/data/tiny-classifier.toml"), BuildPrecision::Fp32, dir.path(), false);
         set(b"pe_trt_standin_set_builder\0", "1");
         let e = e.unwrap_err().to_string();
         assert!(e.contains("full TensorRT builder") && e.contains("[tensorrt] library"), "{e}");

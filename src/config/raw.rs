@@ -404,6 +404,9 @@ impl BoardProfile {
                 "0.0 up to (not including) 1.0",
             ));
         }
+        if let Some(d) = &self.dicom {
+            d.receive.check().map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?;
+        }
         let r = &self.runtime;
         if let Some(p) = r.realtime_priority {
             if !(1..=99).contains(&p) {
@@ -603,6 +606,28 @@ state_dir = "/tmp/state"
         assert_eq!(c.port, Path::new("/dev/ttyACM0"));
         let p = BoardProfile::parse(&format!("{GOOD}{d}alert_timeout_s = 600\n"), Path::new("p.toml")).expect("ok");
         assert_eq!(p.display.expect("display").config().alert_timeout_ms, Some(600_000));
+    }
+
+    #[test]
+    fn the_dicom_table_is_accepted_and_checked_as_the_receiver_reads_it() {
+        // The shipped profile's commented [dicom] block, uncommented, parses here too.
+        let shipped = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("board/x86-cpu.toml"))
+            .expect("shipped profile");
+        let block = shipped.split("\n# [dicom]\n").nth(1).expect("a commented [dicom] block");
+        let text: String = block
+            .lines()
+            .filter_map(|l| l.strip_prefix("# "))
+            .map(|l| if l.starts_with("[[dicom.allow]]") { "[[dicom.allow]]\n".to_string() } else { format!("{l}\n") })
+            .collect();
+        let p = BoardProfile::parse(&format!("{GOOD}\n[dicom]\n{text}"), Path::new("p.toml")).expect("documented keys");
+        let d = p.dicom.expect("dicom").receive;
+        assert_eq!((d.ae_title.as_str(), d.max_associations, d.allow.len()), ("PE-SENTINEL", 4, 1));
+        let e = err(&format!("{GOOD}\n[dicom]\nmax_pdu_bytes = 1024\n"));
+        assert!(e.contains("dicom.max_pdu_bytes") && e.contains("65536"), "{e}");
+        let e = err(&format!("{GOOD}\n[dicom]\nae_titel = \"X\"\n"));
+        assert!(e.contains("ae_titel"), "{e}");
+        let e = err(&format!("{GOOD}\n[dicom]\n[[dicom.allow]]\nae_title = \"CT\"\naddresses = [\"10.0.0.0/40\"]\n"));
+        assert!(e.contains("prefix"), "{e}");
     }
 
     #[test]

@@ -177,14 +177,8 @@ fn open_tensorrt(cfg: &Resolved, models: &ModelSet) -> Result<TrtOpened, String>
         None => format!("{} (cached)", r.path.display()),
         Some(why) => format!("{} (built: {why})", r.path.display()),
     };
-    let reason = format!(
-        "{} on {}, {} plans {} and {}",
-        lib.describe(),
-        lib.gpu_name,
-        precision.as_str(),
-        said(&rc),
-        said(&rd)
-    );
+    let reason =
+        format!("{} on {}, {} plans {} and {}", lib.describe(), lib.gpu_name, precision.as_str(), said(&rc), said(&rd));
     Ok((Box::new(c), Box::new(d), reason))
 }
 

@@ -163,8 +163,9 @@ impl Outbox {
     pub fn start(cfg: &Resolved, models: &ModelSet) -> anyhow::Result<Option<Outbox>> {
         let Some(send) = cfg.profile.dicom.as_ref().and_then(|d| d.send.clone()) else { return Ok(None) };
         let outbox = pe_sentinel_send::config::outbox_in(&cfg.state_dir);
-        pe_sentinel_send::outbox::create(&outbox)
-            .map_err(|e| anyhow::anyhow!("cannot create the outbox {}: {e}; check the state folder's permissions", outbox.display()))?;
+        pe_sentinel_send::outbox::create(&outbox).map_err(|e| {
+            anyhow::anyhow!("cannot create the outbox {}: {e}; check the state folder's permissions", outbox.display())
+        })?;
         let pre = models.classifier.preprocess();
         let ctx = Ctx {
             send: send.clone(),

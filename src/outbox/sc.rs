@@ -40,6 +40,8 @@ pub fn build(f: &Facts, pic: &Picture, sop_instance: &str, series_uid: &str) -> 
         s(tags::SERIES_NUMBER, VR::IS, SC_SERIES_NUMBER),
         s(tags::INSTANCE_NUMBER, VR::IS, "1"),
         DataElement::new(tags::PATIENT_ORIENTATION, VR::CS, PrimitiveValue::Empty),
+        // General Series, type 2C: the chest is not a paired body part, so empty.
+        DataElement::new(tags::LATERALITY, VR::CS, PrimitiveValue::Empty),
         s(tags::DERIVATION_DESCRIPTION, VR::ST, derivation(f)),
         seq(tags::SOURCE_IMAGE_SEQUENCE, vec![source_item]),
         s(tags::IMAGE_COMMENTS, VR::LT, f.summary_line()),

@@ -65,7 +65,9 @@ pub fn find(done: &Path, name: &str, sha256: &str) -> Option<PathBuf> {
                 let n = e.file_name();
                 let n = n.to_string_lossy();
                 // A same-named file already in done/ made the daemon add ".N".
-                let same = n == name || n.strip_prefix(name).is_some_and(|r| r.starts_with('.') && r[1..].chars().all(|c| c.is_ascii_digit()));
+                let same = n == name
+                    || n.strip_prefix(name)
+                        .is_some_and(|r| r.starts_with('.') && r[1..].chars().all(|c| c.is_ascii_digit()));
                 if same && sha256_hex(&p).as_deref() == Some(sha256) {
                     return Some(p);
                 }
@@ -81,7 +83,10 @@ fn sha256_hex(p: &Path) -> Option<String> {
 }
 
 fn text(o: &InMemDicomObject, tag: Tag) -> Option<String> {
-    o.get(tag).and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).to_string()).filter(|s| !s.is_empty())
+    o.get(tag)
+        .and_then(|e| e.to_str().ok())
+        .map(|s| s.trim_end_matches(['\0', ' ']).to_string())
+        .filter(|s| !s.is_empty())
 }
 
 /// Reads the key slice's header and the pixels of `frame`.
@@ -99,10 +104,8 @@ pub fn read(path: &Path, frame: u32) -> Result<KeySource, String> {
     let copied = COPIED.iter().filter_map(|t| obj.get(*t).cloned()).collect();
     let slices = crate::source::decode::dicom::decode_file(path, crate::source::decode::dicom::Accept::AnyGrayscale)
         .map_err(|e| format!("{}: cannot decode the key slice: {e}", path.display()))?;
-    let slice = slices
-        .into_iter()
-        .find(|s| s.frame == frame)
-        .ok_or_else(|| format!("{}: no frame {frame}", path.display()))?;
+    let slice =
+        slices.into_iter().find(|s| s.frame == frame).ok_or_else(|| format!("{}: no frame {frame}", path.display()))?;
     Ok(KeySource {
         path: path.to_path_buf(),
         copied,

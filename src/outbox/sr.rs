@@ -82,16 +82,16 @@ pub fn build(f: &Facts, r: &SrRefs<'_>) -> InMemDicomObject {
         text("HAS OBS CONTEXT", Code("121013", "DCM", "Device Observer Name"), "pe-sentinel"),
         text("HAS OBS CONTEXT", Code("121014", "DCM", "Device Observer Manufacturer"), "pe-sentinel"),
         code("HAS CONCEPT MOD", Code("121058", "DCM", "Procedure reported"), Code("77477000", "SCT", "CT")),
-        container("CONTAINS", Code("111028", "DCM", "Image Library"), vec![container(
+        container(
             "CONTAINS",
-            Code("126200", "DCM", "Image Library Group"),
-            library,
-        )]),
-        container("CONTAINS", Code("126010", "DCM", "Imaging Measurements"), vec![container(
+            Code("111028", "DCM", "Image Library"),
+            vec![container("CONTAINS", Code("126200", "DCM", "Image Library Group"), library)],
+        ),
+        container(
             "CONTAINS",
-            Code("125007", "DCM", "Measurement Group"),
-            group,
-        )]),
+            Code("126010", "DCM", "Imaging Measurements"),
+            vec![container("CONTAINS", Code("125007", "DCM", "Measurement Group"), group)],
+        ),
     ];
     let root = container("", Code("126000", "DCM", "Imaging Measurement Report"), content);
 
@@ -101,7 +101,7 @@ pub fn build(f: &Facts, r: &SrRefs<'_>) -> InMemDicomObject {
     ])];
     if let Some((sc, sc_series)) = r.sc {
         evidence_series.push(obj([
-            s(tags::SERIES_INSTANCE_UID, VR::UI, *sc_series),
+            s(tags::SERIES_INSTANCE_UID, VR::UI, sc_series),
             seq(tags::REFERENCED_SOP_SEQUENCE, vec![sc.item()]),
         ]));
     }
@@ -122,7 +122,11 @@ pub fn build(f: &Facts, r: &SrRefs<'_>) -> InMemDicomObject {
         s(tags::MODALITY, VR::CS, "SR"),
         s(tags::SERIES_INSTANCE_UID, VR::UI, r.series_uid),
         s(tags::SERIES_NUMBER, VR::IS, SR_SERIES_NUMBER),
-        s(tags::SERIES_DESCRIPTION, VR::LO, if f.demo { "pe-sentinel report (NOT FOR DIAGNOSIS)" } else { "pe-sentinel report" }),
+        s(
+            tags::SERIES_DESCRIPTION,
+            VR::LO,
+            if f.demo { "pe-sentinel report (NOT FOR DIAGNOSIS)" } else { "pe-sentinel report" },
+        ),
         seq(tags::REFERENCED_PERFORMED_PROCEDURE_STEP_SEQUENCE, vec![]),
         s(tags::MANUFACTURER, VR::LO, "pe-sentinel"),
         s(tags::MANUFACTURER_MODEL_NAME, VR::LO, "pe-sentinel"),

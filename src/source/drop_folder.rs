@@ -1,7 +1,12 @@
 //! The drop folder: a directory a DICOM router, a PACS export or a person copies slices into.
 //! Only complete files are taken — closed after writing, renamed into the folder, or found at
 //! start (the backlog) once they have stopped changing; dotfiles and `*.part` / `*.tmp` are
-//! ignored. inotify events (through `notify`) are hints; the directory itself is the truth, so an
+//! ignored. Files are taken at any depth up to [`MAX_FOLDERS`] folders below the drop folder, as
+//! routers write them (dcm4che `STUDY/SERIES/SOP.dcm`, DCMTK storescp `--sort-on-study-uid`, the
+//! phantom's `series-000/dicom/`); a file deeper than that is handed out too, and
+//! [`DropFolder::refusal`] says why it must be rejected, so nothing is left silently. A DICOM
+//! file's series is its SeriesInstanceUID (from the decoder); a raster file's is the folder that
+//! holds it. inotify events (through `notify`) are hints; the directory itself is the truth, so an
 //! event-queue overflow only triggers a rescan and nothing is missed. A file leaves the folder only
 //! when the caller has committed its result: moved to `done/` or to `rejected/` with
 //! `NAME.reason.txt` beside it; nothing is deleted or overwritten. Touches only the drop folder.
@@ -27,8 +32,13 @@ pub const MAX_PENDING: usize = 50_000;
 const SETTLE: Duration = Duration::from_secs(3);
 /// Belt and braces: the folder is rescanned this often even without events.
 const RESCAN_EVERY: Duration = Duration::from_secs(30);
-/// Folder depth taken: the drop folder and one level of series subfolders.
-const MAX_DEPTH: usize = 2;
+/// Folders below the drop folder that a taken file may sit in (`A/B/C/D/file` at most). Routers
+/// write two or three (dcm4che `STUDY/SERIES/`, the phantom's `series-000/dicom/`, a copied
+/// phantom output `out/series-000/dicom/`); deeper files are rejected with a reason.
+pub const MAX_FOLDERS: usize = 4;
+/// Folders the scan descends at most, to find (and reject) files below `MAX_FOLDERS`; anything
+/// deeper is beyond any router's layout and stays unseen (logged once per scan).
+const SCAN_FOLDERS: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DropError {
@@ -152,14 +162,31 @@ impl DropFolder {
         self.ready.len() + self.settling.len()
     }
 
-    /// The series a raster file belongs to: its subfolder under the drop folder (or the folder's
-    /// own name for files dropped at the top).
+    /// The series a raster file belongs to: the folder that holds it, as its path under the drop
+    /// folder (`series-000/png`, so two series' `png/` folders stay two series), or the drop
+    /// folder's own name for files dropped at the top.
     pub fn series_of(&self, path: &Path) -> SeriesId {
         let rel = path.strip_prefix(&self.root).unwrap_or(path);
-        match rel.parent().and_then(|p| p.components().next()) {
-            Some(c) => SeriesId(c.as_os_str().to_string_lossy().into_owned()),
+        match rel.parent().filter(|p| !p.as_os_str().is_empty()) {
+            Some(dir) => {
+                SeriesId(dir.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"))
+            }
             None => SeriesId(self.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()),
         }
+    }
+
+    /// Why a file handed out by [`DropFolder::next`] must be rejected without being read: it sits
+    /// deeper than [`MAX_FOLDERS`] folders below the drop folder. None for a file to analyse.
+    pub fn refusal(&self, path: &Path) -> Option<String> {
+        let rel = path.strip_prefix(&self.root).ok()?;
+        let folders = rel.components().count().saturating_sub(1);
+        (folders > MAX_FOLDERS).then(|| {
+            format!(
+                "{}: {folders} folders below the drop folder, deeper than the {MAX_FOLDERS} taken; \
+                 copy the series folder (or its parent) into the drop folder instead",
+                rel.display()
+            )
+        })
     }
 
     /// The next complete file, waiting at most `timeout`. None when nothing is ready.
@@ -205,7 +232,7 @@ impl DropFolder {
             Err(_) => return false,
         };
         let depth = rel.components().count();
-        if depth == 0 || depth > MAX_DEPTH {
+        if depth == 0 || depth > SCAN_FOLDERS + 1 {
             return false;
         }
         if rel.starts_with(DONE) || rel.starts_with(REJECTED) {
@@ -246,8 +273,13 @@ impl DropFolder {
                 let p = e.path();
                 let Ok(ft) = e.file_type() else { continue };
                 if ft.is_dir() {
-                    if depth + 1 < MAX_DEPTH && self.taken(&p.join("x")) {
+                    if depth < SCAN_FOLDERS && self.taken(&p.join("x")) {
                         stack.push((p, depth + 1));
+                    } else if depth >= SCAN_FOLDERS {
+                        log::warn!(
+                            "{}: more than {SCAN_FOLDERS} folders below the drop folder; not looked into",
+                            p.display()
+                        );
                     }
                 } else if ft.is_file() {
                     self.offer(p, false);
@@ -412,5 +444,54 @@ mod tests {
         assert_eq!(std::fs::read(root.join("done/b0.dcm")).expect("first"), vec![0u8]);
         // Nothing in done/ or rejected/ is offered again.
         assert!(d.next(Duration::from_millis(300)).is_none());
+    }
+
+    #[test]
+    fn router_trees_are_taken_to_the_limit_and_deeper_files_are_refused_with_a_reason() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let root = t.path().canonicalize().expect("canonical");
+        let top = root.file_name().expect("name").to_string_lossy().into_owned();
+        // Written before start (the backlog, found by a scan) ...
+        let layouts = [
+            "top.dcm",                          // at the top
+            "series-000/dicom/slice-001.dcm",   // the phantom's own output
+            "1.2.3/1.2.3.4/1.2.3.4.5.dcm",      // dcm4che {study}/{series}/{sop}.dcm
+            "out/series-001/png/slice-001.png", // a copied phantom output folder
+            "a/b/c/d/four-folders.dcm",         // at the limit
+            "a/b/c/d/e/five-folders.dcm",       // one deeper: refused
+        ];
+        for rel in layouts {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&p, rel).expect("write");
+        }
+        let mut d = DropFolder::open(&root).expect("open");
+        let mut got = drain(&mut d, layouts.len(), SETTLE * 3);
+        // ... and written while watched (taken on their events, deep ones too).
+        for rel in ["x/y/z/live.dcm", "x/y/z/w/v/live-deep.dcm"] {
+            let p = root.join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(&p, rel).expect("write");
+        }
+        got.extend(drain(&mut d, 2, SETTLE * 3));
+        got.sort();
+        let mut want: Vec<PathBuf> =
+            layouts.iter().chain(&["x/y/z/live.dcm", "x/y/z/w/v/live-deep.dcm"]).map(|r| root.join(r)).collect();
+        want.sort();
+        assert_eq!(got, want, "every file at every depth is handed out, none left silently");
+        let refused: Vec<&Path> = got.iter().filter(|p| d.refusal(p).is_some()).map(|p| p.as_path()).collect();
+        assert_eq!(refused, vec![root.join("a/b/c/d/e/five-folders.dcm"), root.join("x/y/z/w/v/live-deep.dcm")]);
+        let reason = d.refusal(&root.join("a/b/c/d/e/five-folders.dcm")).expect("refused");
+        assert!(reason.contains("5 folders below the drop folder, deeper than the 4 taken"), "{reason}");
+        // Raster series: the folder holding the file, as its path (two series' png/ stay two).
+        assert_eq!(d.series_of(&root.join("out/series-001/png/slice-001.png")), SeriesId("out/series-001/png".into()));
+        assert_eq!(d.series_of(&root.join("series-000/png/slice-001.png")), SeriesId("series-000/png".into()));
+        assert_eq!(d.series_of(&root.join("top.png")), SeriesId(top));
+        // A refused file goes to rejected/ with its reason, keeping its path.
+        let deep = root.join("a/b/c/d/e/five-folders.dcm");
+        let to = d.finish_rejected(&deep, &reason).expect("rejected");
+        assert_eq!(to, root.join("rejected/a/b/c/d/e/five-folders.dcm"));
+        assert!(!deep.exists());
+        assert!(d.next(Duration::from_millis(300)).is_none(), "rejected/ is not offered again");
     }
 }

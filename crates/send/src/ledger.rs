@@ -115,7 +115,8 @@ impl Ledger {
         conn.pragma_update(None, "synchronous", "FULL").map_err(e)?;
         let v: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(e)?;
         if v == 0 {
-            conn.execute_batch(&format!("BEGIN; {SCHEMA_V1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")).map_err(e)?;
+            conn.execute_batch(&format!("BEGIN; {SCHEMA_V1} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"))
+                .map_err(e)?;
         } else if v != SCHEMA_VERSION {
             return Err(e(rusqlite::Error::InvalidParameterName(format!(
                 "schema version {v}, this build reads {SCHEMA_VERSION}"
@@ -163,11 +164,9 @@ impl Ledger {
 
     pub fn item(&self, file: &str) -> Result<ItemState, LedgerError> {
         self.conn
-            .query_row(
-                "SELECT failures, refusals, next_try_unix_ms FROM items WHERE file = ?1",
-                params![file],
-                |r| Ok(ItemState { failures: r.get(0)?, refusals: r.get(1)?, next_try_unix_ms: r.get(2)? }),
-            )
+            .query_row("SELECT failures, refusals, next_try_unix_ms FROM items WHERE file = ?1", params![file], |r| {
+                Ok(ItemState { failures: r.get(0)?, refusals: r.get(1)?, next_try_unix_ms: r.get(2)? })
+            })
             .optional()
             .map(Option::unwrap_or_default)
             .map_err(|e| self.err(e))

@@ -11,7 +11,11 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 #[derive(Parser)]
-#[command(name = "pe-sentinel-send", version, about = "Sends pe-sentinel's results (SC + SR) from the outbox to the PACS")]
+#[command(
+    name = "pe-sentinel-send",
+    version,
+    about = "Sends pe-sentinel's results (SC + SR) from the outbox to the PACS"
+)]
 struct Cli {
     /// Board profile holding [paths] state_dir and [dicom.send].
     #[arg(long)]

@@ -73,13 +73,17 @@ mod tests {
         for n in ["2-b.dcm", "1-a.dcm", ".3-c.tmp", "notes.txt"] {
             std::fs::write(d.path().join(PENDING).join(n), b"x").expect("write");
         }
-        let names: Vec<_> = pending(d.path()).expect("list").iter().map(|p| p.file_name().unwrap().to_owned()).collect();
+        let names: Vec<_> =
+            pending(d.path()).expect("list").iter().map(|p| p.file_name().unwrap().to_owned()).collect();
         assert_eq!(names, ["1-a.dcm", "2-b.dcm"]);
         let p1 = park(d.path(), &d.path().join(PENDING).join("1-a.dcm"), "refused").expect("park");
         std::fs::write(d.path().join(PENDING).join("1-a.dcm"), b"y").expect("write");
         let p2 = park(d.path(), &d.path().join(PENDING).join("1-a.dcm"), "again").expect("park");
         assert_ne!(p1, p2);
-        assert_eq!(std::fs::read_to_string(d.path().join(PARKED).join("1-a.dcm.reason.txt")).expect("note"), "refused\n");
+        assert_eq!(
+            std::fs::read_to_string(d.path().join(PARKED).join("1-a.dcm.reason.txt")).expect("note"),
+            "refused\n"
+        );
         assert_eq!(size_bytes(d.path()), 4 + "refused\n".len() as u64 + "again\n".len() as u64 + 1);
     }
 }

@@ -91,7 +91,14 @@ fn load(path: &Path) -> Result<Loaded, String> {
 }
 
 /// The ledger row of an attempt on a loaded object, ending now.
-fn row<'a>(peer: &'a str, l: &'a Loaded, started: i64, outcome: Outcome, status: Option<u16>, detail: &'a str) -> Attempt<'a> {
+fn row<'a>(
+    peer: &'a str,
+    l: &'a Loaded,
+    started: i64,
+    outcome: Outcome,
+    status: Option<u16>,
+    detail: &'a str,
+) -> Attempt<'a> {
     Attempt {
         file: &l.name,
         sop_instance: Some(&l.out.sop_instance),
@@ -126,7 +133,8 @@ impl Sender {
 
     /// One pass over the head of the queue; returns how long to wait before the next.
     pub fn round(&mut self, stop: &AtomicBool) -> Result<Duration, SendError> {
-        let files = outbox::pending(&self.outbox).map_err(|err| SendError::Folder { path: self.outbox.clone(), err })?;
+        let files =
+            outbox::pending(&self.outbox).map_err(|err| SendError::Folder { path: self.outbox.clone(), err })?;
         let Some(head) = files.first() else { return Ok(POLL) };
         let now = unix_ms();
         let head_state = self.ledger.item(&name_of(head))?;
@@ -140,7 +148,13 @@ impl Sender {
             }
             match load(f) {
                 Ok(l) if self.ledger.was_delivered(&l.out.sop_instance, &l.sha256)? => {
-                    self.attempt(&l, now, Outcome::AlreadyDelivered, None, "confirmed before a restart; not sent again")?;
+                    self.attempt(
+                        &l,
+                        now,
+                        Outcome::AlreadyDelivered,
+                        None,
+                        "confirmed before a restart; not sent again",
+                    )?;
                     self.remove(&l.path);
                 }
                 Ok(l) => batch.push(l),
@@ -180,7 +194,8 @@ impl Sender {
                         self.remove(&l.path);
                     }
                     Class::Permanent => {
-                        let reason = format!("the PACS {} refused it: status {s:#06x} ({})", self.peer, status::describe(s));
+                        let reason =
+                            format!("the PACS {} refused it: status {s:#06x} ({})", self.peer, status::describe(s));
                         self.park_loaded(l, started, Some(s), &reason)?;
                     }
                     Class::Transient => {
@@ -212,7 +227,14 @@ impl Sender {
         Ok(Duration::ZERO)
     }
 
-    fn attempt(&mut self, l: &Loaded, started: i64, outcome: Outcome, status: Option<u16>, detail: &str) -> Result<(), SendError> {
+    fn attempt(
+        &mut self,
+        l: &Loaded,
+        started: i64,
+        outcome: Outcome,
+        status: Option<u16>,
+        detail: &str,
+    ) -> Result<(), SendError> {
         log::info!("{}: {} ({detail})", l.name, outcome.as_str());
         Ok(self.ledger.record(&row(&self.peer, l, started, outcome, status, detail))?)
     }
@@ -283,7 +305,10 @@ impl Sender {
     /// Removes a delivered object (its delivery is already committed in the ledger).
     fn remove(&self, path: &Path) {
         if let Err(e) = std::fs::remove_file(path) {
-            log::warn!("{}: delivered, but cannot remove it ({e}); it will be skipped as already delivered", path.display());
+            log::warn!(
+                "{}: delivered, but cannot remove it ({e}); it will be skipped as already delivered",
+                path.display()
+            );
         }
     }
 }

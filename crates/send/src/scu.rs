@@ -123,13 +123,18 @@ impl Session {
             .or_else(|| accepted.iter().find(|pc| pc.transfer_syntax == EXPLICIT_VR_LE))
             .or_else(|| accepted.first());
         let Some(pc) = pick else {
-            return Ok(Stored::NotNegotiated(format!("the PACS accepted no presentation context for SOP class {}", o.sop_class)));
+            return Ok(Stored::NotNegotiated(format!(
+                "the PACS accepted no presentation context for SOP class {}",
+                o.sop_class
+            )));
         };
         let Some(ts) = TransferSyntaxRegistry.get(&pc.transfer_syntax) else {
             return Ok(Stored::NotNegotiated(format!("transfer syntax {} is unknown here", pc.transfer_syntax)));
         };
         let encapsulated = |uid: &str| TransferSyntaxRegistry.get(uid).is_some_and(|t| t.is_encapsulated_pixel_data());
-        if pc.transfer_syntax != o.transfer_syntax && (encapsulated(&o.transfer_syntax) || ts.is_encapsulated_pixel_data()) {
+        if pc.transfer_syntax != o.transfer_syntax
+            && (encapsulated(&o.transfer_syntax) || ts.is_encapsulated_pixel_data())
+        {
             return Ok(Stored::NotNegotiated(format!(
                 "the PACS accepted only {} for {}, and the object is in {} (no transcoding of compressed pixel data)",
                 pc.transfer_syntax, o.sop_class, o.transfer_syntax
@@ -147,7 +152,12 @@ impl Session {
             .map_err(|e| self.broken(format!("cannot encode the C-STORE request: {e}")))?;
         let pc_id = pc.id;
         let command = Pdu::PData {
-            data: vec![PDataValue { presentation_context_id: pc_id, value_type: PDataValueType::Command, is_last: true, data: cmd }],
+            data: vec![PDataValue {
+                presentation_context_id: pc_id,
+                value_type: PDataValueType::Command,
+                is_last: true,
+                data: cmd,
+            }],
         };
         self.assoc.send(&command).map_err(|e| self.broken(chain(&e)))?;
         {
@@ -174,9 +184,11 @@ impl Session {
                 if !v.is_last {
                     continue;
                 }
-                let obj = InMemDicomObject::read_dataset_with_ts(&command[..], &entries::IMPLICIT_VR_LITTLE_ENDIAN.erased())
-                    .map_err(|e| self.broken(format!("unreadable C-STORE response: {e}")))?;
-                let answered = obj.element(tags::MESSAGE_ID_BEING_RESPONDED_TO).ok().and_then(|e| e.to_int::<u16>().ok());
+                let obj =
+                    InMemDicomObject::read_dataset_with_ts(&command[..], &entries::IMPLICIT_VR_LITTLE_ENDIAN.erased())
+                        .map_err(|e| self.broken(format!("unreadable C-STORE response: {e}")))?;
+                let answered =
+                    obj.element(tags::MESSAGE_ID_BEING_RESPONDED_TO).ok().and_then(|e| e.to_int::<u16>().ok());
                 let status = obj
                     .element(tags::STATUS)
                     .ok()

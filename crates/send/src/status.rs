@@ -40,7 +40,7 @@ pub fn describe(status: u16) -> &'static str {
         0xB000 => "warning: coercion of data elements",
         0xB006 => "warning: elements discarded",
         0xB007 => "warning: data set does not match SOP class",
-        0xB000..=0xBFFF => "warning",
+        0xB001..=0xB005 | 0xB008..=0xBFFF => "warning",
         0xA700..=0xA7FF => "refused: out of resources",
         0x0110 => "processing failure",
         0xFE00 => "cancelled",

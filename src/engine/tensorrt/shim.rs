@@ -145,9 +145,10 @@ impl TrtLibrary {
         // SAFETY: returns a static string (see pe_trt.h).
         let header_version = cstr(unsafe { (fns.header_version)() });
         let wanted = match tensorrt {
-            Some(p) => Some(CString::new(p.as_os_str().as_encoded_bytes()).map_err(|_| {
-                format!("[tensorrt] library {} has a NUL byte in its path", p.display())
-            })?),
+            Some(p) => Some(
+                CString::new(p.as_os_str().as_encoded_bytes())
+                    .map_err(|_| format!("[tensorrt] library {} has a NUL byte in its path", p.display()))?,
+            ),
             None => None,
         };
         // SAFETY: `wanted` is NUL-terminated or null; the shim copies what it needs. No CUDA call.

@@ -11,11 +11,13 @@
 //! - `runner`: the capture thread: faults, retry with backoff, stall timeout, latest-wins hand-off.
 //! - `console`: renders phantom slices into 1920x1080 console-like frames (the test recorder).
 //! - `replay`: frame sources without a device (rendered frames, or an MJPEG file).
+//! - `mode`: the capture mode to open: the profile's, else the nearest the device offers.
 //! - `v4l2` (feature `v4l`): the thin ioctl layer — open, negotiate, mmap streaming.
 
 pub mod console;
 pub mod convert;
 pub mod detect;
+pub mod mode;
 pub mod open;
 pub mod replay;
 pub mod runner;

@@ -1,9 +1,12 @@
 //! The thin ioctl layer (cargo feature `v4l`): opens a V4L2 capture device, negotiates pixel
-//! format, size and frame rate (with an error listing what the device offers when the wish
-//! cannot be met), and streams through memory-mapped buffers with a stall timeout. No pixel work
+//! format, size and frame rate (the profile's mode, else the nearest the device offers, chosen by
+//! `mode::nearest` and logged; an error listing what the device offers when it has nothing this
+//! source reads), and streams through memory-mapped buffers with a stall timeout. No pixel work
 //! happens here. Touches the device node only. Not exercised by the test suite (no
-//! `/dev/video*` on the build machines): see docs/capture.md.
+//! `/dev/video*` on the build machines): the VM bench (scripts/vmtest, check 3) runs it against
+//! the kernel's vivid driver; see docs/capture.md.
 
+use super::mode::{self, Mode, Offer, Rates, Sizes};
 use super::{CaptureError, Frame, FrameSource, PixelFormat, StreamFormat};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -71,6 +74,60 @@ fn offers(dev: &Device) -> String {
     }
 }
 
+/// Frame interval (seconds per frame) to frames per second; None for a zero fraction.
+fn per_second(f: v4l::Fraction) -> Option<f32> {
+    (f.numerator > 0 && f.denominator > 0).then(|| f.denominator as f32 / f.numerator as f32)
+}
+
+fn rates(dev: &Device, fourcc: FourCC, width: u32, height: u32) -> Rates {
+    let mut list = Vec::new();
+    for i in dev.enum_frameintervals(fourcc, width, height).unwrap_or_default() {
+        match i.interval {
+            v4l::frameinterval::FrameIntervalEnum::Discrete(f) => list.extend(per_second(f)),
+            // The longest interval is the lowest rate.
+            v4l::frameinterval::FrameIntervalEnum::Stepwise(s) => {
+                if let (Some(min), Some(max)) = (per_second(s.max), per_second(s.min)) {
+                    return Rates::Range { min, max };
+                }
+            }
+        }
+    }
+    if list.is_empty() {
+        Rates::Unknown
+    } else {
+        Rates::Discrete(list)
+    }
+}
+
+/// What the device offers in the pixel formats this source reads, for `mode::nearest`.
+fn readable_offers(dev: &Device) -> Vec<Offer> {
+    let mut out = Vec::new();
+    for d in dev.enum_formats().unwrap_or_default() {
+        let Some(pixel) = PixelFormat::from_fourcc(d.fourcc.repr) else { continue };
+        let mut discrete = Vec::new();
+        let mut stepwise = None;
+        for s in dev.enum_framesizes(d.fourcc).unwrap_or_default() {
+            match s.size {
+                v4l::framesize::FrameSizeEnum::Discrete(z) => {
+                    discrete.push((z.width, z.height, rates(dev, d.fourcc, z.width, z.height)))
+                }
+                v4l::framesize::FrameSizeEnum::Stepwise(z) => {
+                    let r = rates(dev, d.fourcc, z.max_width, z.max_height);
+                    stepwise = Some(Sizes::Stepwise {
+                        min: (z.min_width, z.min_height),
+                        max: (z.max_width, z.max_height),
+                        step: (z.step_width.max(1), z.step_height.max(1)),
+                        rates: r,
+                    });
+                }
+            }
+        }
+        let sizes = stepwise.unwrap_or(Sizes::Discrete(discrete));
+        out.push(Offer { pixel, sizes });
+    }
+    out
+}
+
 impl V4l2Source {
     pub fn open(cfg: &V4l2Config) -> Result<Self, CaptureError> {
         let name = cfg.device.display().to_string();
@@ -85,38 +142,52 @@ impl V4l2Source {
                 caps.card, caps.driver
             )));
         }
-        let wanted = format!("{} {}x{} at {} fps", cfg.pixel, cfg.width, cfg.height, cfg.fps);
+        let wish = Mode { pixel: cfg.pixel, width: cfg.width, height: cfg.height, fps: cfg.fps as f32 };
         let unavailable = |dev: &Device| CaptureError::FormatUnavailable {
             device: name.clone(),
-            wanted: wanted.clone(),
+            wanted: wish.to_string(),
             offered: offers(dev),
         };
-        let fourcc = FourCC::new(&cfg.pixel.fourcc());
-        let got = dev.set_format(&Format::new(cfg.width, cfg.height, fourcc)).map_err(|_| unavailable(&dev))?;
-        if got.fourcc != fourcc || got.width != cfg.width || got.height != cfg.height {
-            return Err(unavailable(&dev));
-        }
-        let params = dev.set_params(&Parameters::with_fps(cfg.fps)).map_err(|_| unavailable(&dev))?;
-        let i = params.interval;
-        let fps = if i.numerator > 0 { i.denominator as f32 / i.numerator as f32 } else { 0.0 };
-        if (fps - cfg.fps as f32).abs() > 1.0 {
-            return Err(unavailable(&dev));
-        }
+        // The profile's mode is a wish: the device's nearest offer is taken (and logged below).
+        let readable = readable_offers(&dev);
+        let chosen = mode::nearest(&readable, wish).ok_or_else(|| unavailable(&dev))?;
+        let fourcc = FourCC::new(&chosen.pixel.fourcc());
+        let got = dev.set_format(&Format::new(chosen.width, chosen.height, fourcc)).map_err(|_| unavailable(&dev))?;
+        // The driver may round the size once more; its answer is what streams.
+        let pixel = PixelFormat::from_fourcc(got.fourcc.repr).ok_or_else(|| unavailable(&dev))?;
+        let params = dev.set_params(&Parameters::with_fps(chosen.fps.round().max(1.0) as u32)).ok();
+        let fps = params.and_then(|p| per_second(p.interval)).unwrap_or(chosen.fps);
+        let took = Mode { pixel, width: got.width, height: got.height, fps };
         let mut stream = Stream::with_buffers(&dev, Type::VideoCapture, cfg.buffers)
             .map_err(|e| open_err(format!("cannot map {} streaming buffers: {e}", cfg.buffers)))?;
         stream.set_timeout(cfg.stall_timeout);
-        log::info!(
-            "capture device {name}: {} ({}, bus {}), {wanted}, {} bytes per line",
-            caps.card,
-            caps.driver,
-            caps.bus,
-            got.stride
-        );
+        let as_asked = (took.pixel, took.width, took.height) == (wish.pixel, wish.width, wish.height)
+            && (took.fps - wish.fps).abs() < 0.5;
+        if as_asked {
+            log::info!(
+                "capture device {name}: {} ({}, bus {}), {took} as asked, {} bytes per line",
+                caps.card,
+                caps.driver,
+                caps.bus,
+                got.stride
+            );
+        } else {
+            log::warn!(
+                "capture device {name}: {} ({}, bus {}) cannot deliver {wish}; took the nearest it offers: {took}, \
+                 {} bytes per line (it offers, in the formats this source reads: {}). Set [capture] \
+                 format/width/height/fps to silence this",
+                caps.card,
+                caps.driver,
+                caps.bus,
+                got.stride,
+                mode::describe(&readable)
+            );
+        }
         let format = StreamFormat {
-            pixel: cfg.pixel,
+            pixel,
             width: got.width,
             height: got.height,
-            stride: if cfg.pixel == PixelFormat::Mjpeg { 0 } else { got.stride as usize },
+            stride: if pixel == PixelFormat::Mjpeg { 0 } else { got.stride as usize },
             fps,
         };
         Ok(Self { name, format, stall_ms: cfg.stall_timeout.as_millis() as u64, stream, _dev: dev })
