@@ -414,7 +414,7 @@ impl Analysis {
         });
         let series_row = summary.map(|s| self.series_row(&series, &s));
         // The row's `store_us` is filled in by the sink: how long it waited for its commit.
-        self.send(Job::Slice { record, series: series_row, overlay, sent: Instant::now() })?;
+        self.send(Job::Slice { record, series: series_row.map(Box::new), overlay, sent: Instant::now() })?;
         self.stats.slices += 1;
         self.service.set_status(format!(
             "last: {name} frame {}: {} (P {:.3}, {} box(es)); {} slice(s), {} alert(s)",

@@ -54,7 +54,7 @@ pub struct Overlay {
 pub enum Job {
     /// A slice's row, with its series' new state when known, and an overlay to draw.
     /// `record.latency.store` is set by the sink: from `sent` to the start of its commit.
-    Slice { record: Box<SliceRecord>, series: Option<SeriesRow>, overlay: Option<Box<Overlay>>, sent: Instant },
+    Slice { record: Box<SliceRecord>, series: Option<Box<SeriesRow>>, overlay: Option<Box<Overlay>>, sent: Instant },
     /// A series' new state (positive, closed, reopened).
     Series(SeriesRow),
     /// A file not analysed (intended use): its row and its series' row.
