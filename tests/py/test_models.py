@@ -27,7 +27,7 @@ MAX_BYTES = 25 * 1024 * 1024
 
 # The daemon rejects unknown keys; keep the shipped manifests inside its schema.
 SCHEMA = {
-    "model": {"name", "kind", "file", "sha256", "precision", "opset"},
+    "model": {"name", "kind", "file", "sha256", "precision", "opset", "training_domain"},
     "input": {"name", "shape", "layout", "dtype"},
     "preprocess": {"window_center_hu", "window_width_hu", "resize", "filter", "scale", "mean", "std"},
     "output": {"name", "kind"},
@@ -90,6 +90,8 @@ def test_manifest_schema(manifest):
             assert set(m[table]) <= keys, f"[{table}] unknown keys {set(m[table]) - keys}"
     kind = m["model"]["kind"]
     assert kind in ("classifier", "detector")
+    # The shipped models are demo models: trained on synthetic phantoms only (issue 21).
+    assert m["model"]["training_domain"] == "synthetic-phantom"
     assert set(m["model"]) == SCHEMA["model"] and set(m["input"]) == SCHEMA["input"]
     assert set(m["preprocess"]) == SCHEMA["preprocess"] and set(m["provenance"]) == SCHEMA["provenance"]
     assert m["model"]["precision"] in ("fp32", "int8")
