@@ -37,4 +37,4 @@ cargo test --workspace --locked --lib --bins --tests
 scripts/trt-compile.sh
 # The TensorRT binding against its C stand-in, then the real shim with the real lean runtime on
 # this machine without a GPU (builds the binary with the feature; keep it last).
-cargo test --locked --features tensorrt --test tensorrt --test tensorrt_real
+cargo test --locked --features tensorrt --test tensorrt --test tensorrt_real -- --nocapture --test-threads=1

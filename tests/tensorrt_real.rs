@@ -78,6 +78,8 @@ fn check_names_the_lean_library_and_cudas_reason_then_applies_the_fallback_polic
     let tract = profile(dir.path(), "tract", &lines("fallback = \"tract\""));
     let (code, text) = output(bin().args(["check", "--config"]).arg(&tract));
     assert_eq!(code, Some(0), "{text}");
+    // Shown in CI's log (scripts/test.sh runs this file with --nocapture): what `check` says.
+    println!("== pe-sentinel check, real lean TensorRT, fallback tract:\n{text}");
     says_lean_library_and_no_device(&text, &shim, &lean);
     assert!(text.contains("engine tract (asked: tensorrt): falling back to tract"), "{text}");
     assert!(text.contains("engine tract loaded and warmed up"), "{text}");
@@ -102,6 +104,7 @@ fn building_engines_with_the_lean_runtime_says_it_needs_the_full_builder() {
     let p = profile(dir.path(), "lean", &format!("shim = \"{}\"\nlibrary = \"{}\"", shim.display(), lean.display()));
     let (code, text) = output(bin().args(["build-engines", "--config"]).arg(&p));
     assert_eq!(code, Some(1), "{text}");
+    println!("== pe-sentinel build-engines, real lean TensorRT:\n{text}");
     assert!(text.contains("TensorRT 11.1.0 (runtime only, no builder)"), "{text}");
     assert!(text.contains("it cannot build engines, building needs the full TensorRT builder"), "{text}");
     assert!(!dir.path().join("state/engines").exists(), "nothing may be written for a build that cannot happen");
