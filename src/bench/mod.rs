@@ -340,19 +340,7 @@ fn run_engine(
 
 /// A series row for bench's journal (times are the run's monotonic milliseconds).
 fn series_row(series: &str, s: &SeriesSummary) -> SeriesRow {
-    SeriesRow {
-        series: series.to_string(),
-        slices: s.slices,
-        suspicious_slices: s.suspicious_slices,
-        max_p: s.max_p,
-        boxes: s.boxes,
-        verdict: s.verdict,
-        first_seen_unix_ms: s.first_seen_ms as i64,
-        last_seen_unix_ms: s.last_seen_ms as i64,
-        closed_unix_ms: s.closed_at_ms.map(|m| m as i64),
-        alerted: s.alerted,
-        reasons: None,
-    }
+    SeriesRow::from_summary(series, s, |ms| ms as i64)
 }
 
 /// One engine run per requested engine, pooled over rounds (round `r`'s runs in `rounds[r]`, the

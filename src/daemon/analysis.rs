@@ -464,19 +464,7 @@ impl Analysis {
     }
 
     fn series_row(&self, series: &str, s: &SeriesSummary) -> SeriesRow {
-        let mut row = SeriesRow {
-            series: series.to_string(),
-            slices: s.slices,
-            suspicious_slices: s.suspicious_slices,
-            max_p: s.max_p,
-            boxes: s.boxes,
-            verdict: s.verdict,
-            first_seen_unix_ms: self.to_unix(s.first_seen_ms),
-            last_seen_unix_ms: self.to_unix(s.last_seen_ms),
-            closed_unix_ms: s.closed_at_ms.map(|m| self.to_unix(m)),
-            alerted: s.alerted,
-            reasons: None,
-        };
+        let mut row = SeriesRow::from_summary(series, s, |ms| self.to_unix(ms));
         self.gate.amend(&mut row);
         row
     }

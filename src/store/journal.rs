@@ -175,6 +175,30 @@ pub struct SeriesRow {
     pub reasons: Option<String>,
 }
 
+impl SeriesRow {
+    /// The row of `series` as its summary stands; `to_unix` turns the tracker's monotonic
+    /// milliseconds into the journal's wall-clock ones. No intended-use reasons (the daemon adds them).
+    pub fn from_summary(
+        series: &str,
+        s: &crate::verdict::series::SeriesSummary,
+        to_unix: impl Fn(u64) -> i64,
+    ) -> SeriesRow {
+        SeriesRow {
+            series: series.to_string(),
+            slices: s.slices,
+            suspicious_slices: s.suspicious_slices,
+            max_p: s.max_p,
+            boxes: s.boxes,
+            verdict: s.verdict,
+            first_seen_unix_ms: to_unix(s.first_seen_ms),
+            last_seen_unix_ms: to_unix(s.last_seen_ms),
+            closed_unix_ms: s.closed_at_ms.map(&to_unix),
+            alerted: s.alerted,
+            reasons: None,
+        }
+    }
+}
+
 /// A readable slice that is not what the models are meant for (intended use): recorded, not analysed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SkippedRow {
