@@ -5,7 +5,8 @@
 # 20.04, JetPack 6 / Ubuntu 22.04 and anything newer), checked for newer symbol versions, and the
 # package says `Depends: libc6 (>= 2.31)` (Cargo.toml: a fixed line, not cargo-deb's `$auto`, which
 # would copy the build host's glibc version). C++ (CharLS) is linked statically by zig, so there is
-# no libstdc++ dependency. The package carries the onnxruntime CPU library (usr/lib/pe-sentinel),
+# no libstdc++ dependency. The package carries the analyser, the DICOM receiver and the results
+# sender (their units installed disabled: docs/install.md), the onnxruntime CPU library (usr/lib/pe-sentinel),
 # the man pages and the bash/zsh/fish completions. Installs cargo-deb (cargo install) and cargo-zigbuild (PyPI, with zig)
 # when missing; the cross build uses the same venv as scripts/cross-aarch64.sh.
 set -euo pipefail
@@ -24,7 +25,12 @@ fi
 command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
 rustup target list --installed | grep -qx "$triple" || rustup target add "$triple"
 PATH="$VENV/bin:$PATH" cargo zigbuild --locked --release --target "$triple.$GLIBC" --bin pe-sentinel
-scripts/glibc-check.sh "${CARGO_TARGET_DIR:-target}/$triple/release/pe-sentinel" "$GLIBC"
+# The DICOM receiver and the results sender: a build of their own, so the analyser's binary does not
+# get the receiver's network feature (and the receiver none of the analyser's engines).
+PATH="$VENV/bin:$PATH" cargo zigbuild --locked --release --target "$triple.$GLIBC" -p pe-sentinel-receive -p pe-sentinel-send --bins
+for b in pe-sentinel pe-sentinel-receive pe-sentinel-send; do
+  scripts/glibc-check.sh "${CARGO_TARGET_DIR:-target}/$triple/release/$b" "$GLIBC"
+done
 # What the package carries beside the binary (Cargo.toml assets under target/release/assets): the man
 # pages and shell completions from the clap definitions, written by the binary itself (the arm64 one
 # under qemu-aarch64), and the pinned onnxruntime CPU library for `engine = "auto"` (docs/platform.md).

@@ -76,10 +76,6 @@ phase=$(cat "$S/phase" 2>/dev/null || echo 1)
 say "BOOTED phase $phase kernel $(uname -r) arch $(uname -m) systemd $(systemctl --version | head -n1 | cut -d' ' -f2)"
 
 if [ "$phase" = 1 ]; then
-  # ---------------------------------------------------------------- check 5 (said first: it does not run)
-  # The DICOM receiver (pe-sentinel-receive and its socket unit, issue 22) reached main as this
-  # bench was finished; its check (storescu on the host through a hostfwd port) is still to write.
-  result 5 SKIP "no receiver check yet (the receiver landed with this bench; check 5 is a follow-up)"
   # ---------------------------------------------------------------- check 1: install
   say "check 1: dpkg -i $DEB_A"
   if dpkg -i "$P/$DEB_A" >"$S/dpkg-install.log" 2>&1; then ok_note 1 "dpkg -i exit 0"; else fail_note 1 "dpkg -i failed: $(tail -n3 "$S/dpkg-install.log" | tr '\n' ' ')"; fi
@@ -206,6 +202,49 @@ EOF
   say DISPLAY-DONE
   conclude 4
 
+  # ---------------------------------------------------------------- check 5: DICOM over the network
+  # The installer's part (docs/dicom.md): the sender allowed in [dicom] (qemu's user network: the
+  # host's DCMTK connects through a hostfwd port and arrives from the gateway 10.0.2.2), then the
+  # receiver's socket enabled (the package installs it disabled: no port opens before a sender is
+  # allowed). The analyser is not restarted and keeps PrivateNetwork=yes.
+  printf '\n[dicom]\nae_title = "PE-SENTINEL"\nmin_free_mb = 64\n\n[[dicom.allow]]\nae_title = "VMTEST-SCU"\naddresses = ["10.0.2.2"]\n' >>"$CONF"
+  en="$(systemctl is-enabled pe-sentinel-receive.socket 2>&1)"
+  act="$(systemctl is-active pe-sentinel-receive.socket pe-sentinel-send.service 2>&1 | tr '\n' ' ')"
+  [ "$en" = disabled ] && [ "$act" = "inactive inactive " ] && ok_note 5 "receiver socket and sender installed disabled and not running" \
+    || fail_note 5 "after install: receiver socket '$en', receiver socket/sender '$act' (want disabled, inactive until configured)"
+  systemctl enable --now pe-sentinel-receive.socket >"$S/receive-enable.log" 2>&1 \
+    || fail_note 5 "enable --now pe-sentinel-receive.socket: $(tail -n2 "$S/receive-enable.log" | tr '\n' ' ')"
+  systemctl is-active -q pe-sentinel-receive.socket && ok_note 5 "socket listening on $(systemctl show -p Listen --value pe-sentinel-receive.socket)" \
+    || fail_note 5 "pe-sentinel-receive.socket not active"
+  wait_for 90 sh -c 'networkctl list --no-legend 2>/dev/null | grep -q routable' \
+    || fail_note 5 "the guest network did not come up: $(networkctl list --no-legend 2>&1 | tr '\n' ' ')"
+  # The host answers with C-ECHO (allowed and unknown calling AE) and storescu of the series.
+  say DICOM-READY
+  n=$NET_COUNT
+  if wait_for $((n * SLICE_S + 120)) sh -c "[ \"\$(sqlite3 -readonly $ST/journal.sqlite3 \"select verdict from series where series='$NET_SERIES'\" 2>/dev/null)\" = positive ]"; then
+    ok_note 5 "series sent by storescu is positive ($(rows "$NET_SERIES") slices analysed)"
+  else
+    fail_note 5 "series $NET_SERIES not positive: verdict '$(verdict "$NET_SERIES")', rows $(rows "$NET_SERIES"); receiver: $(journalctl -q -o cat -u pe-sentinel-receive | tail -n3 | tr '\n' ' ')"
+  fi
+  if wait_for 240 sh -c "journalctl -q -o cat -u pe-sentinel | grep -q 'ALERT series $NET_SERIES acknowledged'"; then
+    ok_note 5 "its ALERT acknowledged from the line"
+  else
+    fail_note 5 "no acknowledged ALERT for $NET_SERIES within 240 s: $(jr | grep 'ALERT' | tail -n2 | tr '\n' ' ')"
+  fi
+  pe-sentinel history --associations --json >"$S/associations.json" 2>"$S/associations.err" \
+    || fail_note 5 "history --associations: $(cat "$S/associations.err")"
+  released=$(grep -c '"outcome": "released"' "$S/associations.json" || true)
+  rejected=$(grep -c '"outcome": "rejected' "$S/associations.json" || true)
+  [ "$released" -ge 2 ] && ok_note 5 "audit: $released released associations (echo, store)" \
+    || fail_note 5 "audit: $released released associations, want >= 2: $(tr -d '\n' <"$S/associations.json" | cut -c1-300)"
+  [ "$rejected" -ge 1 ] && ok_note 5 "audit: the unknown calling AE's association: $(grep -o '"outcome": "rejected[^"]*"' "$S/associations.json" | head -n1)" \
+    || fail_note 5 "audit: no rejected association (the unknown calling AE)"
+  [ "$(systemctl show -p User --value pe-sentinel-receive)" = pe-sentinel-receive ] && ok_note 5 "receiver ran as User=pe-sentinel-receive" \
+    || fail_note 5 "receiver user: '$(systemctl show -p User --value pe-sentinel-receive)'"
+  [ "$(prop PrivateNetwork)" = yes ] && ok_note 5 "analyser kept PrivateNetwork=yes" || fail_note 5 "analyser PrivateNetwork=$(prop PrivateNetwork)"
+  say DICOM-DONE
+  conclude 5
+
   # ---------------------------------------------------------------- check 1: upgrade
   before_rows=$(sql "select count(*) from slices")
   conf_sum=$(md5sum "$CONF" | cut -d' ' -f1)
@@ -216,6 +255,9 @@ EOF
   [ "$(dpkg-query -W -f '${Version}' pe-sentinel)" = "$VERSION_B" ] && ok_note 1 "version $VERSION_B installed" || fail_note 1 "version is $(dpkg-query -W -f '${Version}' pe-sentinel), want $VERSION_B"
   [ "$(prop MainPID)" != "$pid_before" ] && ok_note 1 "restarted by the upgrade" || fail_note 1 "not restarted by the upgrade"
   [ "$(md5sum "$CONF" | cut -d' ' -f1)" = "$conf_sum" ] && ok_note 1 "edited $CONF kept" || fail_note 1 "$CONF changed by the upgrade"
+  [ "$(systemctl is-enabled pe-sentinel-receive.socket 2>&1)" = enabled ] && systemctl is-active -q pe-sentinel-receive.socket \
+    && ok_note 1 "the enabled receiver socket still enabled and listening after the upgrade" \
+    || fail_note 1 "receiver socket after the upgrade: $(systemctl is-enabled pe-sentinel-receive.socket 2>&1)/$(systemctl is-active pe-sentinel-receive.socket 2>&1)"
   after_rows=$(sql "select count(*) from slices")
   [ "$after_rows" -ge "$before_rows" ] && [ "$before_rows" -ge 1 ] && ok_note 1 "journal kept ($before_rows -> $after_rows slices)" || fail_note 1 "journal rows $before_rows -> $after_rows"
 

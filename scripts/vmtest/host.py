@@ -8,12 +8,15 @@ console; this reads them from the console file as they come and acts on the mark
   ALERT-EXPECTED  wait for STATE=ALERT on the line, unplug (close the socket: qemu detaches the
                   USB device), replug, expect a full redraw still in ALERT, send ACK, expect the
                   alert cleared; later a clean stop must show STATE=FAULT (check 4);
+  DICOM-READY     the receiver's socket is enabled in the guest: C-ECHO from an allowed and an
+                  unknown calling AE, then DCMTK's storescu sends a positive series through the
+                  hostfwd port; wait for STATE=ALERT on the line and ACK it (check 5);
   RESULT c v ...  a check's verdict from inside;
   DONE            the guest has packed its logs and powers off.
 The whole run has a time limit; qemu is killed by its PID on any exit path. Prints one
 PASS/FAIL/SKIP line per check and exits 1 on any FAIL or missing result.
-Only loopback and a Unix socket in the output folder are used; the guest has no network unless
-check 5 forwards one port from 127.0.0.1.
+Only loopback and a Unix socket in the output folder are used: the guest's user network is
+restricted (no way out) and one port on 127.0.0.1 is forwarded to its port 104 (check 5).
 """
 import argparse
 import os
@@ -156,6 +159,78 @@ class Check4:
             self.fail.append("the guest never asked for the display check")
 
 
+def free_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Check5:
+    """The host's half of check 5: DCMTK on the host is the scanner, through the hostfwd port."""
+
+    def __init__(self, disp: Display, port: int, net_dir: str, out: str):
+        self.d, self.port, self.net_dir, self.out = disp, port, net_dir, out
+        self.step = "idle"
+        self.t = 0.0
+        self.ok = []
+        self.fail = []
+        self.proc = None
+        self.started = False
+
+    def dcmtk(self, name: str, args: list, want_ok: bool, what: str) -> None:
+        cmd = [name, "-to", "30", "-ta", "30", "-td", "180"] + args
+        try:
+            r = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=900)
+            out = (r.stdout + r.stderr).decode("utf-8", "replace")
+            rc = r.returncode
+        except (OSError, subprocess.TimeoutExpired) as e:
+            out, rc = str(e), -1
+        with open(os.path.join(self.out, "dcmtk.log"), "a", encoding="utf-8") as f:
+            f.write(f"$ {shlex.join(cmd)}\n{out}\n(exit {rc})\n")
+        last = " ".join(out.strip().splitlines()[-2:])[:160]
+        if want_ok and rc == 0:
+            self.ok.append(f"{what}: exit 0")
+        elif not want_ok and rc != 0 and "reject" in out.lower():
+            self.ok.append(f"{what}: refused ({last})")
+        else:
+            self.fail.append(f"{what}: exit {rc}: {last}")
+
+    def start(self) -> None:
+        """Runs the three DCMTK commands (in order, blocking: the guest waits for the series)."""
+        self.started = True
+        peer = ["127.0.0.1", str(self.port)]
+        self.dcmtk("echoscu", ["-aet", "VMTEST-SCU", "-aec", "PE-SENTINEL"] + peer, True, "C-ECHO from VMTEST-SCU")
+        self.dcmtk("echoscu", ["-aet", "VMTEST-BAD", "-aec", "PE-SENTINEL"] + peer, False, "C-ECHO from unknown VMTEST-BAD")
+        files = sorted(os.path.join(self.net_dir, f) for f in os.listdir(self.net_dir) if f.endswith(".dcm"))
+        self.dcmtk("storescu", ["-aet", "VMTEST-SCU", "-aec", "PE-SENTINEL"] + peer + files, True, f"storescu of {len(files)} slices")
+        self.step, self.t = "wait-alert", time.time()
+
+    def tick(self, slice_s: int) -> None:
+        now = time.time()
+        if self.step == "wait-alert":
+            if self.d.seen_since(self.t, lambda l: l == "STATE=ALERT"):
+                self.ok.append(f"ALERT on the line {now - self.t:.0f} s after the last C-STORE")
+                self.d.send(b"ACK\r\n")
+                self.step, self.t = "acked", now
+                log("check 5: ALERT on the line for the series sent over DICOM; ACK sent")
+            elif now - self.t > 8 * slice_s:
+                self.fail.append("no STATE=ALERT on the line after storescu")
+                self.step = "done"
+        elif self.step == "acked":
+            if self.d.seen_since(self.t, lambda l: l == "ALERT=-" or (l.startswith("STATE=") and l != "STATE=ALERT")):
+                self.ok.append("ACK cleared it")
+                self.step = "done"
+            elif now - self.t > 30:
+                self.fail.append("ACK did not clear the ALERT within 30 s")
+                self.step = "done"
+
+    def finish(self) -> None:
+        if self.step not in ("done", "idle"):
+            self.fail.append(f"did not finish (at step {self.step})")
+
+
 def qemu_cmd(a, accel: str, run: str) -> list:
     img = a.image
     if a.arch == "amd64":
@@ -183,7 +258,8 @@ def qemu_cmd(a, accel: str, run: str) -> list:
         "-device", "usb-serial,bus=xhci.0,chardev=disp",
     ]
     if a.dicom_port:
-        cmd += ["-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{a.dicom_port}-:11112",
+        # restrict=on: the guest reaches nothing outside; only this forwarded port reaches it.
+        cmd += ["-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{a.dicom_port}-:104",
                 "-device", "virtio-net-pci,netdev=n0,romfile="]
     return cmd
 
@@ -233,8 +309,9 @@ def main() -> int:
     ap.add_argument("--timeout", type=int, required=True)
     ap.add_argument("--accel", default="auto")
     ap.add_argument("--env", required=True)
-    ap.add_argument("--dicom-port", type=int, default=0)
+    ap.add_argument("--net-dir", default="", help="the series check 5 sends with storescu")
     a = ap.parse_args()
+    a.dicom_port = free_port() if a.net_dir else 0
     env = read_env(a.env)
     slice_s = int(env.get("SLICE_S", "90"))
     deadline = time.time() + a.timeout
@@ -253,6 +330,7 @@ def main() -> int:
             pending = b""
             disp = Display(os.path.join(a.out, "display.sock"), os.path.join(a.out, "display.log"))
             c4 = Check4(disp)
+            c5 = Check5(disp, a.dicom_port, a.net_dir, a.out)
             boot_deadline = time.time() + (60 if accel == "kvm" and len(accels) > 1 else a.timeout)
             done_at = None
             while True:
@@ -290,10 +368,14 @@ def main() -> int:
                         log("display plugged in (usb-serial attached)")
                     elif msg == "ALERT-EXPECTED":
                         c4.start()
+                    elif msg == "DICOM-READY" and a.net_dir:
+                        log(f"check 5: echoscu and storescu to 127.0.0.1:{a.dicom_port} (the guest's port 104)")
+                        c5.start()
                     elif msg == "DONE":
                         done_at = time.time()
                 disp.poll()
                 c4.tick(slice_s)
+                c5.tick(slice_s)
                 if p.poll() is not None:
                     if done_at is None and not booted:
                         log(f"qemu ({accel}) exited with {p.returncode} before the guest booted")
@@ -306,6 +388,7 @@ def main() -> int:
                 break
             kill(p)
         c4.finish()
+        c5.finish()
         # Check 4 is PASS only when both halves (the guest's journal, the host's line) pass.
         g = results.get("4")
         host_txt = "; ".join(c4.ok + [f"FAIL: {x}" for x in c4.fail])
@@ -314,6 +397,15 @@ def main() -> int:
             results["4"] = (v, f"line: {host_txt} | guest: {g[1]}")
         elif c4.ok or c4.fail:
             results["4"] = ("FAIL", f"line: {host_txt} | guest: no result")
+        g = results.get("5")
+        host_txt = "; ".join(c5.ok + [f"FAIL: {x}" for x in c5.fail])
+        if g and c5.started:
+            v = "PASS" if g[0] == "PASS" and not c5.fail else "FAIL"
+            results["5"] = (v, f"host: {host_txt} | guest: {g[1]}")
+        elif g:
+            results["5"] = ("FAIL", f"host: the guest never said DICOM-READY | guest: {g[1]}")
+        elif c5.ok or c5.fail:
+            results["5"] = ("FAIL", f"host: {host_txt} | guest: no result")
     finally:
         kill(p)
         if disp:

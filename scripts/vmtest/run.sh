@@ -42,6 +42,7 @@ command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
 command -v cpio >/dev/null || need+=(cpio)
 command -v depmod >/dev/null || need+=(kmod)
 command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+command -v storescu >/dev/null || need+=(dcmtk)   # check 5: the host is the scanner (echoscu, storescu, dcmodify)
 if [ ${#need[@]} -gt 0 ]; then
   apt-get update -qq
   # qemu-system-common 7.2 (bookworm) and a qemu-utils from bookworm-backports (>= 8) break each
@@ -92,6 +93,14 @@ fi
 sed -e 's/^kind = "auto"/kind = "tract"/' -e "s|^dir = \"../models\"|dir = \"$PWD/models\"|" board/x86-cpu.toml >"$work/tract.toml"
 "$host_bin" infer --config "$work/tract.toml" "$work"/phantom/series-*/dicom/*.dcm >"$work/infer.jsonl" 2>"$work/infer.log"
 python3 scripts/vmtest/pick.py "$work/infer.jsonl" "$work/payload" >"$work/payload/bench.env"
+# Check 5's series: the positive slices again as a new series (new series and instance UIDs, as a
+# second acquisition would have), sent by storescu from the host over the VM's network.
+net_uid="2.25.$(python3 -c 'import uuid; print(uuid.uuid4().int)')"
+mkdir -p "$work/net"
+cp "$work/payload/data/pos/"*.dcm "$work/net/"
+dcmodify -q -nb -m "(0020,000e)=$net_uid" -gin "$work/net/"*.dcm
+echo "NET_SERIES='$net_uid'" >>"$work/payload/bench.env"
+echo "NET_COUNT=$(ls "$work/net/"*.dcm | wc -l)" >>"$work/payload/bench.env"
 cat >>"$work/payload/bench.env" <<EOF
 DEB_A=$deb_a
 DEB_B=$deb_b
@@ -108,7 +117,7 @@ echo "== vmtest: prepared in $(($(date +%s) - t_start)) s; booting ($arch, limit
 rc=0
 nice python3 scripts/vmtest/host.py --arch "$arch" --image "$img" --payload "$work/payload.tar" \
   --results "$work/results.img" --out "$OUT" --timeout "$timeout_s" \
-  --accel "${PE_SENTINEL_VMTEST_ACCEL:-auto}" --env "$work/payload/bench.env" || rc=$?
+  --accel "${PE_SENTINEL_VMTEST_ACCEL:-auto}" --env "$work/payload/bench.env" --net-dir "$work/net" || rc=$?
 mkdir -p "$OUT/guest"
 tar -xf "$work/results.img" -C "$OUT/guest" 2>/dev/null || true
 echo "vmtest $arch: $(($(date +%s) - t_start)) s in all; logs in $OUT"
