@@ -20,7 +20,7 @@ for bin in pe-sentinel pe-sentinel-receive pe-sentinel-send; do
   chmod +x "$root/usr/bin/$bin"
 done
 cp -a /usr/lib/systemd/system "$root/usr/lib/systemd/"
-cp systemd/*.service systemd/*.socket "$root/etc/systemd/system/"
+cp systemd/*.service systemd/dicom/*.service systemd/dicom/*.socket "$root/etc/systemd/system/"
 
 # Each unit with the exposure it may have. The receiver's 1.1 is the analyser's hardening plus what
 # being on the network costs (docs/dicom.md, "Sandbox"): Internet sockets, no PrivateNetwork, no
