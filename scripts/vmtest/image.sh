@@ -82,8 +82,13 @@ kver="$(ls "$work/kernel/lib/modules")"
 if [ "$arch" = amd64 ]; then
   cp "$work/kernel/boot/vmlinuz-$kver" "$work/vmlinuz"
 else
-  # Debian's arm64 vmlinuz is a gzip'ed Image; -kernel without UEFI wants the plain Image.
-  zcat "$work/kernel/boot/vmlinuz-$kver" >"$work/vmlinuz"
+  # -kernel without UEFI wants the plain Image. Debian's arm64 vmlinuz was a gzip'ed Image; from
+  # 6.1.0-57 (bookworm, 2026) it is the plain Image already.
+  if gzip -t "$work/kernel/boot/vmlinuz-$kver" 2>/dev/null; then
+    zcat "$work/kernel/boot/vmlinuz-$kver" >"$work/vmlinuz"
+  else
+    cp "$work/kernel/boot/vmlinuz-$kver" "$work/vmlinuz"
+  fi
 fi
 depmod -b "$work/kernel" "$kver"
 # Only the modules the bench needs (and what they depend on), a few MB instead of 400.
