@@ -195,6 +195,11 @@ struct BenchArgs {
     /// to back); arrival-to-verdict then includes any queueing behind a slow stage or disk.
     #[arg(long)]
     rate: Option<f64>,
+    /// Cascade settings to run each engine with, in turn, comma-separated: `off` (the detector on
+    /// every slice) or a gate from 0 to 1 (the detector only when the classifier's P is at least
+    /// that). Default: off, then the profile's `cascade_gate` when it sets one.
+    #[arg(long, value_delimiter = ',')]
+    cascade: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -765,6 +770,7 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         peer_python: a.peer.clone(),
         progress: on_terminal(),
         rate: a.rate,
+        cascade: bench::cascade_settings(&a.cascade, cfg.profile.budget.cascade_gate)?,
     };
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
     let files = bench::collect_inputs(&opts.input, &opts.out)?;
