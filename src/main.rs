@@ -354,21 +354,20 @@ fn load_config(path: Option<PathBuf>, drop: Option<&Path>, state: Option<&Path>)
     Ok(Resolved::load(&path, drop, state)?)
 }
 
-fn with_precision(mut cfg: Resolved, precision: Option<PrecisionArg>) -> anyhow::Result<Resolved> {
-    match precision {
-        Some(PrecisionArg::Fp32) => cfg.set_precision(Precision::Fp32),
-        Some(PrecisionArg::Int8) => cfg.set_precision(Precision::Int8),
-        None => {}
-    }
-    Ok(cfg)
+fn with_precision(cfg: Resolved, precision: Option<PrecisionArg>) -> anyhow::Result<Resolved> {
+    Ok(match precision {
+        Some(PrecisionArg::Fp32) => cfg.with_precision(Precision::Fp32),
+        Some(PrecisionArg::Int8) => cfg.with_precision(Precision::Int8),
+        None => cfg,
+    })
 }
 
 fn pipeline_for(cfg: &Resolved) -> anyhow::Result<Pipeline> {
-    let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
+    let models = ModelSet::load(cfg.classifier_manifest(), cfg.detector_manifest())?;
     let (cls, det, choice) = pe_sentinel::engine::open(cfg, &models)?;
     log::info!("{choice}");
     let mut pipeline = Pipeline::with_engines(&models, cls, det)?;
-    pipeline.apply_profile(&cfg.profile);
+    pipeline.apply_profile(cfg);
     Ok(pipeline)
 }
 
@@ -407,10 +406,10 @@ fn run_infer(
 ) -> anyhow::Result<ExitCode> {
     let cfg = with_precision(load_config(config, None, None)?, precision)?;
     let mut pipeline = pipeline_for(&cfg)?;
-    let v = &cfg.profile.verdict;
+    let v = &cfg.verdict();
     let mut judge = pe_sentinel::verdict::Judge::new(v.fusion_config(), v.series_config());
-    let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
-    let gate = pe_sentinel::eligibility::gate_for(&cfg.profile.eligibility, &models);
+    let models = ModelSet::load(cfg.classifier_manifest(), cfg.detector_manifest())?;
+    let gate = pe_sentinel::eligibility::gate_for(&cfg.eligibility(), &models);
     let mut scores = SliceScores::default();
     let mut failed = 0;
     for f in files {
@@ -446,8 +445,8 @@ fn run_check(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 fn run_check_capture(config: Option<PathBuf>, out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     use pe_sentinel::source::capture::{convert::GrayConverter, open, viewport, CaptureError};
     let cfg = load_config(config, None, None)?;
-    let Some(c) = &cfg.profile.capture else {
-        anyhow::bail!("{}: no [capture] table; add one (see docs/capture.md)", cfg.profile_path.display());
+    let Some(c) = cfg.capture() else {
+        anyhow::bail!("{}: no [capture] table; add one (see docs/capture.md)", cfg.profile_path().display());
     };
     let mut src = open::open_source(c)?;
     let f = src.format();
@@ -472,7 +471,7 @@ fn run_check_capture(config: Option<PathBuf>, out: Option<PathBuf>) -> anyhow::R
     }
     let proposal = viewport::find_viewport(&conv.gray);
     let pic = viewport::check_picture(&conv.gray, Some(&c.viewport), &c.masks);
-    let path = out.unwrap_or_else(|| cfg.state_dir.join("capture-check.png"));
+    let path = out.unwrap_or_else(|| cfg.state_dir().join("capture-check.png"));
     pic.save(&path).with_context(|| format!("cannot write {}", path.display()))?;
     outln!("capture frame {}x{} ({}) saved with the viewport drawn: {}", f.width, f.height, f.pixel, path.display());
     outln!("configured viewport {}", c.viewport);
@@ -493,17 +492,17 @@ fn run_eval(
 ) -> anyhow::Result<ExitCode> {
     let cfg = with_precision(load_config(config, None, None)?, precision)?;
     let mut pipeline = pipeline_for(&cfg)?;
-    let v = &cfg.profile.verdict;
+    let v = &cfg.verdict();
     let kind = input.map(|i| match i {
         InputArg::Png => InputKind::Png,
         InputArg::Dicom => InputKind::Dicom,
     });
-    let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
-    let gate = pe_sentinel::eligibility::gate_for(&cfg.profile.eligibility, &models);
+    let models = ModelSet::load(cfg.classifier_manifest(), cfg.detector_manifest())?;
+    let gate = pe_sentinel::eligibility::gate_for(&cfg.eligibility(), &models);
     let bar = pe_sentinel::progress::bar(on_terminal(), 0, "eval");
     let mut out = evaluate::evaluate(data, kind, &mut pipeline, &v.fusion_config(), &v.series_config(), &gate, &bar)?;
     bar.finish_and_clear();
-    out.precision = cfg.profile.engine.precision.as_str().to_string();
+    out.precision = cfg.engine().precision.as_str().to_string();
     let r = &out.report;
     let f = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.4}"));
     outln!(
@@ -538,7 +537,7 @@ fn run_eval(
         let fp32: serde_json::Value = serde_json::from_str(&text)
             .with_context(|| format!("{} is not the JSON of `pe-sentinel eval --json`", base.display()))?;
         let figures = pe_sentinel::engine::tensorrt::eval_figures(&fp32, &serde_json::to_value(&out)?);
-        let margin = cfg.profile.tensorrt.int8_max_loss;
+        let margin = cfg.tensorrt().int8_max_loss;
         match pe_sentinel::engine::tensorrt::check_int8_margin(&figures, margin) {
             Ok(n) => outln!("  INT8 within int8_max_loss = {margin} of FP32 ({}) on {n} figure(s)", base.display()),
             Err(e) => {
@@ -553,7 +552,7 @@ fn run_eval(
 fn run_history(config: Option<PathBuf>, state: Option<PathBuf>, json: bool, limit: usize) -> anyhow::Result<ExitCode> {
     let state = match state {
         Some(s) => s,
-        None => load_config(config, None, None)?.state_dir,
+        None => load_config(config, None, None)?.state_dir().to_path_buf(),
     };
     let path = Journal::path_in(&state);
     if !path.exists() {
@@ -645,7 +644,7 @@ fn run_associations(
 
 fn run_build_engines(config: Option<PathBuf>, state: Option<PathBuf>, force: bool) -> anyhow::Result<ExitCode> {
     let cfg = load_config(config, None, state.as_deref())?;
-    let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
+    let models = ModelSet::load(cfg.classifier_manifest(), cfg.detector_manifest())?;
     let spin = pe_sentinel::progress::spinner(on_terminal(), "building the TensorRT plans (minutes on a Jetson)");
     let built = pe_sentinel::engine::choice::build_tensorrt_engines(&cfg, &models, force);
     spin.finish_and_clear();
@@ -659,7 +658,7 @@ fn run_build_engines(config: Option<PathBuf>, state: Option<PathBuf>, force: boo
 fn run_ack(config: Option<PathBuf>, state: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let state = match state {
         Some(s) => s,
-        None => load_config(config, None, None)?.state_dir,
+        None => load_config(config, None, None)?.state_dir().to_path_buf(),
     };
     let answer = pe_sentinel::display::control::send_ack(&state)?;
     outln!("{answer}");
@@ -725,9 +724,7 @@ fn bench_pipeline(cfg: &Resolved, models: &ModelSet, engine: &str) -> anyhow::Re
         "tensorrt" => EngineKind::Tensorrt,
         other => anyhow::bail!("--engine {other}: not an engine; use tract, onnxruntime, tensorrt or auto"),
     };
-    let mut cfg = cfg.clone();
-    cfg.profile.engine.kind = kind;
-    let (cls, det, choice) = pe_sentinel::engine::open(&cfg, models)?;
+    let (cls, det, choice) = pe_sentinel::engine::open(&cfg.with_engine_kind(kind), models)?;
     Ok(bench::BuiltPipeline {
         pipeline: Pipeline::with_engines(models, cls, det)?,
         engine: choice.engine.to_string(),
@@ -761,7 +758,7 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(r) = a.rate {
         input_label.push_str(&format!(", arriving at {r} slices/s"));
     }
-    let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
+    let models = ModelSet::load(cfg.classifier_manifest(), cfg.detector_manifest())?;
     let engines = if a.engine.is_empty() { vec![engine_kind_name(&cfg)] } else { a.engine.clone() };
     let opts = bench::BenchOptions {
         input,
@@ -770,7 +767,7 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         peer_python: a.peer.clone(),
         progress: on_terminal(),
         rate: a.rate,
-        cascade: bench::cascade_settings(&a.cascade, cfg.profile.budget.cascade_gate)?,
+        cascade: bench::cascade_settings(&a.cascade, cfg.budget().cascade_gate)?,
     };
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
     let files = bench::collect_inputs(&opts.input, &opts.out)?;
@@ -803,7 +800,6 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         file: m.onnx_path().display().to_string(),
         sha256: m.model().sha256.clone(),
     };
-    let p = &cfg.profile;
     let summary = bench::report::BenchSummary {
         schema: bench::SCHEMA.into(),
         created_unix_ms: std::time::SystemTime::now()
@@ -812,12 +808,12 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or(0),
         pe_sentinel_version: env!("CARGO_PKG_VERSION").into(),
         hardware: bench::report::Hardware::probe(),
-        board: p.board.name.clone(),
-        board_profile: cfg.profile_path.display().to_string(),
-        precision: p.engine.precision.as_str().into(),
-        threads: p.engine.threads,
-        budget_ms: p.budget.budget_ms,
-        cascade_gate: p.budget.cascade_gate,
+        board: cfg.board().name.clone(),
+        board_profile: cfg.profile_path().display().to_string(),
+        precision: cfg.engine().precision.as_str().into(),
+        threads: cfg.engine().threads,
+        budget_ms: cfg.budget().budget_ms,
+        cascade_gate: cfg.budget().cascade_gate,
         input: input_label,
         classifier: model_ref(&models.classifier),
         detector: model_ref(&models.detector),
@@ -833,7 +829,7 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot write {}", out.join("slices.csv").display()))?;
     std::fs::write(out.join("summary.json"), serde_json::to_vec_pretty(&summary)?)
         .with_context(|| format!("cannot write {}", out.join("summary.json").display()))?;
-    std::fs::write(out.join("latency.svg"), bench::report::svg(&runs, p.budget.budget_ms))
+    std::fs::write(out.join("latency.svg"), bench::report::svg(&runs, cfg.budget().budget_ms))
         .with_context(|| format!("cannot write {}", out.join("latency.svg").display()))?;
     outln!("{}", bench::report::table(&summary));
     outln!("wrote {}/slices.csv, summary.json, latency.svg", out.display());
@@ -841,7 +837,7 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn engine_kind_name(cfg: &Resolved) -> String {
-    cfg.profile.engine.kind.as_str().to_string()
+    cfg.engine().kind.as_str().to_string()
 }
 
 fn run_import_darknet(a: ImportDarknetArgs) -> anyhow::Result<ExitCode> {

@@ -9,7 +9,7 @@
 pub mod report;
 pub mod stats;
 
-use crate::budget::{us_since, BudgetConfig, BudgetTracker, SliceTimes, StageLatencyUs};
+use crate::budget::{us_since, BudgetTracker, SliceTimes, StageLatencyUs};
 use crate::config::Resolved;
 use crate::daemon::sink::{Job, Sink};
 use crate::pipeline::{ModelSet, Pipeline, SliceScores};
@@ -212,7 +212,7 @@ pub fn run(
 ) -> anyhow::Result<Vec<EngineRun>> {
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create bench output folder {}", opts.out.display()))?;
-    let cascade = if opts.cascade.is_empty() { vec![cfg.profile.budget.cascade_gate] } else { opts.cascade.clone() };
+    let cascade = if opts.cascade.is_empty() { vec![cfg.budget().cascade_gate] } else { opts.cascade.clone() };
     let mut runs = Vec::new();
     for (k, requested) in opts.engines.iter().enumerate() {
         let mut built = build(requested)?;
@@ -236,12 +236,11 @@ fn run_engine(
     dump_peer: bool,
 ) -> anyhow::Result<EngineRun> {
     let BuiltPipeline { pipeline, engine, reason } = built;
-    let p = &cfg.profile;
-    pipeline.apply_profile(p);
+    pipeline.apply_profile(cfg);
     pipeline.set_cascade_gate(cascade_gate);
     let engine = run_label(engine, cascade_gate);
-    let mut judge = Judge::new(p.verdict.fusion_config(), p.verdict.series_config());
-    let mut budget = BudgetTracker::new(BudgetConfig { ..p.budget.config() });
+    let mut judge = Judge::new(cfg.verdict().fusion_config(), cfg.verdict().series_config());
+    let mut budget = BudgetTracker::new(cfg.budget().config());
     let journal_path = opts.out.join(format!("journal-{engine}.sqlite3"));
     for suffix in ["", "-wal", "-shm"] {
         let f = PathBuf::from(format!("{}{suffix}", journal_path.display()));
@@ -370,7 +369,7 @@ fn run_engine(
         );
     }
     if dump_peer && !peer_cls.is_empty() {
-        write_peer_inputs(&opts.out, models, &peer_cls, &peer_det, p.engine.threads)?;
+        write_peer_inputs(&opts.out, models, &peer_cls, &peer_det, cfg.engine().threads)?;
     }
     Ok(EngineRun {
         requested: requested.to_string(),
