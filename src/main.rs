@@ -713,25 +713,6 @@ fn run_phantom(a: PhantomArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The pipeline for one engine name, as `bench` asks for it: the profile with its engine kind
-/// replaced, through the same engine choice the daemon makes.
-fn bench_pipeline(cfg: &Resolved, models: &ModelSet, engine: &str) -> anyhow::Result<bench::BuiltPipeline> {
-    use pe_sentinel::config::EngineKind;
-    let kind = match engine {
-        "tract" => EngineKind::Tract,
-        "onnxruntime" => EngineKind::Onnxruntime,
-        "auto" => EngineKind::Auto,
-        "tensorrt" => EngineKind::Tensorrt,
-        other => anyhow::bail!("--engine {other}: not an engine; use tract, onnxruntime, tensorrt or auto"),
-    };
-    let (cls, det, choice) = pe_sentinel::engine::open(&cfg.with_engine_kind(kind), models)?;
-    Ok(bench::BuiltPipeline {
-        pipeline: Pipeline::with_engines(models, cls, det)?,
-        engine: choice.engine.to_string(),
-        reason: choice.reason.clone(),
-    })
-}
-
 fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(BenchAction::Compare { a: pa, b: pb }) = a.action {
         let (sa, sb) = (bench::report::load_summary(&pa)?, bench::report::load_summary(&pb)?);
@@ -751,13 +732,6 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     if a.rate.is_some_and(|r| !(0.1..=10_000.0).contains(&r)) {
         anyhow::bail!("--rate {}: give 0.1 to 10000 slices per second", a.rate.unwrap_or_default());
     }
-    let mut input_label = match &input {
-        bench::BenchInput::Dir(d) => d.display().to_string(),
-        bench::BenchInput::Phantom { slices, seed } => format!("phantom, {slices} DICOM slices, seed {seed}"),
-    };
-    if let Some(r) = a.rate {
-        input_label.push_str(&format!(", arriving at {r} slices/s"));
-    }
     let models = ModelSet::load(cfg.classifier_manifest(), cfg.detector_manifest())?;
     let engines = if a.engine.is_empty() { vec![engine_kind_name(&cfg)] } else { a.engine.clone() };
     let opts = bench::BenchOptions {
@@ -771,68 +745,13 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     };
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
     let files = bench::collect_inputs(&opts.input, &opts.out)?;
-    let build = |engine: &str| bench_pipeline(&cfg, &models, engine);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ort_peer.py");
-    let (mut round_runs, mut peers, mut round_ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 1..=a.rounds {
-        if a.rounds > 1 {
-            eprintln!("round {round} of {}", a.rounds);
-        }
-        let runs = bench::run(&cfg, &models, &opts, &files, &build)?;
-        if let Some(py) = &opts.peer_python {
-            match bench::run_peer(py, &script, &opts.out) {
-                Ok(p) => {
-                    let summaries: Vec<_> = runs.iter().map(bench::report::summarize_run).collect();
-                    round_ratios.push(bench::report::peer_ratios(&summaries, &p));
-                    peers.push(p);
-                }
-                Err(e) => eprintln!("warning: no peer figures in round {round}: {e:#}"),
-            }
-        }
-        round_runs.push(runs);
-    }
-    let runs = bench::pool_rounds(round_runs);
-    let summaries: Vec<_> = runs.iter().map(bench::report::summarize_run).collect();
-    let peer = bench::report::peer_over_rounds(&peers);
-    let (ratios, ratio_rounds) = bench::report::median_over_rounds(&round_ratios);
-    let model_ref = |m: &pe_sentinel::model::Manifest| bench::report::ModelRef {
-        name: m.model().name.clone(),
-        file: m.onnx_path().display().to_string(),
-        sha256: m.model().sha256.clone(),
-    };
-    let summary = bench::report::BenchSummary {
-        schema: bench::SCHEMA.into(),
-        created_unix_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0),
-        pe_sentinel_version: env!("CARGO_PKG_VERSION").into(),
-        hardware: bench::report::Hardware::probe(),
-        board: cfg.board().name.clone(),
-        board_profile: cfg.profile_path().display().to_string(),
-        precision: cfg.engine().precision.as_str().into(),
-        threads: cfg.engine().threads,
-        budget_ms: cfg.budget().budget_ms,
-        cascade_gate: cfg.budget().cascade_gate,
-        input: input_label,
-        classifier: model_ref(&models.classifier),
-        detector: model_ref(&models.detector),
-        runs: summaries,
-        peer,
-        ratios_to_peer: ratios,
-        rounds: a.rounds,
-        ratio_rounds,
-    };
-    let rows: Vec<&bench::SliceRow> = runs.iter().flat_map(|r| r.rows.iter()).collect();
-    let out = &opts.out;
-    bench::report::write_csv(&out.join("slices.csv"), &rows)
-        .with_context(|| format!("cannot write {}", out.join("slices.csv").display()))?;
-    std::fs::write(out.join("summary.json"), serde_json::to_vec_pretty(&summary)?)
-        .with_context(|| format!("cannot write {}", out.join("summary.json").display()))?;
-    std::fs::write(out.join("latency.svg"), bench::report::svg(&runs, cfg.budget().budget_ms))
-        .with_context(|| format!("cannot write {}", out.join("latency.svg").display()))?;
-    outln!("{}", bench::report::table(&summary));
-    outln!("wrote {}/slices.csv, summary.json, latency.svg", out.display());
+    let label = bench::session::input_label(&opts.input, opts.rate);
+    let session =
+        bench::session::run(&cfg, &models, &opts, &files, a.rounds, &script, label, &mut |line| eprintln!("{line}"))?;
+    bench::session::write(&session, &opts.out)?;
+    outln!("{}", bench::report::table(&session.summary));
+    outln!("wrote {}/slices.csv, summary.json, latency.svg", opts.out.display());
     Ok(ExitCode::SUCCESS)
 }
 

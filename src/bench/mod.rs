@@ -7,6 +7,7 @@
 //! a throw-away journal in it.
 
 pub mod report;
+pub mod session;
 pub mod stats;
 
 use crate::budget::{us_since, BudgetTracker, SliceTimes, StageLatencyUs};
