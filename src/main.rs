@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use pe_sentinel::config::{self, Precision, Resolved};
 use pe_sentinel::daemon::{self, Daemon};
-use pe_sentinel::evaluate::{self, InputKind};
+use pe_sentinel::eval::{self, InputKind};
 use pe_sentinel::pipeline::{ModelSet, Pipeline, SliceScores};
 use pe_sentinel::store::journal::Journal;
 use pe_sentinel::{bench, import, infer, phantom};
@@ -500,7 +500,7 @@ fn run_eval(
     let models = ModelSet::load(cfg.classifier_manifest(), cfg.detector_manifest())?;
     let gate = pe_sentinel::eligibility::gate_for(&cfg.eligibility(), &models);
     let bar = pe_sentinel::progress::bar(on_terminal(), 0, "eval");
-    let mut out = evaluate::evaluate(data, kind, &mut pipeline, &v.fusion_config(), &v.series_config(), &gate, &bar)?;
+    let mut out = eval::evaluate(data, kind, &mut pipeline, &v.fusion_config(), &v.series_config(), &gate, &bar)?;
     bar.finish_and_clear();
     out.precision = cfg.engine().precision.as_str().to_string();
     let r = &out.report;
