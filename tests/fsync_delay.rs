@@ -66,15 +66,19 @@ impl Traced {
             .expect("start strace");
         let mut strace = Daemon { child, log };
         // strace runs the daemon as its child; signals go to the daemon itself (strace, with -o,
-        // blocks the fatal ones for itself).
+        // blocks the fatal ones for itself). strace first forks short-lived children of its own
+        // (probing seccomp): the daemon is the child whose command line is ours, once exec'd.
         let sid = strace.pid();
         let mut pid = None;
         let end = Instant::now() + Duration::from_secs(30);
         while pid.is_none() && Instant::now() < end {
             assert!(strace.alive(), "strace ended before starting the daemon:\n{}", strace.log());
-            pid = std::fs::read_to_string(format!("/proc/{sid}/task/{sid}/children"))
-                .ok()
-                .and_then(|s| s.split_whitespace().next().and_then(|p| p.parse().ok()));
+            let children = std::fs::read_to_string(format!("/proc/{sid}/task/{sid}/children")).unwrap_or_default();
+            pid = children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()).find(|p| {
+                let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+                let args: Vec<&[u8]> = cmd.split(|b| *b == 0).collect();
+                args.first().is_some_and(|a| a.ends_with(b"pe-sentinel")) && args.get(1) == Some(&&b"run"[..])
+            });
             std::thread::sleep(Duration::from_millis(20));
         }
         let pid = pid.unwrap_or_else(|| panic!("strace started no daemon within 30 s:\n{}", strace.log()));
