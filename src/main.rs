@@ -51,7 +51,8 @@ enum Command {
         #[arg(long)]
         state: Option<PathBuf>,
     },
-    /// Analyse files once: one JSON object per slice on stdout.
+    /// Analyse files once: one JSON object per slice on stdout (both models on every slice: the
+    /// profile's cascade gate is not applied, so each model's answer is always shown).
     Infer {
         #[arg(long)]
         config: Option<PathBuf>,
@@ -406,6 +407,8 @@ fn run_infer(
 ) -> anyhow::Result<ExitCode> {
     let cfg = with_precision(load_config(config, None, None)?, precision)?;
     let mut pipeline = pipeline_for(&cfg)?;
+    // What each model says on every slice (parity checks dump both models' tensors), as `eval`.
+    pipeline.set_cascade_gate(None);
     let v = &cfg.verdict();
     let mut judge = pe_sentinel::verdict::Judge::new(v.fusion_config(), v.series_config());
     let models = ModelSet::load(cfg.classifier_manifest(), cfg.detector_manifest())?;
