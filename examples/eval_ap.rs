@@ -8,7 +8,7 @@
 
 use std::process::ExitCode;
 
-use pe_sentinel::eval::{ap50_coco, ap50_voc, Detection, ImageId, TruthBox, COCO_MAX_DETS};
+use pe_sentinel::eval::metrics::{ap50_coco, ap50_voc, Detection, ImageId, TruthBox, COCO_MAX_DETS};
 use serde::Deserialize;
 
 #[derive(Deserialize)]

@@ -55,18 +55,17 @@ pub fn run(path: &Path) -> Report {
             return r;
         }
     };
-    let p = &cfg.profile;
-    r.ok(format!("profile {} ({})", path.display(), p.board.name));
+    r.ok(format!("profile {} ({})", path.display(), cfg.board().name));
     r.ok(format!(
         "engine {}, precision {}, {} thread(s)",
-        p.engine.kind.as_str(),
-        p.engine.precision.as_str(),
-        p.engine.threads
+        cfg.engine().kind.as_str(),
+        cfg.engine().precision.as_str(),
+        cfg.engine().threads
     ));
     if let Err(e) = models(&cfg, &mut r) {
         r.problem(e);
     }
-    for (what, dir) in [("drop folder", &cfg.drop_dir), ("state folder", &cfg.state_dir)] {
+    for (what, dir) in [("drop folder", cfg.drop_dir()), ("state folder", cfg.state_dir())] {
         let probe = dir.join(".pe-sentinel-check");
         let written = std::fs::create_dir_all(dir)
             .and_then(|_| std::fs::write(&probe, b"x"))
@@ -78,7 +77,7 @@ pub fn run(path: &Path) -> Report {
             }
         }
     }
-    let jp = Journal::path_in(&cfg.state_dir);
+    let jp = Journal::path_in(cfg.state_dir());
     if jp.exists() {
         match Journal::open(&jp).and_then(|j| j.integrity_check()) {
             Ok(true) => r.ok(format!("journal {} passes integrity_check", jp.display())),
@@ -93,15 +92,14 @@ pub fn run(path: &Path) -> Report {
 
 /// The models, the engine and the warm-up slices; the first failure ends the chain.
 fn models(cfg: &Resolved, r: &mut Report) -> Result<(), String> {
-    let p = &cfg.profile;
-    let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest).map_err(|e| e.to_string())?;
+    let models = ModelSet::load(cfg.classifier_manifest(), cfg.detector_manifest()).map_err(|e| e.to_string())?;
     for m in [&models.classifier, &models.detector] {
         r.ok(format!("model {} ({}): sha256 {} matches", m.model().name, m.path().display(), m.model().sha256));
         for w in m.warnings() {
             r.note(format!("warning {}: {w}", m.path().display()));
         }
     }
-    let gate = crate::eligibility::gate_for(&p.eligibility, &models);
+    let gate = crate::eligibility::gate_for(cfg.eligibility(), &models);
     for (warn, line) in crate::eligibility::describe(&gate, &models) {
         if warn {
             r.note(format!("warning {line}"));
@@ -117,9 +115,9 @@ fn models(cfg: &Resolved, r: &mut Report) -> Result<(), String> {
     }
     let mut pl = Pipeline::with_engines(&models, cls, det).map_err(|e| e.to_string())?;
     r.ok(format!("engine {} loaded and warmed up in {} ms", pl.engine_name(), t.elapsed().as_millis()));
-    pl.apply_profile(p);
+    pl.apply_profile(cfg);
     let s = crate::bench::warmup_probe(&mut pl, 5).map_err(|e| format!("warm-up slice failed: {e:#}"))?;
-    let budget = p.budget.budget_ms;
+    let budget = cfg.budget().budget_ms;
     if s.p50_ms > f64::from(budget) {
         r.note(format!(
             "warning: models alone take {:.1} ms per slice (median of 5 warm-up runs, max {:.1} ms), over the {budget} ms budget before decode and store; every slice will miss it: raise budget.budget_ms, use a faster engine or precision, or set budget.cascade_gate",

@@ -17,7 +17,6 @@ pub mod display;
 pub mod eligibility;
 pub mod engine;
 pub mod eval;
-pub mod evaluate;
 pub mod failure;
 pub mod import;
 pub mod infer;

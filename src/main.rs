@@ -5,7 +5,7 @@ use anyhow::Context;
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
 use pe_sentinel::config::{self, Precision, Resolved};
 use pe_sentinel::daemon::{self, Daemon};
-use pe_sentinel::evaluate::{self, InputKind};
+use pe_sentinel::eval::{self, InputKind};
 use pe_sentinel::pipeline::{ModelSet, Pipeline, SliceScores};
 use pe_sentinel::store::journal::Journal;
 use pe_sentinel::{bench, import, infer, phantom};
@@ -51,7 +51,8 @@ enum Command {
         #[arg(long)]
         state: Option<PathBuf>,
     },
-    /// Analyse files once: one JSON object per slice on stdout.
+    /// Analyse files once: one JSON object per slice on stdout (both models on every slice: the
+    /// profile's cascade gate is not applied, so each model's answer is always shown).
     Infer {
         #[arg(long)]
         config: Option<PathBuf>,
@@ -195,6 +196,11 @@ struct BenchArgs {
     /// to back); arrival-to-verdict then includes any queueing behind a slow stage or disk.
     #[arg(long)]
     rate: Option<f64>,
+    /// Cascade settings to run each engine with, in turn, comma-separated: `off` (the detector on
+    /// every slice) or a gate from 0 to 1 (the detector only when the classifier's P is at least
+    /// that). Default: off, then the profile's `cascade_gate` when it sets one.
+    #[arg(long, value_delimiter = ',')]
+    cascade: Vec<String>,
 }
 
 #[derive(Subcommand)]
@@ -349,21 +355,20 @@ fn load_config(path: Option<PathBuf>, drop: Option<&Path>, state: Option<&Path>)
     Ok(Resolved::load(&path, drop, state)?)
 }
 
-fn with_precision(mut cfg: Resolved, precision: Option<PrecisionArg>) -> anyhow::Result<Resolved> {
-    match precision {
-        Some(PrecisionArg::Fp32) => cfg.set_precision(Precision::Fp32),
-        Some(PrecisionArg::Int8) => cfg.set_precision(Precision::Int8),
-        None => {}
-    }
-    Ok(cfg)
+fn with_precision(cfg: Resolved, precision: Option<PrecisionArg>) -> anyhow::Result<Resolved> {
+    Ok(match precision {
+        Some(PrecisionArg::Fp32) => cfg.with_precision(Precision::Fp32),
+        Some(PrecisionArg::Int8) => cfg.with_precision(Precision::Int8),
+        None => cfg,
+    })
 }
 
 fn pipeline_for(cfg: &Resolved) -> anyhow::Result<Pipeline> {
-    let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
+    let models = ModelSet::load(cfg.classifier_manifest(), cfg.detector_manifest())?;
     let (cls, det, choice) = pe_sentinel::engine::open(cfg, &models)?;
     log::info!("{choice}");
     let mut pipeline = Pipeline::with_engines(&models, cls, det)?;
-    pipeline.apply_profile(&cfg.profile);
+    pipeline.apply_profile(cfg);
     Ok(pipeline)
 }
 
@@ -402,10 +407,12 @@ fn run_infer(
 ) -> anyhow::Result<ExitCode> {
     let cfg = with_precision(load_config(config, None, None)?, precision)?;
     let mut pipeline = pipeline_for(&cfg)?;
-    let v = &cfg.profile.verdict;
+    // What each model says on every slice (parity checks dump both models' tensors), as `eval`.
+    pipeline.set_cascade_gate(None);
+    let v = &cfg.verdict();
     let mut judge = pe_sentinel::verdict::Judge::new(v.fusion_config(), v.series_config());
-    let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
-    let gate = pe_sentinel::eligibility::gate_for(&cfg.profile.eligibility, &models);
+    let models = ModelSet::load(cfg.classifier_manifest(), cfg.detector_manifest())?;
+    let gate = pe_sentinel::eligibility::gate_for(&cfg.eligibility(), &models);
     let mut scores = SliceScores::default();
     let mut failed = 0;
     for f in files {
@@ -441,8 +448,8 @@ fn run_check(config: Option<PathBuf>) -> anyhow::Result<ExitCode> {
 fn run_check_capture(config: Option<PathBuf>, out: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     use pe_sentinel::source::capture::{convert::GrayConverter, open, viewport, CaptureError};
     let cfg = load_config(config, None, None)?;
-    let Some(c) = &cfg.profile.capture else {
-        anyhow::bail!("{}: no [capture] table; add one (see docs/capture.md)", cfg.profile_path.display());
+    let Some(c) = cfg.capture() else {
+        anyhow::bail!("{}: no [capture] table; add one (see docs/capture.md)", cfg.profile_path().display());
     };
     let mut src = open::open_source(c)?;
     let f = src.format();
@@ -467,7 +474,7 @@ fn run_check_capture(config: Option<PathBuf>, out: Option<PathBuf>) -> anyhow::R
     }
     let proposal = viewport::find_viewport(&conv.gray);
     let pic = viewport::check_picture(&conv.gray, Some(&c.viewport), &c.masks);
-    let path = out.unwrap_or_else(|| cfg.state_dir.join("capture-check.png"));
+    let path = out.unwrap_or_else(|| cfg.state_dir().join("capture-check.png"));
     pic.save(&path).with_context(|| format!("cannot write {}", path.display()))?;
     outln!("capture frame {}x{} ({}) saved with the viewport drawn: {}", f.width, f.height, f.pixel, path.display());
     outln!("configured viewport {}", c.viewport);
@@ -488,17 +495,17 @@ fn run_eval(
 ) -> anyhow::Result<ExitCode> {
     let cfg = with_precision(load_config(config, None, None)?, precision)?;
     let mut pipeline = pipeline_for(&cfg)?;
-    let v = &cfg.profile.verdict;
+    let v = &cfg.verdict();
     let kind = input.map(|i| match i {
         InputArg::Png => InputKind::Png,
         InputArg::Dicom => InputKind::Dicom,
     });
-    let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
-    let gate = pe_sentinel::eligibility::gate_for(&cfg.profile.eligibility, &models);
+    let models = ModelSet::load(cfg.classifier_manifest(), cfg.detector_manifest())?;
+    let gate = pe_sentinel::eligibility::gate_for(&cfg.eligibility(), &models);
     let bar = pe_sentinel::progress::bar(on_terminal(), 0, "eval");
-    let mut out = evaluate::evaluate(data, kind, &mut pipeline, &v.fusion_config(), &v.series_config(), &gate, &bar)?;
+    let mut out = eval::evaluate(data, kind, &mut pipeline, &v.fusion_config(), &v.series_config(), &gate, &bar)?;
     bar.finish_and_clear();
-    out.precision = cfg.profile.engine.precision.as_str().to_string();
+    out.precision = cfg.engine().precision.as_str().to_string();
     let r = &out.report;
     let f = |x: Option<f64>| x.map_or("n/a".to_string(), |v| format!("{v:.4}"));
     outln!(
@@ -533,7 +540,7 @@ fn run_eval(
         let fp32: serde_json::Value = serde_json::from_str(&text)
             .with_context(|| format!("{} is not the JSON of `pe-sentinel eval --json`", base.display()))?;
         let figures = pe_sentinel::engine::tensorrt::eval_figures(&fp32, &serde_json::to_value(&out)?);
-        let margin = cfg.profile.tensorrt.int8_max_loss;
+        let margin = cfg.tensorrt().int8_max_loss;
         match pe_sentinel::engine::tensorrt::check_int8_margin(&figures, margin) {
             Ok(n) => outln!("  INT8 within int8_max_loss = {margin} of FP32 ({}) on {n} figure(s)", base.display()),
             Err(e) => {
@@ -548,7 +555,7 @@ fn run_eval(
 fn run_history(config: Option<PathBuf>, state: Option<PathBuf>, json: bool, limit: usize) -> anyhow::Result<ExitCode> {
     let state = match state {
         Some(s) => s,
-        None => load_config(config, None, None)?.state_dir,
+        None => load_config(config, None, None)?.state_dir().to_path_buf(),
     };
     let path = Journal::path_in(&state);
     if !path.exists() {
@@ -640,7 +647,7 @@ fn run_associations(
 
 fn run_build_engines(config: Option<PathBuf>, state: Option<PathBuf>, force: bool) -> anyhow::Result<ExitCode> {
     let cfg = load_config(config, None, state.as_deref())?;
-    let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
+    let models = ModelSet::load(cfg.classifier_manifest(), cfg.detector_manifest())?;
     let spin = pe_sentinel::progress::spinner(on_terminal(), "building the TensorRT plans (minutes on a Jetson)");
     let built = pe_sentinel::engine::choice::build_tensorrt_engines(&cfg, &models, force);
     spin.finish_and_clear();
@@ -654,7 +661,7 @@ fn run_build_engines(config: Option<PathBuf>, state: Option<PathBuf>, force: boo
 fn run_ack(config: Option<PathBuf>, state: Option<PathBuf>) -> anyhow::Result<ExitCode> {
     let state = match state {
         Some(s) => s,
-        None => load_config(config, None, None)?.state_dir,
+        None => load_config(config, None, None)?.state_dir().to_path_buf(),
     };
     let answer = pe_sentinel::display::control::send_ack(&state)?;
     outln!("{answer}");
@@ -709,27 +716,6 @@ fn run_phantom(a: PhantomArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The pipeline for one engine name, as `bench` asks for it: the profile with its engine kind
-/// replaced, through the same engine choice the daemon makes.
-fn bench_pipeline(cfg: &Resolved, models: &ModelSet, engine: &str) -> anyhow::Result<bench::BuiltPipeline> {
-    use pe_sentinel::config::EngineKind;
-    let kind = match engine {
-        "tract" => EngineKind::Tract,
-        "onnxruntime" => EngineKind::Onnxruntime,
-        "auto" => EngineKind::Auto,
-        "tensorrt" => EngineKind::Tensorrt,
-        other => anyhow::bail!("--engine {other}: not an engine; use tract, onnxruntime, tensorrt or auto"),
-    };
-    let mut cfg = cfg.clone();
-    cfg.profile.engine.kind = kind;
-    let (cls, det, choice) = pe_sentinel::engine::open(&cfg, models)?;
-    Ok(bench::BuiltPipeline {
-        pipeline: Pipeline::with_engines(models, cls, det)?,
-        engine: choice.engine.to_string(),
-        reason: choice.reason.clone(),
-    })
-}
-
 fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     if let Some(BenchAction::Compare { a: pa, b: pb }) = a.action {
         let (sa, sb) = (bench::report::load_summary(&pa)?, bench::report::load_summary(&pb)?);
@@ -749,14 +735,7 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
     if a.rate.is_some_and(|r| !(0.1..=10_000.0).contains(&r)) {
         anyhow::bail!("--rate {}: give 0.1 to 10000 slices per second", a.rate.unwrap_or_default());
     }
-    let mut input_label = match &input {
-        bench::BenchInput::Dir(d) => d.display().to_string(),
-        bench::BenchInput::Phantom { slices, seed } => format!("phantom, {slices} DICOM slices, seed {seed}"),
-    };
-    if let Some(r) = a.rate {
-        input_label.push_str(&format!(", arriving at {r} slices/s"));
-    }
-    let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
+    let models = ModelSet::load(cfg.classifier_manifest(), cfg.detector_manifest())?;
     let engines = if a.engine.is_empty() { vec![engine_kind_name(&cfg)] } else { a.engine.clone() };
     let opts = bench::BenchOptions {
         input,
@@ -765,77 +744,22 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<ExitCode> {
         peer_python: a.peer.clone(),
         progress: on_terminal(),
         rate: a.rate,
+        cascade: bench::cascade_settings(&a.cascade, cfg.budget().cascade_gate)?,
     };
     std::fs::create_dir_all(&opts.out).with_context(|| format!("cannot create {}", opts.out.display()))?;
     let files = bench::collect_inputs(&opts.input, &opts.out)?;
-    let build = |engine: &str| bench_pipeline(&cfg, &models, engine);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ort_peer.py");
-    let (mut round_runs, mut peers, mut round_ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for round in 1..=a.rounds {
-        if a.rounds > 1 {
-            eprintln!("round {round} of {}", a.rounds);
-        }
-        let runs = bench::run(&cfg, &models, &opts, &files, &build)?;
-        if let Some(py) = &opts.peer_python {
-            match bench::run_peer(py, &script, &opts.out) {
-                Ok(p) => {
-                    let summaries: Vec<_> = runs.iter().map(bench::report::summarize_run).collect();
-                    round_ratios.push(bench::report::peer_ratios(&summaries, &p));
-                    peers.push(p);
-                }
-                Err(e) => eprintln!("warning: no peer figures in round {round}: {e:#}"),
-            }
-        }
-        round_runs.push(runs);
-    }
-    let runs = bench::pool_rounds(round_runs);
-    let summaries: Vec<_> = runs.iter().map(bench::report::summarize_run).collect();
-    let peer = bench::report::peer_over_rounds(&peers);
-    let (ratios, ratio_rounds) = bench::report::median_over_rounds(&round_ratios);
-    let model_ref = |m: &pe_sentinel::model::Manifest| bench::report::ModelRef {
-        name: m.model().name.clone(),
-        file: m.onnx_path().display().to_string(),
-        sha256: m.model().sha256.clone(),
-    };
-    let p = &cfg.profile;
-    let summary = bench::report::BenchSummary {
-        schema: bench::SCHEMA.into(),
-        created_unix_ms: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0),
-        pe_sentinel_version: env!("CARGO_PKG_VERSION").into(),
-        hardware: bench::report::Hardware::probe(),
-        board: p.board.name.clone(),
-        board_profile: cfg.profile_path.display().to_string(),
-        precision: p.engine.precision.as_str().into(),
-        threads: p.engine.threads,
-        budget_ms: p.budget.budget_ms,
-        cascade_gate: p.budget.cascade_gate,
-        input: input_label,
-        classifier: model_ref(&models.classifier),
-        detector: model_ref(&models.detector),
-        runs: summaries,
-        peer,
-        ratios_to_peer: ratios,
-        rounds: a.rounds,
-        ratio_rounds,
-    };
-    let rows: Vec<&bench::SliceRow> = runs.iter().flat_map(|r| r.rows.iter()).collect();
-    let out = &opts.out;
-    bench::report::write_csv(&out.join("slices.csv"), &rows)
-        .with_context(|| format!("cannot write {}", out.join("slices.csv").display()))?;
-    std::fs::write(out.join("summary.json"), serde_json::to_vec_pretty(&summary)?)
-        .with_context(|| format!("cannot write {}", out.join("summary.json").display()))?;
-    std::fs::write(out.join("latency.svg"), bench::report::svg(&runs, p.budget.budget_ms))
-        .with_context(|| format!("cannot write {}", out.join("latency.svg").display()))?;
-    outln!("{}", bench::report::table(&summary));
-    outln!("wrote {}/slices.csv, summary.json, latency.svg", out.display());
+    let label = bench::session::input_label(&opts.input, opts.rate);
+    let session =
+        bench::session::run(&cfg, &models, &opts, &files, a.rounds, &script, label, &mut |line| eprintln!("{line}"))?;
+    bench::session::write(&session, &opts.out)?;
+    outln!("{}", bench::report::table(&session.summary));
+    outln!("wrote {}/slices.csv, summary.json, latency.svg", opts.out.display());
     Ok(ExitCode::SUCCESS)
 }
 
 fn engine_kind_name(cfg: &Resolved) -> String {
-    cfg.profile.engine.kind.as_str().to_string()
+    cfg.engine().kind.as_str().to_string()
 }
 
 fn run_import_darknet(a: ImportDarknetArgs) -> anyhow::Result<ExitCode> {

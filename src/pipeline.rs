@@ -221,9 +221,9 @@ impl Pipeline {
     /// Applies the board profile's settings that live in the pipeline: the cascade gate
     /// (`[budget] cascade_gate`) and a detector confidence threshold overriding the manifest's
     /// (`[verdict] detector_threshold`).
-    pub fn apply_profile(&mut self, p: &crate::config::BoardProfile) {
-        self.set_cascade_gate(p.budget.cascade_gate);
-        if let Some(t) = p.verdict.detector_threshold {
+    pub fn apply_profile(&mut self, cfg: &crate::config::Resolved) {
+        self.set_cascade_gate(cfg.budget().cascade_gate);
+        if let Some(t) = cfg.verdict().detector_threshold {
             self.set_detector_threshold(t);
         }
     }

@@ -100,6 +100,39 @@ fn bench_writes_consistent_csv_summary_and_plot_and_compare_reads_them() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("bad.json"), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
+/// Cascade settings: a profile with a gate is run with the cascade off, then on (named
+/// `ENGINE+cascadeG`), each with the share of slices the detector ran on; `--cascade` picks the
+/// settings and refuses a gate outside 0..1.
+#[test]
+fn bench_runs_the_cascade_off_and_at_the_profiles_gate() {
+    let t = tempfile::tempdir().expect("tempdir");
+    let cfg = profile(t.path(), 10_000);
+    let text = std::fs::read_to_string(&cfg).expect("read") + "cascade_gate = 1.0\n";
+    std::fs::write(&cfg, text).expect("write");
+    let out = t.path().join("c");
+    let table = bench(&cfg, &out);
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary")).expect("json");
+    let runs = summary["runs"].as_array().expect("runs");
+    assert_eq!(runs.len(), 2, "{table}");
+    assert_eq!((runs[0]["engine"].as_str(), runs[0]["cascade_gate"].as_f64()), (Some("tract"), None));
+    assert_eq!(runs[0]["detector_share"], 1.0);
+    assert_eq!((runs[1]["engine"].as_str(), runs[1]["cascade_gate"].as_f64()), (Some("tract+cascade1"), Some(1.0)));
+    // The tiny untrained classifier never reaches P = 1: the detector never runs behind the gate.
+    assert_eq!(runs[1]["detector_share"], 0.0, "{table}");
+    assert_eq!(runs[1]["stages"]["detector"]["max_ms"], 0.0);
+    assert!(table.contains("it ran on 0.0% of the slices"), "{table}");
+    let csv = std::fs::read_to_string(out.join("slices.csv")).expect("csv");
+    assert!(csv.lines().next().is_some_and(|h| h.ends_with(",detector_ran")), "{csv}");
+    assert_eq!(csv.lines().filter(|l| l.starts_with("tract+cascade1,") && l.ends_with(",false")).count(), 6);
+
+    let o =
+        bin().args(["bench", "--phantom", "8", "--cascade", "off,2", "--config"]).arg(&cfg).output().expect("bench");
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--cascade 2") && err.contains("from 0 to 1"), "{err}");
+}
+
 /// `check` times a warm-up slice and warns, with the figure, when the models alone already
 /// exceed the budget.
 #[test]

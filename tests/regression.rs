@@ -15,9 +15,9 @@ const SLICES: u32 = 40;
 fn shipped() -> (Resolved, Pipeline) {
     let cfg = Resolved::load(&PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("board/x86-cpu.toml"), None, None)
         .expect("shipped profile");
-    let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest).expect("shipped models");
+    let models = ModelSet::load(cfg.classifier_manifest(), cfg.detector_manifest()).expect("shipped models");
     let mut pipeline = Pipeline::new(&models, 1).expect("tract pipeline");
-    pipeline.apply_profile(&cfg.profile);
+    pipeline.apply_profile(&cfg);
     (cfg, pipeline)
 }
 
@@ -27,7 +27,7 @@ fn judge_all(
     pipeline: &mut Pipeline,
     files: &[PathBuf],
 ) -> (Vec<Slice>, Vec<(f32, bool)>, SeriesVerdict) {
-    let v = &cfg.profile.verdict;
+    let v = &cfg.verdict();
     let mut judge = Judge::new(v.fusion_config(), v.series_config());
     let mut scores = SliceScores::default();
     let (mut slices, mut answers) = (Vec::new(), Vec::new());
@@ -101,7 +101,7 @@ fn issue_20_a_positive_series_as_one_multi_frame_file_is_positive_like_its_singl
 
     // The control: the same per-slice flags, all at one place (the old behaviour), never meet the
     // rule, so the assertions above can fail.
-    let v = &cfg.profile.verdict;
+    let v = &cfg.verdict();
     let mut judge = Judge::new(v.fusion_config(), v.series_config());
     for &(p, suspicious) in &single_answers {
         judge.replay("one-place", SliceObservation { instance: 1, suspicious, p, boxes: 0, max_confidence: 0.0 }, 0);
@@ -174,7 +174,7 @@ fn issue_20_an_engine_fault_during_a_slice_leaves_the_file_in_the_drop_folder_an
     use std::sync::Arc;
     let tmp = tempfile::tempdir().expect("tmp");
     let cfg = Resolved::load(&tiny_profile(tmp.path()), None, None).expect("profile");
-    let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest).expect("models");
+    let models = ModelSet::load(cfg.classifier_manifest(), cfg.detector_manifest()).expect("models");
     let opts = pe_sentinel::engine::TractOptions::default().threads(1);
     let runs = Arc::new(AtomicU32::new(0));
     let open = |m| -> Box<dyn pe_sentinel::engine::Engine> {
@@ -187,15 +187,15 @@ fn issue_20_an_engine_fault_during_a_slice_leaves_the_file_in_the_drop_folder_an
     let det = open(&models.detector);
     let mut daemon = pe_sentinel::daemon::Daemon::with_engines(&cfg, models, cls, det).expect("daemon");
     let frames = 6;
-    let file = cfg.drop_dir.join("series.dcm");
-    let part = cfg.drop_dir.join("series.dcm.part");
+    let file = cfg.drop_dir().join("series.dcm");
+    let part = cfg.drop_dir().join("series.dcm.part");
     pe_sentinel::phantom::write_multiframe_series(SEED, 0, frames, true, true, &part).expect("multi-frame file");
     std::fs::rename(&part, &file).expect("drop the file");
     let stop = Arc::new(AtomicBool::new(false));
     let stop_daemon = Arc::clone(&stop);
     let runner = std::thread::spawn(move || daemon.run(&stop_daemon).map_err(|e| format!("{e:#}")));
 
-    let state = cfg.state_dir.clone();
+    let state = cfg.state_dir().to_path_buf();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
     while runs.load(Ordering::SeqCst) < 6 && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(5));
@@ -203,15 +203,15 @@ fn issue_20_an_engine_fault_during_a_slice_leaves_the_file_in_the_drop_folder_an
     // The fault: the daemon pauses a second before the retry, the file is still where it was.
     std::thread::sleep(std::time::Duration::from_millis(200));
     assert!(file.exists(), "the file must stay in the drop folder after an engine fault");
-    assert!(!cfg.drop_dir.join("rejected/series.dcm").exists(), "an engine fault must not reject the file");
+    assert!(!cfg.drop_dir().join("rejected/series.dcm").exists(), "an engine fault must not reject the file");
     assert_eq!(count(&state, "SELECT count(*) FROM slices"), 2, "the frames before the fault are committed");
 
-    while !cfg.drop_dir.join("done/series.dcm").exists() && std::time::Instant::now() < deadline {
+    while !cfg.drop_dir().join("done/series.dcm").exists() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     stop.store(true, Ordering::SeqCst);
     let stats = runner.join().expect("daemon thread").expect("daemon run");
-    assert!(cfg.drop_dir.join("done/series.dcm").exists(), "retried until the engine recovered");
+    assert!(cfg.drop_dir().join("done/series.dcm").exists(), "retried until the engine recovered");
     assert_eq!(stats.faults, 2, "{stats:?}");
     assert_eq!((stats.rejected, stats.slices), (0, u64::from(frames)), "{stats:?}");
     assert_eq!(count(&state, "SELECT count(*) FROM slices"), i64::from(frames));

@@ -7,9 +7,10 @@
 //! a throw-away journal in it.
 
 pub mod report;
+pub mod session;
 pub mod stats;
 
-use crate::budget::{us_since, BudgetConfig, BudgetTracker, SliceTimes, StageLatencyUs};
+use crate::budget::{us_since, BudgetTracker, SliceTimes, StageLatencyUs};
 use crate::config::Resolved;
 use crate::daemon::sink::{Job, Sink};
 use crate::pipeline::{ModelSet, Pipeline, SliceScores};
@@ -65,6 +66,9 @@ pub struct BenchOptions {
     /// arrival-to-verdict includes any queueing. `None`: back to back (each file arrives when
     /// the previous one is handed to the sink).
     pub rate: Option<f64>,
+    /// The cascade settings each engine runs with, in turn (`None`: off, the detector on every
+    /// slice; `Some(g)`: the detector only when the classifier's P >= g). Empty: the profile's.
+    pub cascade: Vec<Option<f32>>,
 }
 
 /// One timed slice.
@@ -82,12 +86,21 @@ pub struct SliceRow {
     /// Heap allocations during the pipeline step (preprocess, engines, heads) of this slice: the
     /// engines' own, as the project's code allocates nothing there.
     pub engine_allocations: u64,
+    /// Whether the detector ran on this slice (false: the cascade gate skipped it).
+    #[serde(default = "ran")]
+    pub detector_ran: bool,
+}
+
+fn ran() -> bool {
+    true
 }
 
 /// One engine's run over all slices.
 pub struct EngineRun {
     pub requested: String,
     pub engine: String,
+    /// The cascade gate this run used (None: off).
+    pub cascade_gate: Option<f32>,
     pub reason: String,
     pub rows: Vec<SliceRow>,
     /// From the first arrival to the last commit (the sink drained).
@@ -162,7 +175,35 @@ fn series_of(path: &Path, root_series: &str) -> crate::slice::SeriesId {
     )
 }
 
-/// Runs every requested engine over `files`; `build` makes the pipeline for an engine name.
+/// The cascade settings of `bench --cascade LIST`: each `off` or a gate from 0 to 1. An empty
+/// list gives cascade off, then the profile's gate when it sets one (so a profile with a cascade
+/// is reported against the detector on every slice).
+pub fn cascade_settings(list: &[String], profile_gate: Option<f32>) -> anyhow::Result<Vec<Option<f32>>> {
+    if list.is_empty() {
+        return Ok(std::iter::once(None).chain(profile_gate.map(Some)).collect());
+    }
+    list.iter()
+        .map(|item| match item.trim() {
+            "off" => Ok(None),
+            v => match v.parse::<f32>() {
+                Ok(g) if (0.0..=1.0).contains(&g) => Ok(Some(g)),
+                _ => anyhow::bail!("--cascade {v}: give `off` or a classifier P gate from 0 to 1, comma-separated"),
+            },
+        })
+        .collect()
+}
+
+/// A run's name in reports: the engine, and the cascade gate when one was on
+/// ("onnxruntime", "onnxruntime+cascade0.05").
+pub fn run_label(engine: &str, cascade_gate: Option<f32>) -> String {
+    match cascade_gate {
+        Some(g) => format!("{engine}+cascade{g}"),
+        None => engine.to_string(),
+    }
+}
+
+/// Runs every requested engine over `files`, once per cascade setting of `opts` (the profile's
+/// when none is given); `build` makes the pipeline for an engine name.
 pub fn run(
     cfg: &Resolved,
     models: &ModelSet,
@@ -172,11 +213,14 @@ pub fn run(
 ) -> anyhow::Result<Vec<EngineRun>> {
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("cannot create bench output folder {}", opts.out.display()))?;
+    let cascade = if opts.cascade.is_empty() { vec![cfg.budget().cascade_gate] } else { opts.cascade.clone() };
     let mut runs = Vec::new();
     for (k, requested) in opts.engines.iter().enumerate() {
-        let built = build(requested)?;
-        let dump_peer = k == 0 && opts.peer_python.is_some();
-        runs.push(run_engine(cfg, models, opts, files, requested, built, dump_peer)?);
+        let mut built = build(requested)?;
+        for (c, gate) in cascade.iter().enumerate() {
+            let dump_peer = k == 0 && c == 0 && opts.peer_python.is_some();
+            runs.push(run_engine(cfg, models, opts, files, requested, &mut built, *gate, dump_peer)?);
+        }
     }
     Ok(runs)
 }
@@ -188,14 +232,16 @@ fn run_engine(
     opts: &BenchOptions,
     files: &[PathBuf],
     requested: &str,
-    built: BuiltPipeline,
+    built: &mut BuiltPipeline,
+    cascade_gate: Option<f32>,
     dump_peer: bool,
 ) -> anyhow::Result<EngineRun> {
-    let BuiltPipeline { mut pipeline, engine, reason } = built;
-    let p = &cfg.profile;
-    pipeline.apply_profile(p);
-    let mut judge = Judge::new(p.verdict.fusion_config(), p.verdict.series_config());
-    let mut budget = BudgetTracker::new(BudgetConfig { ..p.budget.config() });
+    let BuiltPipeline { pipeline, engine, reason } = built;
+    pipeline.apply_profile(cfg);
+    pipeline.set_cascade_gate(cascade_gate);
+    let engine = run_label(engine, cascade_gate);
+    let mut judge = Judge::new(cfg.verdict().fusion_config(), cfg.verdict().series_config());
+    let mut budget = BudgetTracker::new(cfg.budget().config());
     let journal_path = opts.out.join(format!("journal-{engine}.sqlite3"));
     for suffix in ["", "-wal", "-shm"] {
         let f = PathBuf::from(format!("{}{suffix}", journal_path.display()));
@@ -308,6 +354,7 @@ fn run_engine(
                 boxes: fs.boxes,
                 suspicious: v.suspicious,
                 engine_allocations: if counting { allocs } else { 0 },
+                detector_ran: scores.detector_ran,
             });
             index += 1;
         }
@@ -323,12 +370,13 @@ fn run_engine(
         );
     }
     if dump_peer && !peer_cls.is_empty() {
-        write_peer_inputs(&opts.out, models, &peer_cls, &peer_det, p.engine.threads)?;
+        write_peer_inputs(&opts.out, models, &peer_cls, &peer_det, cfg.engine().threads)?;
     }
     Ok(EngineRun {
         requested: requested.to_string(),
         engine,
-        reason,
+        cascade_gate,
+        reason: reason.clone(),
         rows,
         wall_s,
         commits: sunk.commits,
@@ -476,4 +524,23 @@ pub fn warmup_probe(pipeline: &mut Pipeline, runs: usize) -> anyhow::Result<stat
         us.push(us_since(t));
     }
     Ok(stats::summarize(&us))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cascade_settings_default_to_off_then_the_profiles_gate_and_refuse_nonsense() {
+        assert_eq!(cascade_settings(&[], None).expect("none"), [None]);
+        assert_eq!(cascade_settings(&[], Some(0.1)).expect("profile"), [None, Some(0.1)]);
+        let list = ["off".to_string(), "0.05".into(), " 1".into()];
+        assert_eq!(cascade_settings(&list, Some(0.1)).expect("list"), [None, Some(0.05), Some(1.0)]);
+        for bad in ["1.5", "-0.1", "on", ""] {
+            let e = cascade_settings(&[bad.to_string()], None).expect_err(bad).to_string();
+            assert!(e.contains("--cascade") && e.contains("from 0 to 1"), "{e}");
+        }
+        assert_eq!(run_label("onnxruntime", Some(0.05)), "onnxruntime+cascade0.05");
+        assert_eq!(run_label("tract", None), "tract");
+    }
 }

@@ -79,6 +79,13 @@ pub struct RunSummary {
     pub commits: u64,
     #[serde(default)]
     pub largest_batch: usize,
+    /// The cascade gate of this run (None: off, the detector on every slice); `engine` then
+    /// reads "ENGINE+cascadeG". Absent in summaries written before bench ran cascade settings.
+    #[serde(default)]
+    pub cascade_gate: Option<f32>,
+    /// Share of the timed slices the detector ran on (1 with the cascade off).
+    #[serde(default)]
+    pub detector_share: Option<f64>,
 }
 
 /// `summary.json`.
@@ -180,13 +187,18 @@ pub fn summarize_run(r: &EngineRun) -> RunSummary {
         engine_allocations_max: measured.then(|| allocs.iter().copied().max().unwrap_or(0)),
         commits: r.commits,
         largest_batch: r.largest_batch,
+        cascade_gate: r.cascade_gate,
+        detector_share: (!r.rows.is_empty())
+            .then(|| r.rows.iter().filter(|x| x.detector_ran).count() as f64 / r.rows.len() as f64),
     }
 }
 
 /// Engine median / peer median per run and model ("tract/classifier" -> 4.8), the end-to-end p50
 /// over the sum of the peer's two tight-loop medians ("tract/end_to_end_vs_peer_models"), and over
 /// the peer's median of both models run back to back per slice ("tract/end_to_end_vs_peer_pair",
-/// when the peer measured that role).
+/// when the peer measured that role). And the run's throughput over the peer's, the peer running
+/// both models on every slice ("onnxruntime+cascade0.05/throughput_vs_peer_pair": slices/s over
+/// 1000 / the pair's p50 ms; above 1 is faster than the peer, unlike the latency ratios).
 pub fn peer_ratios(runs: &[RunSummary], peer: &PeerResult) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
     let peer_ms = |role: &str| peer.models.iter().find(|m| m.role == role).map(|m| m.p50_ms);
@@ -206,6 +218,7 @@ pub fn peer_ratios(runs: &[RunSummary], peer: &PeerResult) -> BTreeMap<String, f
         if let (Some(t), Some(pair)) = (r.stages.get("total"), peer_ms("classifier+detector")) {
             if pair > 0.0 {
                 out.insert(format!("{}/end_to_end_vs_peer_pair", r.engine), t.p50_ms / pair);
+                out.insert(format!("{}/throughput_vs_peer_pair", r.engine), r.throughput_slices_per_s * pair / 1000.0);
             }
         }
     }
@@ -245,6 +258,13 @@ pub fn table(s: &BenchSummary) -> String {
             r.commits,
             r.largest_batch
         );
+        if let (Some(g), Some(share)) = (r.cascade_gate, r.detector_share) {
+            let _ = writeln!(
+                t,
+                "  cascade: detector only when classifier P >= {g}: it ran on {:.1}% of the slices",
+                share * 100.0
+            );
+        }
         let _ = writeln!(
             t,
             "  {:<11} {:>9} {:>9} {:>9} {:>9} {:>9}",
@@ -311,13 +331,17 @@ pub fn write_csv(path: &Path, rows: &[&SliceRow]) -> std::io::Result<()> {
     for n in SliceTimes::STAGES {
         let _ = write!(s, ",{n}_ms");
     }
-    s.push_str(",missed,p,boxes,suspicious,engine_allocations\n");
+    s.push_str(",missed,p,boxes,suspicious,engine_allocations,detector_ran\n");
     for r in rows {
         let _ = write!(s, "{},{},{},{}", r.engine, r.index, csv_field(&r.file), r.frame);
         for v in r.times.values() {
             let _ = write!(s, ",{:.3}", f64::from(v) / 1000.0);
         }
-        let _ = writeln!(s, ",{},{:.6},{},{},{}", r.missed, r.p, r.boxes, r.suspicious, r.engine_allocations);
+        let _ = writeln!(
+            s,
+            ",{},{:.6},{},{},{},{}",
+            r.missed, r.p, r.boxes, r.suspicious, r.engine_allocations, r.detector_ran
+        );
     }
     std::fs::write(path, s)
 }
@@ -506,6 +530,7 @@ mod tests {
         EngineRun {
             requested: engine.into(),
             engine: engine.into(),
+            cascade_gate: None,
             reason: "test".into(),
             rows: totals
                 .iter()
@@ -528,6 +553,7 @@ mod tests {
                     boxes: 1,
                     suspicious: true,
                     engine_allocations: 3,
+                    detector_ran: i % 2 == 0,
                 })
                 .collect(),
             wall_s: 1.0,
@@ -557,10 +583,14 @@ mod tests {
         assert_eq!(q["tract/detector"], 2.5);
         assert_eq!(q["tract/end_to_end_vs_peer_models"], 4.0);
         assert_eq!(q["tract/end_to_end_vs_peer_pair"], 3.2);
+        // 3 slices in 1 s against a peer pair of 12.5 ms (80 slices/s).
+        assert_eq!(q["tract/throughput_vs_peer_pair"], 3.0 / 80.0);
+        assert_eq!(r.detector_share, Some(2.0 / 3.0));
         // An older peer without the pair role: no pair ratio, the others unchanged.
         let old = PeerResult { models: peer.models[..2].to_vec(), ..peer };
         let q = peer_ratios(&[r], &old);
         assert!(!q.contains_key("tract/end_to_end_vs_peer_pair") && q["tract/end_to_end_vs_peer_models"] == 4.0);
+        assert!(!q.contains_key("tract/throughput_vs_peer_pair"));
     }
 
     /// Rounds: slices pooled per engine (indexed anew, wall time and misses summed), each ratio

@@ -19,19 +19,21 @@ pub fn default_profile_path() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("board").join("x86-cpu.toml")
 }
 
-/// A profile with paths resolved and overrides applied.
+/// A profile with paths resolved and overrides applied: validated once at load, read through
+/// accessors (callers never reach into the raw profile), changed only by methods that return an
+/// adjusted copy (`--precision`, bench's engine choice).
 #[derive(Debug, Clone)]
 pub struct Resolved {
-    pub profile_path: PathBuf,
-    pub profile: BoardProfile,
-    pub drop_dir: PathBuf,
-    pub state_dir: PathBuf,
-    pub classifier_manifest: PathBuf,
-    pub detector_manifest: PathBuf,
+    profile_path: PathBuf,
+    profile: BoardProfile,
+    drop_dir: PathBuf,
+    state_dir: PathBuf,
+    classifier_manifest: PathBuf,
+    detector_manifest: PathBuf,
     /// The profile's models folder, absolute.
-    pub models_dir: PathBuf,
+    models_dir: PathBuf,
     /// `[engine] onnxruntime_lib`, absolute (a bare file name is left to the system loader).
-    pub onnxruntime_lib: Option<PathBuf>,
+    onnxruntime_lib: Option<PathBuf>,
 }
 
 impl Resolved {
@@ -67,8 +69,9 @@ impl Resolved {
         })
     }
 
-    /// Switches precision (`--precision`): the manifests follow unless the profile names them.
-    pub fn set_precision(&mut self, precision: Precision) {
+    /// This profile at another precision (`--precision`): the manifests follow unless the
+    /// profile names them.
+    pub fn with_precision(mut self, precision: Precision) -> Resolved {
         self.profile.engine.precision = precision;
         let p = precision.as_str();
         if self.profile.models.classifier.is_none() {
@@ -77,5 +80,64 @@ impl Resolved {
         if self.profile.models.detector.is_none() {
             self.detector_manifest = self.models_dir.join(format!("detector-{p}.toml"));
         }
+        self
+    }
+
+    /// A copy of this profile asking for another engine kind (`bench --engine`).
+    pub fn with_engine_kind(&self, kind: EngineKind) -> Resolved {
+        let mut c = self.clone();
+        c.profile.engine.kind = kind;
+        c
+    }
+
+    /// The profile file this came from.
+    pub fn profile_path(&self) -> &Path {
+        &self.profile_path
+    }
+    pub fn drop_dir(&self) -> &Path {
+        &self.drop_dir
+    }
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+    pub fn classifier_manifest(&self) -> &Path {
+        &self.classifier_manifest
+    }
+    pub fn detector_manifest(&self) -> &Path {
+        &self.detector_manifest
+    }
+    /// `[engine] onnxruntime_lib`, absolute (a bare file name is left to the system loader).
+    pub fn onnxruntime_lib(&self) -> Option<&Path> {
+        self.onnxruntime_lib.as_deref()
+    }
+    pub fn board(&self) -> &raw::Board {
+        &self.profile.board
+    }
+    pub fn engine(&self) -> &raw::Engine {
+        &self.profile.engine
+    }
+    pub fn verdict(&self) -> &raw::Verdict {
+        &self.profile.verdict
+    }
+    pub fn budget(&self) -> &raw::Budget {
+        &self.profile.budget
+    }
+    pub fn runtime(&self) -> &raw::Runtime {
+        &self.profile.runtime
+    }
+    pub fn tensorrt(&self) -> &raw::Tensorrt {
+        &self.profile.tensorrt
+    }
+    pub fn eligibility(&self) -> &crate::eligibility::Rules {
+        &self.profile.eligibility
+    }
+    pub fn capture(&self) -> Option<&capture::Capture> {
+        self.profile.capture.as_ref()
+    }
+    pub fn display(&self) -> Option<&raw::Display> {
+        self.profile.display.as_ref()
+    }
+    pub fn dicom(&self) -> Option<&dicom_send::DicomTable> {
+        self.profile.dicom.as_ref()
     }
 }

@@ -68,17 +68,16 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn open(cfg: &Resolved) -> anyhow::Result<Daemon> {
-        let p = &cfg.profile;
         log::info!(
             "board profile {} ({}), engine {}, precision {}, {} thread(s)",
-            p.board.name,
-            cfg.profile_path.display(),
-            p.engine.kind.as_str(),
-            p.engine.precision.as_str(),
-            p.engine.threads
+            cfg.board().name,
+            cfg.profile_path().display(),
+            cfg.engine().kind.as_str(),
+            cfg.engine().precision.as_str(),
+            cfg.engine().threads
         );
         let journal = open_journal(cfg)?;
-        let models = ModelSet::load(&cfg.classifier_manifest, &cfg.detector_manifest)?;
+        let models = ModelSet::load(cfg.classifier_manifest(), cfg.detector_manifest())?;
         for m in [&models.classifier, &models.detector] {
             log::info!("model {} sha256 {} ({})", m.model().name, m.model().sha256, m.path().display());
             for w in m.warnings() {
@@ -86,7 +85,7 @@ impl Daemon {
             }
         }
         // Scheduling first, so the engine's threads inherit affinity and priority.
-        crate::runtime::apply(&p.runtime);
+        crate::runtime::apply(&cfg.runtime());
         let t = Instant::now();
         let (cls, det, choice) = crate::engine::open(cfg, &models)?;
         log::info!("{choice}");
@@ -116,11 +115,10 @@ impl Daemon {
         det: Box<dyn crate::engine::Engine>,
         t: Instant,
     ) -> anyhow::Result<Daemon> {
-        let p = &cfg.profile;
         let mut pipeline = Pipeline::with_engines(&models, cls, det)?;
-        pipeline.apply_profile(p);
+        pipeline.apply_profile(cfg);
         log::info!("engine {} loaded and warmed up in {} ms", pipeline.engine_name(), t.elapsed().as_millis());
-        let b = p.budget.config();
+        let b = cfg.budget().config();
         match crate::bench::warmup_probe(&mut pipeline, 3) {
             Ok(s) if s.p50_ms > f64::from(b.budget_ms) => log::warn!(
                 "the models alone take {:.1} ms per slice (warm-up median), over the {} ms budget: every slice will miss it; see `pe-sentinel check`",
@@ -135,14 +133,14 @@ impl Daemon {
             b.budget_ms,
             b.slow_miss_fraction * 100.0,
             b.slow_window,
-            match p.budget.cascade_gate {
+            match cfg.budget().cascade_gate {
                 Some(g) => format!("on (detector only when classifier P >= {g})"),
                 None => "off".into(),
             }
         );
-        let drop = DropFolder::open(&cfg.drop_dir)?;
+        let drop = DropFolder::open(cfg.drop_dir())?;
         log::info!("watching drop folder {}", drop.root().display());
-        let capture = match &p.capture {
+        let capture = match cfg.capture() {
             Some(c) => {
                 use crate::source::capture::open;
                 log::info!(
@@ -161,22 +159,22 @@ impl Daemon {
             }
             None => None,
         };
-        let fusion = p.verdict.fusion_config();
-        let series = p.verdict.series_config();
+        let fusion = cfg.verdict().fusion_config();
+        let series = cfg.verdict().series_config();
         log::info!(
             "verdict: fusion {}, classifier P >= {}, positive at {} suspicious of {} adjacent slices, close after {} s quiet",
             fusion.policy.as_str(),
             fusion.classifier_p,
             series.suspicious_min,
             series.window_slices,
-            p.verdict.quiet_s
+            cfg.verdict().quiet_s
         );
-        let display = match &p.display {
-            Some(d) => Some(DisplayHandle::start(&d.config(), Some(&cfg.state_dir))?),
+        let display = match cfg.display() {
+            Some(d) => Some(DisplayHandle::start(&d.config(), Some(cfg.state_dir()))?),
             None => None,
         };
         let outbox = crate::outbox::Outbox::start(cfg, &models)?;
-        let gate = crate::eligibility::gate_for(&p.eligibility, &models);
+        let gate = crate::eligibility::gate_for(cfg.eligibility(), &models);
         for (warn, line) in crate::eligibility::describe(&gate, &models) {
             if warn {
                 log::warn!("{line}");
@@ -186,7 +184,7 @@ impl Daemon {
         }
         // The sink writes on `journal`; the analysis reads on a connection of its own.
         let reader = Journal::open(journal.path())?;
-        let sink = sink::Sink::start(journal, Some(drop.mover()), cfg.state_dir.join("overlays"))
+        let sink = sink::Sink::start(journal, Some(drop.mover()), cfg.state_dir().join("overlays"))
             .context("cannot start the sink thread")?;
         let analysis = Analysis::new(
             pipeline,
@@ -337,9 +335,9 @@ impl Daemon {
 }
 
 fn open_journal(cfg: &Resolved) -> anyhow::Result<Journal> {
-    std::fs::create_dir_all(&cfg.state_dir)
-        .with_context(|| format!("cannot create state folder {}", cfg.state_dir.display()))?;
-    Ok(Journal::open(&Journal::path_in(&cfg.state_dir))?)
+    std::fs::create_dir_all(cfg.state_dir())
+        .with_context(|| format!("cannot create state folder {}", cfg.state_dir().display()))?;
+    Ok(Journal::open(&Journal::path_in(cfg.state_dir()))?)
 }
 
 /// Sets the returned flag on SIGTERM or SIGINT.

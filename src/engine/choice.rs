@@ -54,14 +54,14 @@ pub type EnginePair = (Box<dyn Engine>, Box<dyn Engine>);
 pub type Opened = (Box<dyn Engine>, Box<dyn Engine>, EngineChoice);
 
 fn tract(cfg: &Resolved, models: &ModelSet) -> Result<EnginePair, EngineError> {
-    let opts = TractOptions::default().threads(cfg.profile.engine.threads);
+    let opts = TractOptions::default().threads(cfg.engine().threads);
     let cls = TractPlan::load(&models.classifier, &opts)?.spawn()?;
     let det = TractPlan::load(&models.detector, &opts)?.spawn()?;
     Ok((Box::new(cls), Box::new(det)))
 }
 
 fn onnxruntime(cfg: &Resolved, models: &ModelSet, lib: &OrtLibrary) -> Result<EnginePair, EngineError> {
-    let e = &cfg.profile.engine;
+    let e = cfg.engine();
     let opts = OrtOptions::default().threads(e.threads).providers(e.providers.clone());
     let cls = OrtPlan::load(lib, &models.classifier, &opts)?;
     let det = OrtPlan::load(lib, &models.detector, &opts)?;
@@ -74,7 +74,7 @@ fn ort_reason(lib: &OrtLibrary) -> String {
 
 /// Loads both models on the engine the profile asks for (see the module doc).
 pub fn open(cfg: &Resolved, models: &ModelSet) -> Result<Opened, OpenError> {
-    let requested = cfg.profile.engine.kind;
+    let requested = cfg.engine().kind;
     let choice = |engine, reason: String, looked| EngineChoice { engine, requested, reason, looked };
     match requested {
         EngineKind::Tract => {
@@ -82,12 +82,12 @@ pub fn open(cfg: &Resolved, models: &ModelSet) -> Result<Opened, OpenError> {
             Ok((c, d, choice("tract", "the profile asks for tract".into(), Vec::new())))
         }
         EngineKind::Onnxruntime => {
-            let lib = OrtLibrary::find(cfg.onnxruntime_lib.as_deref())
-                .map_err(|err| OpenError::NoOnnxruntime { profile: cfg.profile_path.clone(), err })?;
+            let lib = OrtLibrary::find(cfg.onnxruntime_lib())
+                .map_err(|err| OpenError::NoOnnxruntime { profile: cfg.profile_path().to_path_buf(), err })?;
             let (c, d) = onnxruntime(cfg, models, &lib)?;
             Ok((c, d, choice("onnxruntime", ort_reason(&lib), lib.attempts)))
         }
-        EngineKind::Auto => match OrtLibrary::find(cfg.onnxruntime_lib.as_deref()) {
+        EngineKind::Auto => match OrtLibrary::find(cfg.onnxruntime_lib()) {
             Ok(lib) => match onnxruntime(cfg, models, &lib) {
                 Ok((c, d)) => Ok((c, d, choice("onnxruntime", ort_reason(&lib), lib.attempts))),
                 Err(e) => {
@@ -104,12 +104,12 @@ pub fn open(cfg: &Resolved, models: &ModelSet) -> Result<Opened, OpenError> {
         },
         EngineKind::Tensorrt => match open_tensorrt(cfg, models) {
             Ok((c, d, reason)) => Ok((c, d, choice("tensorrt", reason, Vec::new()))),
-            Err(failure) => match super::tensorrt::apply_fallback(cfg.profile.tensorrt.fallback, &failure) {
+            Err(failure) => match super::tensorrt::apply_fallback(cfg.tensorrt().fallback, &failure) {
                 Ok(why) => {
                     let (c, d) = tract(cfg, models)?;
                     Ok((c, d, choice("tract", why, Vec::new())))
                 }
-                Err(detail) => Err(OpenError::Tensorrt { profile: cfg.profile_path.clone(), detail }),
+                Err(detail) => Err(OpenError::Tensorrt { profile: cfg.profile_path().to_path_buf(), detail }),
             },
         },
     }
@@ -120,21 +120,21 @@ fn profile_relative(cfg: &Resolved, p: &std::path::Path) -> PathBuf {
     if p.is_absolute() {
         p.to_path_buf()
     } else {
-        cfg.profile_path.parent().unwrap_or(std::path::Path::new(".")).join(p)
+        cfg.profile_path().parent().unwrap_or(std::path::Path::new(".")).join(p)
     }
 }
 
 /// The TensorRT library the profile names (`[tensorrt] library`), if any: a bare file name
 /// (`libnvinfer.so.10`) goes to the system loader, a path is relative to the profile.
 pub fn tensorrt_library_path(cfg: &Resolved) -> Option<PathBuf> {
-    let p = cfg.profile.tensorrt.library.as_deref()?;
+    let p = cfg.tensorrt().library.as_deref()?;
     Some(if p.components().count() == 1 { p.to_path_buf() } else { profile_relative(cfg, p) })
 }
 
 /// The shim library the profile points at: `[tensorrt] shim`, else the package's lib folder if
 /// it has one, else the system loader's `libpe_trt.so`.
 pub fn tensorrt_shim_path(cfg: &Resolved) -> PathBuf {
-    if let Some(p) = &cfg.profile.tensorrt.shim {
+    if let Some(p) = &cfg.tensorrt().shim {
         return profile_relative(cfg, p);
     }
     let own = std::env::current_exe()
@@ -150,7 +150,7 @@ type TrtOpened = (Box<dyn Engine>, Box<dyn Engine>, String);
 /// The build precision the profile implies.
 pub fn tensorrt_precision(cfg: &Resolved) -> super::tensorrt::BuildPrecision {
     use super::tensorrt::BuildPrecision;
-    match (cfg.profile.engine.precision, cfg.profile.tensorrt.fp16) {
+    match (cfg.engine().precision, cfg.tensorrt().fp16) {
         (crate::config::Precision::Int8, _) => BuildPrecision::Int8Qdq,
         (crate::config::Precision::Fp32, true) => BuildPrecision::Fp16,
         (crate::config::Precision::Fp32, false) => BuildPrecision::Fp32,
@@ -170,7 +170,7 @@ fn open_tensorrt(cfg: &Resolved, models: &ModelSet) -> Result<TrtOpened, String>
     // No TensorRT object before CUDA has a device (see board/jetson/shim/pe_trt.cpp).
     lib.gpu().map_err(|e| format!("{}, but {e}", lib.describe()))?;
     let precision = tensorrt_precision(cfg);
-    let dir = engines_dir(&cfg.state_dir);
+    let dir = engines_dir(cfg.state_dir());
     let (c, rc) = shim::load_cached(&lib, &models.classifier, precision, &dir).map_err(|e| e.to_string())?;
     let (d, rd) = shim::load_cached(&lib, &models.detector, precision, &dir).map_err(|e| e.to_string())?;
     let said = |r: &shim::PlanReport| match &r.built {
@@ -197,7 +197,7 @@ pub fn build_tensorrt_engines(cfg: &Resolved, models: &ModelSet, force: bool) ->
     }
     lib.gpu().map_err(|e| format!("{}, but {e}", lib.describe()))?;
     let precision = tensorrt_precision(cfg);
-    let dir = engines_dir(&cfg.state_dir);
+    let dir = engines_dir(cfg.state_dir());
     let mut lines = vec![format!("{} on {}", lib.describe(), lib.gpu_name)];
     for m in [&models.classifier, &models.detector] {
         let r = shim::ensure_plan(&lib, m, precision, &dir, force).map_err(|e| e.to_string())?;

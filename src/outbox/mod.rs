@@ -161,15 +161,15 @@ pub struct Outbox {
 impl Outbox {
     /// Starts the worker when the profile has `[dicom.send]`; `None` otherwise.
     pub fn start(cfg: &Resolved, models: &ModelSet) -> anyhow::Result<Option<Outbox>> {
-        let Some(send) = cfg.profile.dicom.as_ref().and_then(|d| d.send.clone()) else { return Ok(None) };
-        let outbox = pe_sentinel_send::config::outbox_in(&cfg.state_dir);
+        let Some(send) = cfg.dicom().and_then(|d| d.send.clone()) else { return Ok(None) };
+        let outbox = pe_sentinel_send::config::outbox_in(cfg.state_dir());
         pe_sentinel_send::outbox::create(&outbox).map_err(|e| {
             anyhow::anyhow!("cannot create the outbox {}: {e}; check the state folder's permissions", outbox.display())
         })?;
         let pre = models.classifier.preprocess();
         let ctx = Ctx {
             send: send.clone(),
-            done: cfg.drop_dir.join(crate::source::drop_folder::DONE),
+            done: cfg.drop_dir().join(crate::source::drop_folder::DONE),
             outbox: outbox.clone(),
             window: HuWindow { center_hu: pre.window_center_hu, width_hu: pre.window_width_hu },
             models: vec![

@@ -1,4 +1,4 @@
-"""Cross-check of pe-sentinel's detection AP (src/eval.rs) against independent implementations.
+"""Cross-check of pe-sentinel's detection AP (src/eval/metrics.rs) against independent implementations.
 
 `ap50_coco` must equal pycocotools' COCOeval (iouThrs [0.5], one category, area range "all",
 maxDets [100]) to 1e-6 on random detection sets drawn with a fixed numpy seed: score ties,

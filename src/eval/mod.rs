@@ -4,12 +4,14 @@
 //! accuracy, sensitivity and specificity, and series sensitivity and specificity under the
 //! profile's fusion and series rule. Reads the dataset; writes nothing.
 
-use crate::eval::{Detection, EvalReport, Outcome, TruthBox};
+pub mod metrics;
+
 use crate::infer::decode_any;
 use crate::pipeline::{Pipeline, SliceScores};
 use crate::verdict::fusion::FusionConfig;
 use crate::verdict::series::{SeriesConfig, SeriesVerdict};
 use crate::verdict::Judge;
+use metrics::{Detection, EvalReport, Outcome, TruthBox};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -26,7 +28,7 @@ pub enum EvalRunError {
     #[error("dataset {path}: {reason}")]
     Bad { path: PathBuf, reason: String },
     #[error(transparent)]
-    Metrics(#[from] crate::eval::EvalError),
+    Metrics(#[from] metrics::EvalError),
 }
 
 /// The report plus what the fused decision gave per slice.
@@ -175,12 +177,12 @@ pub fn evaluate(
     }
     pipeline.set_detector_threshold(detector_threshold);
     let report = EvalReport::compute(&truths, &dets, &slice_out, &series_out)?;
-    let fused = crate::eval::Confusion::from_outcomes(&fused_out);
+    let fused = metrics::Confusion::from_outcomes(&fused_out);
     let argmax: Vec<Outcome> = rows.iter().map(|r| Outcome { predicted: r.p >= 0.5, truth: r.truth }).collect();
     Ok(EvalOutcome {
         report,
         fused_slice_accuracy: fused.accuracy(),
-        classifier_argmax_accuracy: crate::eval::Confusion::from_outcomes(&argmax).accuracy(),
+        classifier_argmax_accuracy: metrics::Confusion::from_outcomes(&argmax).accuracy(),
         classifier_threshold: fusion.classifier_p,
         precision: String::new(),
         input: sub.to_string(),
