@@ -5,6 +5,7 @@
 
 mod association;
 pub mod classes;
+mod header;
 pub mod session;
 pub mod spool;
 mod storage_classes;
