@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Builds the appliance package for a Jetson (arm64) or an x86 mini-PC (amd64) on any Linux host:
 #   scripts/build-deb.sh arm64|amd64        -> target/debian/pe-sentinel_<version>_<arch>.deb
-# The binary is linked against glibc 2.31 with cargo-zigbuild (so it starts on JetPack 5 / Ubuntu
-# 20.04, JetPack 6 / Ubuntu 22.04 and anything newer), checked for newer symbol versions, and the
-# package says `Depends: libc6 (>= 2.31)` (Cargo.toml: a fixed line, not cargo-deb's `$auto`, which
-# would copy the build host's glibc version). C++ (CharLS) is linked statically by zig, so there is
+# The binaries (pe-sentinel, pe-sentinel-receive, pe-sentinel-send) are linked against glibc 2.31
+# with cargo-zigbuild (so they start on JetPack 5 / Ubuntu 20.04, JetPack 6 / Ubuntu 22.04 and
+# anything newer), each checked for newer symbol versions, and the package says
+# `Depends: libc6 (>= 2.31)` (Cargo.toml: a fixed line, not cargo-deb's `$auto`, which would copy
+# the build host's glibc version). C++ (CharLS) is linked statically by zig, so there is
 # no libstdc++ dependency. The package carries the onnxruntime CPU library (usr/lib/pe-sentinel),
 # the man pages and the bash/zsh/fish completions. Installs cargo-deb (cargo install) and cargo-zigbuild (PyPI, with zig)
 # when missing; the cross build uses the same venv as scripts/cross-aarch64.sh.
@@ -23,8 +24,16 @@ if [ ! -x "$VENV/bin/cargo-zigbuild" ]; then
 fi
 command -v cargo-deb >/dev/null || cargo install --locked cargo-deb
 rustup target list --installed | grep -qx "$triple" || rustup target add "$triple"
+# The analyser, then the DICOM receiver and the results sender (issue 22: their own crates and
+# units), against the same glibc; two builds, so that cargo's feature unification does not link the
+# receiver's network code (pe-sentinel-receive's `server` feature) into the analyser. Each binary is
+# checked for newer symbol versions.
 PATH="$VENV/bin:$PATH" cargo zigbuild --locked --release --target "$triple.$GLIBC" --bin pe-sentinel
-scripts/glibc-check.sh "${CARGO_TARGET_DIR:-target}/$triple/release/pe-sentinel" "$GLIBC"
+PATH="$VENV/bin:$PATH" cargo zigbuild --locked --release --target "$triple.$GLIBC" \
+  -p pe-sentinel-receive -p pe-sentinel-send --bins
+for bin in pe-sentinel pe-sentinel-receive pe-sentinel-send; do
+  scripts/glibc-check.sh "${CARGO_TARGET_DIR:-target}/$triple/release/$bin" "$GLIBC"
+done
 # What the package carries beside the binary (Cargo.toml assets under target/release/assets): the man
 # pages and shell completions from the clap definitions, written by the binary itself (the arm64 one
 # under qemu-aarch64), and the pinned onnxruntime CPU library for `engine = "auto"` (docs/platform.md).
