@@ -120,3 +120,34 @@ def test_tls_without_client_ca_takes_any_tls_sender_and_bad_key_stops_the_start(
                          capture_output=True, text=True, timeout=30, env={**os.environ, "RUST_LOG": "error"})
     assert out.returncode != 0
     assert "[dicom.tls]" in out.stderr and "scanner.key" in out.stderr and "receiver.crt" in out.stderr, out.stderr
+
+
+def test_one_over_the_limit_is_rejected_inside_tls(receiver_bin, tmp_path, pki):
+    """The transient rejection (local limit exceeded) travels inside TLS, so a TLS sender reads it."""
+    import ssl
+
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    drop = tmp_path / "drop"
+    extra = (f'max_associations = 1\n[dicom.tls]\ncert = "{pki / "receiver.crt"}"\nkey = "{pki / "receiver.key"}"\n'
+             f'client_ca = "{pki / "ca.crt"}"\n')
+    r = Receiver(receiver_bin, tmp_path, drop, extra=extra)
+    try:
+        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(pki / "ca.crt"))
+        ctx.load_cert_chain(str(pki / "scanner.crt"), str(pki / "scanner.key"))
+        ae = AE(ae_title="SCANNER")
+        ae.add_requested_context(Verification)
+        held = ae.associate("127.0.0.1", r.port, ae_title="PE-SENTINEL", tls_args=(ctx, "127.0.0.1"))
+        assert held.is_established, "pynetdicom over TLS with a client certificate"
+        busy = subprocess.run(["echoscu", *_tls(pki, "scanner"), "-aet", "ECHOSCU", "-aec", "PE-SENTINEL",
+                               "127.0.0.1", str(r.port)], capture_output=True, text=True, timeout=30)
+        assert "Rejected Transient" in busy.stderr and "Local Limit Exceeded" in busy.stderr, busy.stderr
+        assert held.send_c_echo().Status == 0x0000, "the held association still works"
+        held.release()
+        wait(lambda: len(r.audit()) == 2, 10, "two audit rows")
+        outcomes = [row[6] for row in r.audit()]
+        assert any("transient" in o and "local limit exceeded" in o for o in outcomes), outcomes
+        assert "released" in outcomes, outcomes
+    finally:
+        r.stop()
