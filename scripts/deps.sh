@@ -28,6 +28,7 @@ test|cmd:systemd-analyze|systemd|scripts/check-systemd.sh: verify, security, sys
 test|cmd:udevadm|udev|scripts/check-systemd.sh: the udev rules in a private mount namespace
 test|cmd:storescp|dcmtk|DICOM peers nobody here wrote (storescp, storescu, echoscu): the receiver and results tests
 test|cmd:dciodvfy|dicom3tools|dciodvfy validates the Secondary Capture and SR objects we write
+test|cmd:openssl|openssl|certificates for the DICOM-over-TLS test of the receiver (tests/py/test_dicom_tls.py)
 cross|cmd:qemu-aarch64|qemu-user|runs the arm64 binary (scripts/cross-aarch64.sh)
 cross|file:/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1|libc6-arm64-cross|the arm64 loader and libc qemu runs it with
 cross|pymod:ensurepip|python3-venv|the venv holding cargo-zigbuild and zig
