@@ -29,6 +29,7 @@ test|cmd:udevadm|udev|scripts/check-systemd.sh: the udev rules in a private moun
 test|cmd:storescp|dcmtk|DICOM peers nobody here wrote (storescp, storescu, echoscu): the receiver and results tests
 test|cmd:dciodvfy|dicom3tools|dciodvfy validates the Secondary Capture and SR objects we write
 test|cmd:strace|strace|tests/fsync_delay.rs delays every fsync of the daemon (fault injection) to test a slow disk
+test|cmd:openssl|openssl|certificates for the DICOM-over-TLS test of the receiver (tests/py/test_dicom_tls.py)
 cross|cmd:qemu-aarch64|qemu-user|runs the arm64 binary (scripts/cross-aarch64.sh)
 cross|file:/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1|libc6-arm64-cross|the arm64 loader and libc qemu runs it with
 cross|pymod:ensurepip|python3-venv|the venv holding cargo-zigbuild and zig

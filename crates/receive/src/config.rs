@@ -59,10 +59,28 @@ pub struct Dicom {
     /// The receiver's own state (its association audit), relative to the profile.
     #[serde(default = "default_state_dir")]
     pub state_dir: PathBuf,
+    /// `[dicom.tls]`: DICOM over TLS (PS3.15 Annex B) on the receiver's socket. Absent: plain TCP.
+    #[serde(default)]
+    pub tls: Option<Tls>,
     /// `[dicom.send]`: the results sender's table (pe-sentinel-send and the analyser read it); not
     /// the receiver's business, kept unread so one profile serves all three.
     #[serde(default)]
     pub send: Option<toml::Value>,
+}
+
+/// `[dicom.tls]`: the receiver's certificate chain and private key (PEM files), and optionally
+/// the CA whose certificates senders must present (mutual TLS). Paths are relative to the profile.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// The receiver's certificate, followed by any intermediates (PEM).
+    pub cert: PathBuf,
+    /// The private key of `cert` (PEM: PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
+    /// CA certificate(s) (PEM) that must have signed each sender's client certificate. Absent:
+    /// senders need no certificate (the AE title and address checks still apply).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
 }
 
 /// One `[[dicom.allow]]` entry as written.
@@ -115,6 +133,7 @@ impl Default for Dicom {
             min_free_mb: default_min_free_mb(),
             max_instance_mb: default_max_instance_mb(),
             state_dir: default_state_dir(),
+            tls: None,
             send: None,
         }
     }
@@ -294,6 +313,11 @@ impl ReceiveProfile {
         let mut dicom = part.dicom.unwrap_or_default();
         let allowed = dicom.check().map_err(|e| format!("config {}: {e}", path.display()))?;
         dicom.state_dir = abs(std::mem::take(&mut dicom.state_dir));
+        if let Some(t) = dicom.tls.as_mut() {
+            t.cert = abs(std::mem::take(&mut t.cert));
+            t.key = abs(std::mem::take(&mut t.key));
+            t.client_ca = t.client_ca.take().map(abs);
+        }
         Ok(ReceiveProfile { drop_dir: part.paths.and_then(|p| p.drop_dir).map(abs), dicom, allowed, has_dicom })
     }
 }

@@ -84,6 +84,7 @@ fn run(args: Args) -> Result<(), String> {
         state_dir: args.state.clone().unwrap_or_else(|| d.state_dir.clone()),
         min_free_bytes: d.min_free_mb.saturating_mul(1_000_000),
         max_instance_bytes: d.max_instance_mb.saturating_mul(1_000_000),
+        tls: d.tls.clone(),
     };
     let listener = match &args.listen {
         Some(a) => TcpListener::bind(a).map_err(|e| format!("cannot listen on {a}: {e}"))?,
@@ -106,10 +107,21 @@ fn run(args: Args) -> Result<(), String> {
         .map(|a| format!("{}@{}", a.ae_title, a.networks.iter().map(|n| n.to_string()).collect::<Vec<_>>().join(",")))
         .collect();
     let drop_dir = cfg.drop_dir.display().to_string();
+    let transport = match &cfg.tls {
+        None => "plain TCP (no [dicom.tls])".to_string(),
+        Some(t) => format!(
+            "TLS (certificate {}, {})",
+            t.cert.display(),
+            match &t.client_ca {
+                Some(ca) => format!("client certificates from {} required", ca.display()),
+                None => "no client certificate asked".into(),
+            }
+        ),
+    };
     let shared = server::prepare(cfg)?;
     let c = &shared.cfg;
     log::info!(
-        "receiving as AE {} on {local} into {drop_dir}; allowed: {}; at most {} associations, max PDU {} bytes, \
+        "receiving as AE {} on {local} over {transport} into {drop_dir}; allowed: {}; at most {} associations, max PDU {} bytes, \
          TCP_NODELAY {}, ARTIM {} s, idle {} s, keeping {} MB free",
         c.ae_title,
         if senders.is_empty() { "nobody".to_string() } else { senders.join(" ") },

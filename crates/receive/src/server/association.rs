@@ -10,7 +10,8 @@ use super::Shared;
 use crate::audit::AssociationRow;
 use crate::config::Allowed;
 use dicom_ul::association::server::AccessControl;
-use dicom_ul::association::{Association, Error as UlError};
+use dicom_ul::association::ServerAssociation;
+use dicom_ul::association::{Association, CloseSocket, Error as UlError};
 use dicom_ul::pdu::{
     AbortRQServiceProviderReason, AbortRQSource, AssociationRJ, AssociationRJResult,
     AssociationRJServiceProviderPresentationReason, AssociationRJServiceUserReason, AssociationRJSource,
@@ -19,6 +20,7 @@ use dicom_ul::pdu::{
 use dicom_ul::{Pdu, ServerAssociationOptions};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Shutdown, TcpStream};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn unix_ms() -> i64 {
@@ -82,18 +84,43 @@ pub fn serve(stream: TcpStream, shared: &Shared) -> AssociationRow {
         options = options.with_transfer_syntax(ts);
     }
     let mut row = AssociationRow { peer: peer_s.clone(), started_unix_ms: started, ..Default::default() };
-    let mut assoc = match options.establish(stream) {
-        Ok(a) => a,
+    // A second handle on the socket for timeouts, quick ACKs and the shutdown, whatever carries
+    // the PDUs (the socket itself, or TLS over it).
+    let tcp = match stream.try_clone() {
+        Ok(t) => t,
         Err(e) => {
-            row.outcome = match &e {
-                UlError::Rejected { association_rj, .. } => format!("rejected: {}", rj_text(association_rj)),
-                other => format!("not established: {other}"),
-            };
+            row.outcome = format!("not established: cannot use the connection: {e}");
             log::warn!("{peer_s}: association {}", row.outcome);
             row.ended_unix_ms = unix_ms();
             return row;
         }
     };
+    let established = match &shared.tls {
+        None => options.establish(stream).map(|a| converse(a, &tcp, shared, &mut row)),
+        Some(tls) => {
+            options.tls_config(Arc::clone(tls)).establish_tls(stream).map(|a| converse(a, &tcp, shared, &mut row))
+        }
+    };
+    if let Err(e) = established {
+        row.outcome = match &e {
+            UlError::Rejected { association_rj, .. } => format!("rejected: {}", rj_text(association_rj)),
+            other => format!("not established: {}", snafu_chain(other)),
+        };
+        log::warn!("{peer_s}: association {}", row.outcome);
+        let _ = tcp.shutdown(Shutdown::Both);
+        row.ended_unix_ms = unix_ms();
+    }
+    row
+}
+
+/// An established association to its end: PDUs through a [`Session`] until release, abort,
+/// timeout or a broken peer. Fills in the audit row.
+fn converse<S>(mut assoc: ServerAssociation<S>, tcp: &TcpStream, shared: &Shared, row: &mut AssociationRow)
+where
+    S: Read + Write + CloseSocket,
+{
+    let cfg = &shared.cfg;
+    let peer_s = row.peer.clone();
     row.calling_ae = assoc.peer_ae_title().trim().to_string();
     row.called_ae = assoc.called_ae_title().trim().to_string();
     let contexts: Vec<Context> = assoc
@@ -117,7 +144,7 @@ pub fn serve(stream: TcpStream, shared: &Shared) -> AssociationRow {
         assoc.requestor_max_pdu_length(),
         cfg.max_pdu_bytes
     );
-    if let Err(e) = assoc.inner_stream().set_read_timeout(Some(cfg.idle)) {
+    if let Err(e) = tcp.set_read_timeout(Some(cfg.idle)) {
         log::warn!("{peer_s}: cannot set the idle timeout: {e}");
     }
     let mut session = Session::new(&shared.spool, contexts, &row.calling_ae);
@@ -125,7 +152,7 @@ pub fn serve(stream: TcpStream, shared: &Shared) -> AssociationRow {
     let outcome = loop {
         let pdu = assoc.receive();
         if cfg.quickack {
-            let _ = super::sys::quickack(assoc.inner_stream());
+            let _ = super::sys::quickack(tcp);
         }
         match pdu {
             Ok(Pdu::PData { data }) => {
@@ -169,7 +196,7 @@ pub fn serve(stream: TcpStream, shared: &Shared) -> AssociationRow {
             }
         }
     };
-    let _ = assoc.inner_stream().shutdown(Shutdown::Both);
+    let _ = tcp.shutdown(Shutdown::Both);
     let Counts { instances, set_aside, failed, bytes } = session.counts;
     drop(session);
     row.instances = instances;
@@ -184,7 +211,6 @@ pub fn serve(stream: TcpStream, shared: &Shared) -> AssociationRow {
         row.outcome,
         row.ended_unix_ms - row.started_unix_ms
     );
-    row
 }
 
 fn abort(reason: AbortRQServiceProviderReason) -> Pdu {
@@ -217,11 +243,58 @@ fn rj_text(rj: &AssociationRJ) -> String {
 
 /// Over the association limit: read the A-ASSOCIATE-RQ (so closing does not reset the connection
 /// before the peer reads our answer) and answer A-ASSOCIATE-RJ, transient, local limit exceeded.
-pub fn reject_busy(mut stream: TcpStream, shared: &Shared) {
+/// With `[dicom.tls]` the rejection travels inside TLS like every other PDU.
+pub fn reject_busy(stream: TcpStream, shared: &Shared) {
     let started = unix_ms();
     let peer_s = stream.peer_addr().map(|p| p.to_string()).unwrap_or_else(|_| "?".into());
     let _ = stream.set_read_timeout(Some(shared.cfg.artim));
     let _ = stream.set_write_timeout(Some(shared.cfg.artim));
+    let rj = AssociationRJ {
+        result: AssociationRJResult::Transient,
+        source: AssociationRJSource::ServiceProviderPresentation(
+            AssociationRJServiceProviderPresentationReason::LocalLimitExceeded,
+        ),
+    };
+    let (calling, called) = match &shared.tls {
+        None => {
+            let tcp = stream.try_clone();
+            let mut s = stream;
+            let titles = reject_on(&mut s, &rj);
+            let _ = s.shutdown(Shutdown::Write);
+            if let Ok(t) = tcp {
+                drain(t);
+            }
+            titles
+        }
+        Some(tls) => match (rustls::ServerConnection::new(Arc::clone(tls)), stream.try_clone()) {
+            (Ok(conn), Ok(tcp)) => {
+                let mut s = rustls::StreamOwned::new(conn, stream);
+                let titles = reject_on(&mut s, &rj);
+                s.conn.send_close_notify();
+                let _ = s.flush();
+                let _ = tcp.shutdown(Shutdown::Write);
+                drain(tcp);
+                titles
+            }
+            _ => (String::new(), String::new()),
+        },
+    };
+    let outcome = format!("rejected: {} (limit {} associations)", rj_text(&rj), shared.cfg.max_associations);
+    log::warn!("{peer_s}: association from {calling} {outcome}");
+    shared.record(&AssociationRow {
+        calling_ae: calling,
+        called_ae: called,
+        peer: peer_s,
+        started_unix_ms: started,
+        ended_unix_ms: unix_ms(),
+        outcome,
+        ..Default::default()
+    });
+}
+
+/// Reads the A-ASSOCIATE-RQ's fixed part (bounded) and writes the rejection; returns the calling
+/// and called AE titles read (empty when the peer sent something else).
+fn reject_on<S: Read + Write>(stream: &mut S, rj: &AssociationRJ) -> (String, String) {
     let mut head = [0u8; 6];
     let mut calling = String::new();
     let mut called = String::new();
@@ -234,30 +307,17 @@ pub fn reject_busy(mut stream: TcpStream, shared: &Shared) {
             calling = String::from_utf8_lossy(&body[20..36]).trim().to_string();
         }
     }
-    let rj = AssociationRJ {
-        result: AssociationRJResult::Transient,
-        source: AssociationRJSource::ServiceProviderPresentation(
-            AssociationRJServiceProviderPresentationReason::LocalLimitExceeded,
-        ),
-    };
     let mut bytes = Vec::with_capacity(10);
     if dicom_ul::pdu::write_pdu(&mut bytes, &Pdu::AssociationRJ(rj.clone())).is_ok() {
         let _ = stream.write_all(&bytes);
+        let _ = stream.flush();
     }
-    let _ = stream.shutdown(Shutdown::Write);
-    // Let the peer read the rejection and close first.
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    (calling, called)
+}
+
+/// Lets the peer read the rejection and close first (at most 2 s).
+fn drain(mut tcp: TcpStream) {
+    let _ = tcp.set_read_timeout(Some(Duration::from_secs(2)));
     let mut sink = [0u8; 512];
-    while matches!(stream.read(&mut sink), Ok(n) if n > 0) {}
-    let outcome = format!("rejected: {} (limit {} associations)", rj_text(&rj), shared.cfg.max_associations);
-    log::warn!("{peer_s}: association from {calling} {outcome}");
-    shared.record(&AssociationRow {
-        calling_ae: calling,
-        called_ae: called,
-        peer: peer_s,
-        started_unix_ms: started,
-        ended_unix_ms: unix_ms(),
-        outcome,
-        ..Default::default()
-    });
+    while matches!(tcp.read(&mut sink), Ok(n) if n > 0) {}
 }

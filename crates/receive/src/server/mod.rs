@@ -1,17 +1,20 @@
 //! The receiver: a listening socket (systemd's, or bound from --listen / `[dicom] listen`), one
 //! thread per association up to `max_associations` (one more gets a transient rejection), the
-//! spool in the drop folder, and the association audit in the receiver's state folder. Touches
-//! the socket, the drop folder and its own state folder only.
+//! spool in the drop folder, and the association audit in the receiver's state folder; with
+//! `[dicom.tls]` every connection is TLS ([`tls`]). Touches the socket, the drop folder, its own
+//! state folder and (at start) the TLS certificate and key files only.
 
 mod association;
 pub mod classes;
+mod header;
 pub mod session;
 pub mod spool;
 mod storage_classes;
 pub mod sys;
+pub mod tls;
 
 use crate::audit::{AssociationRow, Audit};
-use crate::config::Allowed;
+use crate::config::{Allowed, Tls};
 use spool::Spool;
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -35,6 +38,8 @@ pub struct ServerConfig {
     pub state_dir: PathBuf,
     pub min_free_bytes: u64,
     pub max_instance_bytes: u64,
+    /// `[dicom.tls]`: DICOM over TLS on every connection; absent: plain TCP.
+    pub tls: Option<Tls>,
 }
 
 /// What every association thread shares.
@@ -42,6 +47,8 @@ pub struct Shared {
     pub cfg: ServerConfig,
     pub spool: Spool,
     audit: Mutex<Audit>,
+    /// The TLS configuration built from `cfg.tls` once, at start.
+    tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 impl Shared {
@@ -77,7 +84,8 @@ pub fn prepare(cfg: ServerConfig) -> Result<Arc<Shared>, String> {
     std::fs::create_dir_all(&cfg.state_dir)
         .map_err(|e| format!("cannot create the receiver's state folder {}: {e}", cfg.state_dir.display()))?;
     let audit = Audit::open(&Audit::path_in(&cfg.state_dir)).map_err(|e| e.to_string())?;
-    Ok(Arc::new(Shared { cfg, spool, audit: Mutex::new(audit) }))
+    let tls = cfg.tls.as_ref().map(tls::server_config).transpose()?;
+    Ok(Arc::new(Shared { cfg, spool, audit: Mutex::new(audit), tls }))
 }
 
 /// Accepts connections until the listener fails.

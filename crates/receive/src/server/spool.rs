@@ -1,12 +1,11 @@
 //! The spool: how a received instance becomes a file in the analyser's drop folder. Each instance
 //! is streamed into a temporary file in `DROP/.receiving/` (same file system, a hidden folder the
-//! analyser never looks into), its header is checked, it is fsynced and renamed into the drop
+//! analyser never looks into), its header is checked ([`super::header`]), it is fsynced and renamed into the drop
 //! folder as `SOPInstanceUID.dcm` (never replacing a file there), and the folder is fsynced; only
 //! then may the C-STORE response say success. A temporary file that is not committed (aborted
 //! association, failed check, full disk) is removed when dropped. Touches only the drop folder.
 
 use super::sys;
-use dicom_dictionary_std::tags;
 use dicom_object::meta::FileMetaTableBuilder;
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -122,6 +121,7 @@ impl Spool {
         let mut inc = Incoming {
             out: Some(BufWriter::with_capacity(WRITE_BUFFER, file)),
             tmp,
+            data_start: 0,
             bytes: 0,
             max: self.max_instance_bytes,
             failure: None,
@@ -141,6 +141,7 @@ impl Spool {
         head.extend_from_slice(b"DICM");
         table.write(&mut head).map_err(|e| StoreFailure::CannotUnderstand(format!("file meta information: {e}")))?;
         inc.write_raw(&head);
+        inc.data_start = head.len() as u64;
         match inc.failure.take() {
             Some(f) => Err(f),
             None => Ok(inc),
@@ -159,7 +160,7 @@ impl Spool {
         let file = out
             .into_inner()
             .map_err(|e| StoreFailure::OutOfResources(format!("cannot write {}: {}", inc.tmp.display(), e.error())))?;
-        check_header(&inc.tmp, meta)?;
+        super::header::check(&inc.tmp, inc.data_start, meta, self.max_instance_bytes)?;
         file.sync_all()
             .map_err(|e| StoreFailure::OutOfResources(format!("cannot fsync {}: {e}", inc.tmp.display())))?;
         drop(file);
@@ -204,40 +205,12 @@ fn file_stem(uid: &str) -> String {
     }
 }
 
-/// Reads the written file's header (up to the pixel data) and checks it says what the command said.
-fn check_header(path: &Path, meta: &InstanceMeta) -> Result<(), StoreFailure> {
-    let obj = dicom_object::OpenFileOptions::new()
-        .read_until(tags::PIXEL_DATA)
-        .open_file(path)
-        .map_err(|e| StoreFailure::CannotUnderstand(format!("the data set does not parse as DICOM: {e}")))?;
-    let get =
-        |tag| obj.element(tag).ok().and_then(|e| e.to_str().ok()).map(|s| s.trim_end_matches(['\0', ' ']).to_string());
-    let class = get(tags::SOP_CLASS_UID)
-        .ok_or_else(|| StoreFailure::CannotUnderstand("the data set has no SOP Class UID".into()))?;
-    if class != meta.sop_class_uid.trim_end_matches(['\0', ' ']) {
-        return Err(StoreFailure::DoesNotMatchSopClass(format!(
-            "the data set's SOP Class UID {class} is not the command's {}",
-            meta.sop_class_uid
-        )));
-    }
-    let instance = get(tags::SOP_INSTANCE_UID)
-        .ok_or_else(|| StoreFailure::CannotUnderstand("the data set has no SOP Instance UID".into()))?;
-    if instance != meta.sop_instance_uid.trim_end_matches(['\0', ' ']) {
-        return Err(StoreFailure::CannotUnderstand(format!(
-            "the data set's SOP Instance UID {instance} is not the command's {}",
-            meta.sop_instance_uid
-        )));
-    }
-    if get(tags::SERIES_INSTANCE_UID).is_none_or(|s| s.is_empty()) {
-        return Err(StoreFailure::CannotUnderstand("the data set has no Series Instance UID".into()));
-    }
-    Ok(())
-}
-
 /// An instance being received into its temporary file. Dropped uncommitted, the file is removed.
 pub struct Incoming {
     out: Option<BufWriter<File>>,
     tmp: PathBuf,
+    /// Where the data set starts in the file (after the preamble and file meta information).
+    data_start: u64,
     bytes: u64,
     max: u64,
     /// The first failure; later data is discarded and the response carries it.
