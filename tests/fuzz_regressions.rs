@@ -52,6 +52,15 @@ fn dicom_deflate_oom_3() {
     assert!(grown < 64 * 1024, "decoding a {} byte file raised the peak RSS by {} MB", bytes.len(), grown / 1024);
 }
 
+/// A deflated data set whose deflate stream ends after 2 bytes, with 32 kB of junk after it: the
+/// walk inflated the (empty) stream and passed the file, dicom-rs read the tail its own way and
+/// grew to 3.1 GB (cargo-fuzz `dicom_decode`, 2026-12-07). Now a stream that ends before the file
+/// does is refused, with bounded memory.
+#[test]
+fn dicom_deflate_oom_6() {
+    refused_with_bounded_memory("dicom-deflate-oom-6.dcm");
+}
+
 /// A damaged RLE Lossless segment: dicom-rs's RLE decoder panics (index out of bounds). The panic
 /// must stay inside the decoder call and the file be refused with its name, in both modes.
 #[test]

@@ -127,14 +127,25 @@ pub fn check_and_locate(bytes: &[u8]) -> Result<Option<std::ops::Range<usize>>, 
         "1.2.840.10008.1.2.1.99" => {
             use std::io::Read;
             let mut inflated = Vec::new();
-            let mut z = flate2::read::DeflateDecoder::new(&bytes[pos..]).take(MAX_INFLATED + 1);
-            if let Err(e) = z.read_to_end(&mut inflated) {
+            let mut z = flate2::bufread::DeflateDecoder::new(&bytes[pos..]);
+            if let Err(e) = (&mut z).take(MAX_INFLATED + 1).read_to_end(&mut inflated) {
                 return Err(format!("deflated data set at byte {pos} cannot be inflated ({e})"));
             }
             if inflated.len() as u64 > MAX_INFLATED {
                 return Err(format!(
                     "deflated data set at byte {pos} inflates beyond {} MiB (damaged or hostile file)",
                     MAX_INFLATED >> 20
+                ));
+            }
+            // The deflate stream must end with the file (a pad byte or two aside): bytes after its
+            // end are no part of the data set this walk sees, and dicom-rs read such a tail its own
+            // way (fuzzing: a stream ending after 2 bytes, 32 kB of junk after it, 3.1 GB in
+            // dicom-rs: tests/data/fuzz/dicom-deflate-oom-6.dcm).
+            let used = pos as u64 + z.total_in();
+            if (n as u64).saturating_sub(used) > 2 {
+                return Err(format!(
+                    "deflated data set at byte {pos} ends at byte {used}, but the file goes on to byte {n} \
+                     (damaged length field or trailing data)"
                 ));
             }
             return walk(&inflated, 0, true, false).map(|_| None).map_err(|e| format!("in the inflated data set: {e}"));
