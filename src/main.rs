@@ -409,7 +409,7 @@ fn run_infer(
     let mut pipeline = pipeline_for(&cfg)?;
     // What each model says on every slice (parity checks dump both models' tensors), as `eval`.
     pipeline.set_cascade_gate(None);
-    let v = &cfg.verdict();
+    let v = cfg.verdict();
     let mut judge = pe_sentinel::verdict::Judge::new(v.fusion_config(), v.series_config());
     let models = ModelSet::load(cfg.classifier_manifest(), cfg.detector_manifest())?;
     let gate = pe_sentinel::eligibility::gate_for(&cfg.eligibility(), &models);
@@ -495,7 +495,7 @@ fn run_eval(
 ) -> anyhow::Result<ExitCode> {
     let cfg = with_precision(load_config(config, None, None)?, precision)?;
     let mut pipeline = pipeline_for(&cfg)?;
-    let v = &cfg.verdict();
+    let v = cfg.verdict();
     let kind = input.map(|i| match i {
         InputArg::Png => InputKind::Png,
         InputArg::Dicom => InputKind::Dicom,
