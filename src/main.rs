@@ -412,7 +412,7 @@ fn run_infer(
     let v = cfg.verdict();
     let mut judge = pe_sentinel::verdict::Judge::new(v.fusion_config(), v.series_config());
     let models = ModelSet::load(cfg.classifier_manifest(), cfg.detector_manifest())?;
-    let gate = pe_sentinel::eligibility::gate_for(&cfg.eligibility(), &models);
+    let gate = pe_sentinel::eligibility::gate_for(cfg.eligibility(), &models);
     let mut scores = SliceScores::default();
     let mut failed = 0;
     for f in files {
@@ -501,7 +501,7 @@ fn run_eval(
         InputArg::Dicom => InputKind::Dicom,
     });
     let models = ModelSet::load(cfg.classifier_manifest(), cfg.detector_manifest())?;
-    let gate = pe_sentinel::eligibility::gate_for(&cfg.eligibility(), &models);
+    let gate = pe_sentinel::eligibility::gate_for(cfg.eligibility(), &models);
     let bar = pe_sentinel::progress::bar(on_terminal(), 0, "eval");
     let mut out = eval::evaluate(data, kind, &mut pipeline, &v.fusion_config(), &v.series_config(), &gate, &bar)?;
     bar.finish_and_clear();
