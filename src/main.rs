@@ -409,10 +409,10 @@ fn run_infer(
     let mut pipeline = pipeline_for(&cfg)?;
     // What each model says on every slice (parity checks dump both models' tensors), as `eval`.
     pipeline.set_cascade_gate(None);
-    let v = &cfg.verdict();
+    let v = cfg.verdict();
     let mut judge = pe_sentinel::verdict::Judge::new(v.fusion_config(), v.series_config());
     let models = ModelSet::load(cfg.classifier_manifest(), cfg.detector_manifest())?;
-    let gate = pe_sentinel::eligibility::gate_for(&cfg.eligibility(), &models);
+    let gate = pe_sentinel::eligibility::gate_for(cfg.eligibility(), &models);
     let mut scores = SliceScores::default();
     let mut failed = 0;
     for f in files {
@@ -495,13 +495,13 @@ fn run_eval(
 ) -> anyhow::Result<ExitCode> {
     let cfg = with_precision(load_config(config, None, None)?, precision)?;
     let mut pipeline = pipeline_for(&cfg)?;
-    let v = &cfg.verdict();
+    let v = cfg.verdict();
     let kind = input.map(|i| match i {
         InputArg::Png => InputKind::Png,
         InputArg::Dicom => InputKind::Dicom,
     });
     let models = ModelSet::load(cfg.classifier_manifest(), cfg.detector_manifest())?;
-    let gate = pe_sentinel::eligibility::gate_for(&cfg.eligibility(), &models);
+    let gate = pe_sentinel::eligibility::gate_for(cfg.eligibility(), &models);
     let bar = pe_sentinel::progress::bar(on_terminal(), 0, "eval");
     let mut out = eval::evaluate(data, kind, &mut pipeline, &v.fusion_config(), &v.series_config(), &gate, &bar)?;
     bar.finish_and_clear();

@@ -226,11 +226,11 @@ fn verdicts_on_captured_slices_match_the_truth() {
     let models = ModelSet::load(&root.join("models/classifier-fp32.toml"), &root.join("models/detector-fp32.toml"))
         .expect("models");
     let mut pipeline = Pipeline::new(&models, 2).expect("pipeline");
-    let profile = pe_sentinel::config::BoardProfile::load(&root.join("board/x86-cpu.toml")).expect("profile");
+    let cfg = pe_sentinel::config::Resolved::load(&root.join("board/x86-cpu.toml"), None, None).expect("profile");
     // As the daemon does: the profile's cascade gate and detector threshold live in the pipeline.
-    pipeline.apply_profile(&profile);
-    let fusion = profile.verdict.fusion_config();
-    let mut tracker = SeriesTracker::new(profile.verdict.series_config());
+    pipeline.apply_profile(&cfg);
+    let fusion = cfg.verdict().fusion_config();
+    let mut tracker = SeriesTracker::new(cfg.verdict().series_config());
     let mut scores = SliceScores::default();
     let n = 32u32;
     // The demo study's seed; series 0 and 1 of it, one with emboli and one without.

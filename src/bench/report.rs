@@ -204,6 +204,10 @@ pub fn peer_ratios(runs: &[RunSummary], peer: &PeerResult) -> BTreeMap<String, f
     let peer_ms = |role: &str| peer.models.iter().find(|m| m.role == role).map(|m| m.p50_ms);
     for r in runs {
         for role in ["classifier", "detector"] {
+            // Behind a cascade the detector's median is over slices it mostly skipped: no ratio.
+            if role == "detector" && r.cascade_gate.is_some() {
+                continue;
+            }
             if let (Some(s), Some(p)) = (r.stages.get(role), peer_ms(role)) {
                 if p > 0.0 {
                     out.insert(format!("{}/{role}", r.engine), s.p50_ms / p);
@@ -586,6 +590,9 @@ mod tests {
         // 3 slices in 1 s against a peer pair of 12.5 ms (80 slices/s).
         assert_eq!(q["tract/throughput_vs_peer_pair"], 3.0 / 80.0);
         assert_eq!(r.detector_share, Some(2.0 / 3.0));
+        let gated = RunSummary { engine: "tract+cascade0.1".into(), cascade_gate: Some(0.1), ..r.clone() };
+        let q = peer_ratios(std::slice::from_ref(&gated), &peer);
+        assert!(q.contains_key("tract+cascade0.1/classifier") && !q.contains_key("tract+cascade0.1/detector"), "{q:?}");
         // An older peer without the pair role: no pair ratio, the others unchanged.
         let old = PeerResult { models: peer.models[..2].to_vec(), ..peer };
         let q = peer_ratios(&[r], &old);

@@ -85,7 +85,7 @@ impl Daemon {
             }
         }
         // Scheduling first, so the engine's threads inherit affinity and priority.
-        crate::runtime::apply(&cfg.runtime());
+        crate::runtime::apply(cfg.runtime());
         let t = Instant::now();
         let (cls, det, choice) = crate::engine::open(cfg, &models)?;
         log::info!("{choice}");
