@@ -32,6 +32,7 @@ for spec in "pe-sentinel.service 1.0" "pe-sentinel-send.service 1.0" "pe-sentine
   name=${spec% *}
   limit=${spec##* }
   unit=systemd/$name
+  [ -f "$unit" ] || unit=systemd/dicom/$name   # the DICOM node's units (their own folder: Cargo.toml)
   out=$(systemd-analyze verify --root="$root" "$name" 2>&1) || true
   if [ -n "$out" ]; then
     echo "FAIL: systemd-analyze verify $unit printed:" >&2
