@@ -52,10 +52,10 @@ fn dicom_deflate_oom_3() {
     assert!(grown < 64 * 1024, "decoding a {} byte file raised the peak RSS by {} MB", bytes.len(), grown / 1024);
 }
 
-/// A deflated data set whose deflate stream ends after 2 bytes, with 32 kB of junk after it: the
-/// walk inflated the (empty) stream and passed the file, dicom-rs read the tail its own way and
-/// grew to 3.1 GB (cargo-fuzz `dicom_decode`, 2026-12-07). Now a stream that ends before the file
-/// does is refused, with bounded memory.
+/// A 32 kB deflated file (2.3 MB inflated, junk after the Pixel Data) whose deflate stream ends
+/// 105 bytes before the file: the length walk passed it and dicom-rs grew to 3.1 GB (cargo-fuzz
+/// `dicom_decode`, 2026-12-07). Now a deflate stream that ends before the file does is refused,
+/// with bounded memory (with that check removed, this test fails).
 #[test]
 fn dicom_deflate_oom_6() {
     refused_with_bounded_memory("dicom-deflate-oom-6.dcm");
