@@ -133,8 +133,10 @@ fn onnxruntime_outputs_equal_tract_on_phantom_slices_fp32_and_int8() {
         assert!(worst_p <= 1e-4, "{precision}: classifier probabilities differ by {worst_p}");
         // INT8 detector heads: onnxruntime runs some quantized operators in integer kernels of
         // its own (its fused and unfused runs of the same model differ by 8e-3 of a head's
-        // range); tract is within 2e-3 of the fused run (measured, printed above).
-        let head_tol = if precision == "fp32" { 1e-4 } else { 5e-3 };
+        // range); tract is within 2e-3 of the fused run, and 8.1e-3 of the unfused one that the
+        // engine uses on x86-64 CPUs without VNNI (src/engine/onnxruntime.rs, optimization_level;
+        // measured on an AVX2-only AMD EPYC, 2026-12-07; printed above).
+        let head_tol = if precision == "fp32" { 1e-4 } else { 1e-2 };
         assert!(worst_head <= head_tol, "{precision}: detector heads differ by {worst_head} of their range");
     }
 }

@@ -274,6 +274,33 @@ fn load_err<'a>(model: &'a Path, stage: &'static str) -> impl Fn(String) -> Engi
     move |detail| EngineError::Load { model: model.to_owned(), stage, detail }
 }
 
+/// The graph optimization level for a model of `precision` on this CPU. onnxruntime's fused
+/// integer kernels (QDQ to QLinearConv, level 2 and up) multiply u8 by s8 with AVX2's VPMADDUBSW,
+/// whose 16-bit sums saturate on CPUs without VNNI: on such a CPU (AMD EPYC, AVX2 only, 2026-12-07)
+/// the shipped INT8 classifier's P differed from FP32's by up to 0.998 and agreed on the verdict for
+/// 48% of phantom slices, while the unfused graph (basic level) agreed with tract within 1e-4
+/// (tests/onnxruntime.rs, tests/py/test_models.py). INT8 models therefore get the basic level there.
+fn optimization_level(precision: crate::model::manifest::Precision) -> GraphOptimizationLevel {
+    if precision == crate::model::manifest::Precision::Int8 && !cpu_has_vnni() {
+        GraphOptimizationLevel::Level1
+    } else {
+        GraphOptimizationLevel::Level3
+    }
+}
+
+/// Whether the CPU has VNNI (AVX512-VNNI or AVX-VNNI), where onnxruntime's integer kernels do not
+/// saturate. Not x86-64: true (the saturation is an x86 AVX2 matter).
+fn cpu_has_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx512vnni") || std::arch::is_x86_feature_detected!("avxvnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        true
+    }
+}
+
 /// Loads models on onnxruntime; `lib` proves the library is loaded.
 pub struct OrtPlan;
 
@@ -297,7 +324,16 @@ impl OrtPlan {
             .map_err(|e| e.to_string())
             .map_err(load_err(path, "creating the session builder"))?;
         let opt = load_err(path, "setting session options");
-        let builder = builder.with_optimization_level(GraphOptimizationLevel::Level3).map_err(s).map_err(&opt)?;
+        let level = optimization_level(manifest.model().precision);
+        if level != GraphOptimizationLevel::Level3 {
+            log::warn!(
+                "onnxruntime: {}: INT8 model on an x86-64 CPU without VNNI: the fused integer kernels are \
+                 off (basic graph optimizations only), because there they saturate and gave wrong \
+                 probabilities (docs/engines.md)",
+                path.display()
+            );
+        }
+        let builder = builder.with_optimization_level(level).map_err(s).map_err(&opt)?;
         let builder = builder.with_intra_threads(options.threads.max(1)).map_err(s).map_err(&opt)?;
         let builder = builder.with_inter_threads(1).map_err(s).map_err(&opt)?;
         // Threads spin between the operators of a run (without spinning, each of the classifier's
