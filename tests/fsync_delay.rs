@@ -44,27 +44,11 @@ struct Traced {
 
 impl Traced {
     fn start(strace: &Path, delay_us: u32, cfg: &Path, drop: &Path, state: &Path) -> Traced {
-        let log = state.with_extension("log");
-        let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log");
-        let child = Command::new(strace)
-            .args(["-f", "-qq", "--seccomp-bpf", "-o", "/dev/null", "-e", "trace=fsync,fdatasync", "-e"])
+        let mut cmd = Command::new(strace);
+        cmd.args(["-f", "-qq", "--seccomp-bpf", "-o", "/dev/null", "-e", "trace=fsync,fdatasync", "-e"])
             .arg(format!("inject=fsync,fdatasync:delay_exit={delay_us}"))
-            .arg(env!("CARGO_BIN_EXE_pe-sentinel"))
-            .args(["run", "--config"])
-            .arg(cfg)
-            .arg("--drop")
-            .arg(drop)
-            .arg("--state")
-            .arg(state)
-            .env("RUST_LOG", "info")
-            .env_remove("NOTIFY_SOCKET")
-            .env_remove("WATCHDOG_USEC")
-            .env_remove("WATCHDOG_PID")
-            .stdout(Stdio::null())
-            .stderr(out)
-            .spawn()
-            .expect("start strace");
-        let mut strace = Daemon { child, log };
+            .arg(env!("CARGO_BIN_EXE_pe-sentinel"));
+        let mut strace = Daemon::start_command(cmd, cfg, drop, state, &[]);
         // strace runs the daemon as its child; signals go to the daemon itself (strace, with -o,
         // blocks the fatal ones for itself). strace first forks short-lived children of its own
         // (probing seccomp): the daemon is the child whose command line is ours, once exec'd.

@@ -47,9 +47,14 @@ impl Daemon {
     }
 
     pub fn start_with_env(cfg: &Path, drop: &Path, state: &Path, env: &[(&str, &str)]) -> Daemon {
+        Self::start_command(bin(), cfg, drop, state, env)
+    }
+
+    /// `cmd` (the binary, or a wrapper such as strace followed by the binary's path) with the
+    /// arguments of `run` on these folders; its log is `state` with extension `log`.
+    pub fn start_command(mut cmd: Command, cfg: &Path, drop: &Path, state: &Path, env: &[(&str, &str)]) -> Daemon {
         let log = state.with_extension("log");
         let out = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("log");
-        let mut cmd = bin();
         cmd.args(["run", "--config"])
             .arg(cfg)
             .arg("--drop")
