@@ -44,10 +44,14 @@ mkdir -p "$CACHE"
 t0=$(date +%s)
 say() { echo "clean-room [$(( $(date +%s) - t0 ))s]: $*"; }
 
-if [ ! -s "$BASE" ] || [ -n "$(find "$BASE" -mtime +7)" ]; then
+# A base that is not a regular tar file (a directory left by an older version of this script, which
+# let mmdebstrap guess the format from the name "*.tar.tmp") is rebuilt.
+if [ ! -f "$BASE" ] || [ ! -s "$BASE" ] || [ -n "$(find "$BASE" -mtime +7)" ]; then
   say "building the base root (mmdebstrap bookworm: build-essential python3 python3-pip ca-certificates git)"
-  nice mmdebstrap --quiet --variant=apt --include=build-essential,python3,python3-pip,ca-certificates,git \
+  rm -rf "$BASE" "$BASE.tmp"
+  nice mmdebstrap --quiet --variant=apt --format=tar --include=build-essential,python3,python3-pip,ca-certificates,git \
     bookworm "$BASE.tmp" >>"$LOG" 2>&1 || { echo "FAIL: mmdebstrap could not build the base root (log: $LOG)"; tail -n 20 "$LOG"; exit 1; }
+  tar -tf "$BASE.tmp" ./etc/os-release >/dev/null 2>&1 || { echo "FAIL: mmdebstrap's output $BASE.tmp is not a tar of a root (log: $LOG)"; exit 1; }
   mv "$BASE.tmp" "$BASE"
 fi
 rm -rf "$ROOT"
