@@ -22,6 +22,7 @@ import argparse
 import os
 import re
 import shlex
+import signal
 import socket
 import subprocess
 import sys
@@ -311,6 +312,8 @@ def main() -> int:
     ap.add_argument("--env", required=True)
     ap.add_argument("--net-dir", default="", help="the series check 5 sends with storescu")
     a = ap.parse_args()
+    # A SIGTERM (CI's time limit) unwinds through the `finally` that kills qemu by its PID.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     a.dicom_port = free_port() if a.net_dir else 0
     env = read_env(a.env)
     slice_s = int(env.get("SLICE_S", "90"))

@@ -117,7 +117,12 @@ echo "== vmtest: prepared in $(($(date +%s) - t_start)) s; booting ($arch, limit
 rc=0
 nice python3 scripts/vmtest/host.py --arch "$arch" --image "$img" --payload "$work/payload.tar" \
   --results "$work/results.img" --out "$OUT" --timeout "$timeout_s" \
-  --accel "${PE_SENTINEL_VMTEST_ACCEL:-auto}" --env "$work/payload/bench.env" --net-dir "$work/net" || rc=$?
+  --accel "${PE_SENTINEL_VMTEST_ACCEL:-auto}" --env "$work/payload/bench.env" --net-dir "$work/net" &
+host_pid=$!
+# A SIGTERM here (an outer time limit) goes on to host.py, which kills qemu before it exits.
+trap 'kill -TERM "$host_pid" 2>/dev/null; wait "$host_pid"; exit 143' TERM INT
+wait "$host_pid" || rc=$?
+trap - TERM INT
 mkdir -p "$OUT/guest"
 tar -xf "$work/results.img" -C "$OUT/guest" 2>/dev/null || true
 echo "vmtest $arch: $(($(date +%s) - t_start)) s in all; logs in $OUT"
