@@ -2,10 +2,30 @@
 //! CPU affinity, SCHED_FIFO real-time priority, and mlockall. Each is asked of the kernel once at
 //! start; a refusal (no CAP_SYS_NICE, a CPU that does not exist, RLIMIT_MEMLOCK) is logged with
 //! what to do and the daemon runs on without it. Touches only the process's own scheduling state.
-//! The crate denies `unsafe`; this module allows it for the three libc calls, each with its reason.
+//! Also [`lower_this_thread`], for background threads (the sink) that must yield to inference.
+//! The crate denies `unsafe`; this module allows it for its libc calls, each with its reason.
 #![allow(unsafe_code)]
 
 use crate::config::raw::Runtime;
+
+/// Raises the calling thread's nice value by `by` (at most to 19): it then gets the CPU after
+/// the threads at the process's own priority. Linux nice values are per thread
+/// (`setpriority(PRIO_PROCESS, 0, ..)` acts on the calling thread only); lowering needs no privilege.
+/// Returns the thread's new nice value.
+pub fn lower_this_thread(by: i32) -> Result<i32, String> {
+    // SAFETY: getpriority/setpriority on the calling thread, plain integers; errno is cleared
+    // first because -1 is a valid getpriority result.
+    let (target, r) = unsafe {
+        *libc::__errno_location() = 0;
+        let target = (libc::getpriority(libc::PRIO_PROCESS, 0) + by).min(19);
+        (target, libc::setpriority(libc::PRIO_PROCESS, 0, target))
+    };
+    if r != 0 {
+        let e = std::io::Error::last_os_error();
+        return Err(format!("cannot lower this thread's priority to nice {target}: {e}"));
+    }
+    Ok(target)
+}
 
 /// What one setting came to.
 #[derive(Debug, Clone, PartialEq, Eq)]

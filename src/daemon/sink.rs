@@ -95,6 +95,19 @@ pub struct Sink {
 #[error("the journal's sink thread has stopped; results cannot be committed (restart the daemon)")]
 pub struct SinkGone;
 
+/// The sink thread's nice value above the process's: its work (commits, overlays, moves) is never
+/// on a slice's way to its verdict, so on a small board the analysis thread gets the CPU first. A
+/// sink that falls behind is still bounded by the queue: when it is full the analysis thread waits
+/// (sleeping) and the sink runs.
+pub const SINK_NICE: i32 = 10;
+
+/// Lowers the sink thread's priority (see [`SINK_NICE`]); failure only costs latency: logged.
+fn yield_to_analysis() {
+    if let Err(e) = crate::runtime::lower_this_thread(SINK_NICE) {
+        log::debug!("sink: {e}");
+    }
+}
+
 impl Sink {
     /// Starts the sink thread on its own journal connection.
     /// `mover`: the drop folder's (`None`: no file is moved, as in `bench`).
@@ -103,7 +116,10 @@ impl Sink {
         let state = Arc::new(Mutex::new(SinkState::default()));
         let stopping = Arc::new(AtomicBool::new(false));
         let worker = Worker { journal, mover, overlays, state: Arc::clone(&state), stopping: Arc::clone(&stopping) };
-        let thread = std::thread::Builder::new().name("pe-sink".into()).spawn(move || worker.run(rx))?;
+        let thread = std::thread::Builder::new().name("pe-sink".into()).spawn(move || {
+            yield_to_analysis();
+            worker.run(rx)
+        })?;
         Ok(Sink { tx: Some(tx), state, stopping, thread: Some(thread) })
     }
 
