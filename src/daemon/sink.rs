@@ -366,6 +366,39 @@ mod tests {
         Job::Slice { record: record(i), series: None, overlay: None, sent: Instant::now() }
     }
 
+    /// The nice value in a /proc .../stat line (field 19; counted after the ")" that ends comm).
+    fn nice_in(stat: &str) -> Option<i32> {
+        stat[stat.rfind(')')? + 2..].split_whitespace().nth(16)?.parse().ok()
+    }
+
+    /// The nice value of this process's thread named `name`.
+    fn nice_of_thread(name: &str) -> Option<i32> {
+        for t in std::fs::read_dir("/proc/self/task").ok()?.flatten() {
+            let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+            if comm.trim_end() == name {
+                return nice_in(&std::fs::read_to_string(t.path().join("stat")).ok()?);
+            }
+        }
+        None
+    }
+
+    /// The sink's thread runs SINK_NICE below the thread that started it, so the analysis thread
+    /// gets the CPU first; the starting thread keeps its own priority.
+    #[test]
+    fn the_sink_thread_yields_to_the_analysis_thread() {
+        let own = || nice_in(&std::fs::read_to_string("/proc/thread-self/stat").expect("own stat")).expect("own nice");
+        let before = own();
+        let dir = tempfile::tempdir().expect("tmp");
+        let journal = Journal::open(&dir.path().join("journal.sqlite3")).expect("journal");
+        let mut sink = Sink::start(journal, None, dir.path().join("overlays")).expect("sink");
+        sink.send(slice_job(1), || {}).expect("send");
+        sink.flush(|| {}).expect("flush");
+        let sink_nice = nice_of_thread("pe-sink").expect("a thread named pe-sink");
+        sink.finish();
+        assert_eq!(sink_nice, (before + SINK_NICE).min(19), "sink thread nice {sink_nice}, starting thread {before}");
+        assert_eq!(own(), before, "the starting (analysis) thread keeps its priority");
+    }
+
     /// A disk that cannot commit (another writer holds SQLite's lock): the queue fills to its bound
     /// and no further (memory stays bounded, the sender feels it), nothing leaves the drop folder
     /// before its row is committed; once the disk is back, the backlog is committed in grouped
