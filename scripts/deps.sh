@@ -33,6 +33,7 @@ test|cmd:openssl|openssl|certificates for the DICOM-over-TLS test of the receive
 cross|cmd:qemu-aarch64|qemu-user|runs the arm64 binary (scripts/cross-aarch64.sh)
 cross|file:/usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1|libc6-arm64-cross|the arm64 loader and libc qemu runs it with
 cross|pymod:ensurepip|python3-venv|the venv holding cargo-zigbuild and zig
+cross|cmd:aarch64-linux-gnu-strip|binutils-aarch64-linux-gnu|strips the arm64 binaries of the .deb (scripts/build-deb.sh arm64: cargo deb --strip)
 cleanroom|cmd:mmdebstrap|mmdebstrap|builds the minimal Debian root of scripts/clean-room.sh
 cleanroom|cmd:git|git|clones the repository into the clean room
 '
