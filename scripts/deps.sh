@@ -9,7 +9,7 @@
 #   scripts/deps.sh --table             print the whole table (for docs/platform.md)
 #
 # TASKs: build (cargo build of the default features), demo, test, cross (arm64 cross-build check),
-# cleanroom (scripts/clean-room.sh). Nothing is installed that is already there: each line has a
+# cleanroom (scripts/clean-room.sh), vmtest and vmtest-arm64 (scripts/vmtest/run.sh). Nothing is installed that is already there: each line has a
 # check (a command on PATH, a file glob, or a Python module) and is skipped when the check passes.
 set -euo pipefail
 
@@ -36,14 +36,24 @@ cross|pymod:ensurepip|python3-venv|the venv holding cargo-zigbuild and zig
 cross|cmd:aarch64-linux-gnu-strip|binutils-aarch64-linux-gnu|strips the arm64 binaries of the .deb (scripts/build-deb.sh arm64: cargo deb --strip)
 cleanroom|cmd:mmdebstrap|mmdebstrap|builds the minimal Debian root of scripts/clean-room.sh
 cleanroom|cmd:git|git|clones the repository into the clean room
+vmtest|cmd:qemu-system-x86_64|qemu-system-x86|the amd64 VM of scripts/vmtest/run.sh
+vmtest|cmd:mmdebstrap|mmdebstrap|builds the Debian root of the VM (scripts/vmtest/image.sh)
+vmtest|cmd:cpio|cpio|packs the initramfs of the VM
+vmtest|cmd:depmod|kmod|the module index of the kernel of the VM
+vmtest|cmd:mkfs.ext4|e2fsprogs|the root disk of the VM (mkfs.ext4 -d)
+vmtest|cmd:storescu|dcmtk|check 5: the host is the scanner (echoscu, storescu, dcmodify)
+vmtest-arm64|cmd:qemu-system-aarch64|qemu-system-arm|the arm64 VM of scripts/vmtest/run.sh arm64
+vmtest-arm64|cmd:arch-test|arch-test|mmdebstrap --arch=arm64 checks that arm64 programs run here
+vmtest-arm64|cmd:update-binfmts|binfmt-support|registers qemu-user for arm64 programs (maintainer scripts of the arm64 root)
+vmtest-arm64|glob:/usr/libexec/qemu-binfmt/aarch64-binfmt-P|qemu-user-static|the binfmt handler mmdebstrap runs arm64 maintainer scripts through
 '
 
 rows() { # rows TASK... -> the table lines of those tasks
   local t
   for t in "$@"; do
-    case " build demo test cross cleanroom " in
+    case " build demo test cross cleanroom vmtest vmtest-arm64 " in
       *" $t "*) ;;
-      *) echo "deps.sh: unknown task '$t' (tasks: build demo test cross cleanroom)" >&2; exit 2 ;;
+      *) echo "deps.sh: unknown task '$t' (tasks: build demo test cross cleanroom vmtest vmtest-arm64)" >&2; exit 2 ;;
     esac
     grep "^$t|" <<<"$TABLE"
   done
@@ -68,7 +78,7 @@ case "${1:-}" in
     grep '|' <<<"$TABLE" | while IFS='|' read -r task _ pkg why; do printf '%-9s %-18s %s\n' "$task" "$pkg" "$why"; done
     exit 0 ;;
 esac
-[ $# -gt 0 ] || { echo "usage: scripts/deps.sh [--missing] TASK... (build demo test cross cleanroom) | --table" >&2; exit 2; }
+[ $# -gt 0 ] || { echo "usage: scripts/deps.sh [--missing] TASK... (build demo test cross cleanroom vmtest vmtest-arm64) | --table" >&2; exit 2; }
 
 # Rust is not a Debian package here (Debian 12's rustc is too old): rustup's toolchain, of at least
 # the rust-version in Cargo.toml.

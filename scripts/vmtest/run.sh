@@ -30,28 +30,16 @@ if [ "$(id -u)" != 0 ]; then
   echo "vmtest: needs root (mmdebstrap, mkfs.ext4 -d with owners, binfmt_misc)" >&2
   exit 2
 fi
-need=()
-if [ "$arch" = amd64 ]; then command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86); fi
-if [ "$arch" = arm64 ]; then
-  command -v qemu-system-aarch64 >/dev/null || need+=(qemu-system-arm)
-  command -v arch-test >/dev/null || need+=(arch-test)
-  command -v update-binfmts >/dev/null || need+=(binfmt-support)
-  [ -e /usr/libexec/qemu-binfmt/aarch64-binfmt-P ] || [ -x /usr/bin/qemu-aarch64-static ] || need+=(qemu-user-static)
-fi
-command -v mmdebstrap >/dev/null || need+=(mmdebstrap)
-command -v cpio >/dev/null || need+=(cpio)
-command -v depmod >/dev/null || need+=(kmod)
-command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
-command -v storescu >/dev/null || need+=(dcmtk)   # check 5: the host is the scanner (echoscu, storescu, dcmodify)
-if [ ${#need[@]} -gt 0 ]; then
+tasks=(vmtest)
+[ "$arch" = arm64 ] && tasks+=(vmtest-arm64)
+# qemu-system-common 7.2 (bookworm) and a qemu-utils from bookworm-backports (>= 8) break each
+# other; bring qemu-utils to the same 7.2 first when qemu is to be installed (nothing here needs qemu-utils).
+if [ -n "$(scripts/deps.sh --missing "${tasks[@]}")" ] && dpkg-query -W -f '${Version}' qemu-utils 2>/dev/null | grep -qv '^1:7\.'; then
   apt-get update -qq
-  # qemu-system-common 7.2 (bookworm) and a qemu-utils from bookworm-backports (>= 8) break each
-  # other; bring qemu-utils to the same 7.2 when it is installed (nothing here needs qemu-utils).
-  if dpkg-query -W -f '${Version}' qemu-utils 2>/dev/null | grep -qv '^1:7\.'; then
-    need+=("qemu-utils=$(apt-cache policy qemu-system-common | awk '/Candidate/ {print $2}')")
-  fi
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --allow-downgrades "${need[@]}" >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends --allow-downgrades \
+    "qemu-utils=$(apt-cache policy qemu-system-common | awk '/Candidate/ {print $2}')" >&2
 fi
+scripts/deps.sh "${tasks[@]}"
 
 # ------------------------------------------------------------------ the package (two builds)
 deb="${PE_SENTINEL_VMTEST_DEB:-}"
