@@ -60,6 +60,8 @@ pub struct ModelRef {
     pub role: &'static str,
     pub name: String,
     pub sha256: String,
+    /// The manifest's `training_domain` (`synthetic-phantom`, `clinical-ctpa`, `unknown`).
+    pub training_domain: &'static str,
 }
 
 /// A finished series' result, as the worker receives it.
@@ -133,13 +135,6 @@ pub(crate) fn put_type2(o: &mut InMemDicomObject) {
     o.put(DataElement::new(tags::TIMEZONE_OFFSET_FROM_UTC, VR::SH, PrimitiveValue::from("+0000")));
 }
 
-/// Whether the loaded models are demonstration models (the result then says NOT FOR DIAGNOSIS).
-/// Every model is treated as one until manifests state their training domain (issue 21's
-/// `training_domain`; then: demo unless both are `clinical-ctpa`).
-pub fn demo_models(_models: &ModelSet) -> bool {
-    true
-}
-
 /// Settings the worker needs, fixed at start.
 #[derive(Clone)]
 struct Ctx {
@@ -177,14 +172,17 @@ impl Outbox {
                     role: "classifier",
                     name: models.classifier.model().name.clone(),
                     sha256: models.classifier.model().sha256.clone(),
+                    training_domain: models.classifier.model().training_domain.as_str(),
                 },
                 ModelRef {
                     role: "detector",
                     name: models.detector.model().name.clone(),
                     sha256: models.detector.model().sha256.clone(),
+                    training_domain: models.detector.model().training_domain.as_str(),
                 },
             ],
-            demo: demo_models(models),
+            // The rule behind the `demo-model` verdict: NOT FOR DIAGNOSIS follows the manifests.
+            demo: crate::eligibility::demo_models_loaded(models),
         };
         let mut written = write::Written::open(&outbox)?;
         let (tx, rx) = sync_channel::<Job>(QUEUE);

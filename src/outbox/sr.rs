@@ -57,7 +57,7 @@ pub fn build(f: &Facts, r: &SrRefs<'_>) -> InMemDicomObject {
         group.push(text(
             "HAS CONCEPT MOD",
             Code("111002", "DCM", "Algorithm Parameters"),
-            &format!("{} model {} sha256 {}", m.role, m.name, m.sha256),
+            &format!("{} model {} sha256 {} training_domain {}", m.role, m.name, m.sha256, m.training_domain),
         ));
     }
     if f.demo {
