@@ -1,9 +1,14 @@
-"""Results to the PACS and intended use (issues 21 and 22), with the real daemon; objects read
-back with pydicom.
+"""Results to the PACS and intended use (issues 21 and 22), with the real daemon, the real sender
+and DCMTK's storescp as the PACS; objects checked by dciodvfy (dicom3tools) and pydicom.
 
 * NOT FOR DIAGNOSIS follows the loaded models' `training_domain` (the rule behind the `demo-model`
   verdict): manifests copied with `clinical-ctpa` give results without it; the shipped
-  (synthetic-phantom) models' results carry it (checked in test_dicom_send.py).
+  (synthetic-phantom) models' results carry it (also checked in test_dicom_send.py).
+* `send_not_analysed = true`: a real non-contrast 5 mm series (TCIA Lung-PET-CT-Dx, in
+  tests/data/realct) ends not-analysed and the PACS gets a text-card Secondary Capture and an SR
+  saying it was NOT analysed and why, in the patient's study; a real contrast axial slice read by
+  the demo models (verdict demo-model) gets the same kind of result saying demo models are loaded,
+  and never a finding or a score.
 """
 import pathlib
 import shutil
@@ -12,9 +17,13 @@ import sqlite3
 import subprocess
 
 import pydicom
+import pytest
 
-from test_dicom_send import ROOT, SC, SR3D, free_port, pending, wait, walk
+from test_dicom_send import ROOT, SC, SR3D, Sender, free_port, pending, send_bin, wait, walk
 
+REALCT = ROOT / "tests" / "data" / "realct"
+LUNG = ["lung-dx-a0001-5mm-18.dcm", "lung-dx-a0001-5mm-19.dcm", "lung-dx-a0001-5mm-20.dcm"]
+CONTRAST = "sbu-A058062-axial-contrast.dcm"
 YELLOW = [255, 220, 0]
 
 
@@ -93,7 +102,111 @@ def test_not_for_diagnosis_follows_the_models_training_domain(tmp_path, pe_senti
     t = texts(sr)
     assert not any("NOT FOR DIAGNOSIS" in x for x in t), t
     assert sum("training_domain clinical-ctpa" in x for x in t) == 2, t
-    # The banner: the statement alone, no line for NOT FOR DIAGNOSIS.
+    # The banner: the statement alone (two wrapped lines), no third line for NOT FOR DIAGNOSIS.
     px = sc.pixel_array
     assert YELLOW in px[2:38, :].reshape(-1, 3).tolist()
     assert YELLOW not in px[38:60, :].reshape(-1, 3).tolist()
+
+
+# ---------------------------------------------------------------- not-analysed results to a real PACS
+
+@pytest.fixture(scope="module")
+def not_analysed(tmp_path_factory, pe_sentinel_bin):
+    """Real non-contrast 5 mm slices and a real contrast slice through the daemon with
+    send_not_analysed = true, sent by pe-sentinel-send to DCMTK's storescp."""
+    assert shutil.which("storescp"), "storescp missing: install the Debian package dcmtk"
+    tmp = tmp_path_factory.mktemp("na")
+    port = free_port()
+    got = tmp / "pacs"
+    got.mkdir()
+    pacs = subprocess.Popen(["storescp", "-aet", "PACS", "-od", str(got), "-uf", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    cfg = profile(tmp, port, ROOT / "models", send_not_analysed="true")
+    d = Daemon(pe_sentinel_bin, tmp, cfg)
+    sender = Sender(send_bin(pe_sentinel_bin), tmp, port)  # the same PACS and STATE/outbox
+    try:
+        sender.start()
+        d.put("lung", [REALCT / f for f in LUNG])
+        d.put("contrast", [REALCT / CONTRAST])
+        wait(lambda: len(list(got.iterdir())) >= 4, 120, "four objects at the PACS", d.proc, d.log)
+    finally:
+        d.stop()
+        sender.stop()
+        pacs.terminate()
+        pacs.wait(10)
+    received = [pydicom.dcmread(f) for f in sorted(got.iterdir())]
+    return {"files": sorted(got.iterdir()), "objects": received, "series": d.series(),
+            "log": d.log.read_text(), "pending": pending(tmp / "state" / "outbox")}
+
+
+def source(name):
+    return pydicom.dcmread(REALCT / name, stop_before_pixels=True)
+
+
+def test_not_analysed_results_pass_dciodvfy_without_errors(not_analysed):
+    assert shutil.which("dciodvfy"), "dciodvfy missing: install the Debian package dicom3tools"
+    assert len(not_analysed["files"]) == 4 and not not_analysed["pending"], not_analysed["log"][-3000:]
+    for f in not_analysed["files"]:
+        out = subprocess.run(["dciodvfy", str(f)], capture_output=True, text=True)
+        text = out.stdout + out.stderr
+        errors = [line for line in text.splitlines() if line.startswith("Error")]
+        assert not errors, f"{f.name}:\n{text}"
+
+
+def pair(objs, study):
+    mine = [o for o in objs if o.StudyInstanceUID == study]
+    assert len(mine) == 2, [o.StudyInstanceUID for o in objs]
+    sc, sr = sorted(mine, key=lambda o: o.SOPClassUID != SC)
+    assert (sc.SOPClassUID, sr.SOPClassUID) == (SC, SR3D)
+    return sc, sr
+
+
+def check_not_analysed(sc, sr, files, why):
+    """What a not-analysed result must say, whatever the reason; `files`: the series' slices."""
+    slices = {f: pydicom.dcmread(REALCT / f, stop_before_pixels=True) for f in files}
+    src = next(iter(slices.values()))
+    uids = {d.SOPInstanceUID for d in slices.values()}
+    assert sc.SeriesInstanceUID != src.SeriesInstanceUID and sr.SeriesInstanceUID != src.SeriesInstanceUID
+    assert sc.PatientID == src.PatientID
+    for ds in (sc, sr):
+        assert "NOT analysed" in ds.SeriesDescription and "NOT FOR DIAGNOSIS" in ds.SeriesDescription
+    # The SC: a text card (no pixel of the series), naming the series it speaks of.
+    assert list(sc.ImageType) == ["ORIGINAL", "SECONDARY"] and sc.BurnedInAnnotation == "YES"
+    assert "SourceImageSequence" not in sc
+    assert sc.ReferencedImageSequence[0].ReferencedSOPInstanceUID in uids
+    assert "NOT ANALYSED" in sc.ImageComments and why in sc.ImageComments, sc.ImageComments
+    px = sc.pixel_array
+    assert YELLOW in px[:200].reshape(-1, 3).tolist() and not px[400:].any(), "text on black"
+    assert "PE SUSPECTED" not in sc.ImageComments and "NO PE FLAGGED" not in sc.ImageComments
+    # The SR: PE presence Undetermined, the reason, no score, no region.
+    items = list(walk(sr))
+    presence = [i.ConceptCodeSequence[0].CodeValue for i in items
+                if i.ValueType == "CODE" and i.ConceptNameCodeSequence[0].CodeValue == "59282003"]
+    assert presence == ["373068000"], presence
+    t = texts(sr)
+    assert any(x.startswith("Series NOT analysed by pe-sentinel") and why in x for x in t), t
+    assert not [i for i in items if i.ValueType in ("NUM", "SCOORD")]
+    evidence = sr.CurrentRequestedProcedureEvidenceSequence[0]
+    assert evidence.StudyInstanceUID == src.StudyInstanceUID
+    refs = {r.ReferencedSOPInstanceUID for s in evidence.ReferencedSeriesSequence for r in s.ReferencedSOPSequence}
+    assert len(refs & uids) == 1 and refs - uids == {sc.SOPInstanceUID}, "one slice of the series, and the card"
+
+
+def test_a_series_not_analysed_reaches_the_pacs_saying_so_and_why(not_analysed):
+    lung = source(LUNG[0])
+    verdict, reasons, closed = not_analysed["series"][lung.SeriesInstanceUID]
+    assert verdict == "not-analysed" and closed is not None, not_analysed["series"]
+    assert "SliceThickness 5 mm" in reasons, reasons
+    sc, sr = pair(not_analysed["objects"], lung.StudyInstanceUID)
+    check_not_analysed(sc, sr, LUNG, "SliceThickness 5 mm")
+    assert "no contrast" in sc.ImageComments.lower(), sc.ImageComments
+
+
+def test_a_patient_series_under_demo_models_gets_not_analysed_never_a_finding(not_analysed):
+    real = source(CONTRAST)
+    verdict, _reasons, _closed = not_analysed["series"][real.SeriesInstanceUID]
+    assert verdict == "demo-model", not_analysed["series"]
+    sc, sr = pair(not_analysed["objects"], real.StudyInstanceUID)
+    check_not_analysed(sc, sr, [CONTRAST], "demo models loaded")
+    # The series rule's outcome is a finding: it is not told.
+    assert not any("met" in x.split() for x in texts(sr))
