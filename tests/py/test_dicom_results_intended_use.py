@@ -139,6 +139,20 @@ def not_analysed(tmp_path_factory, pe_sentinel_bin):
             "log": d.log.read_text(), "pending": pending(tmp / "state" / "outbox")}
 
 
+def test_without_send_not_analysed_such_series_send_nothing(tmp_path, pe_sentinel_bin):
+    """The default: the same real slices close not-analysed and demo-model, and the outbox stays empty."""
+    d = Daemon(pe_sentinel_bin, tmp_path, profile(tmp_path, free_port(), ROOT / "models", send_negative="true"))
+    try:
+        d.put("lung", [REALCT / f for f in LUNG])
+        d.put("contrast", [REALCT / CONTRAST])
+        wait(lambda: "closed not-analysed" in d.log.read_text() and "closed demo-model" in d.log.read_text(),
+             120, "both series closed", d.proc, d.log)
+    finally:
+        d.stop()
+    assert not pending(d.state / "outbox"), "nothing queued"
+    assert "result queued" not in d.log.read_text()
+
+
 def source(name):
     return pydicom.dcmread(REALCT / name, stop_before_pixels=True)
 
