@@ -1,7 +1,9 @@
 //! Results for the PACS (`[dicom.send]`): when a series' verdict is final, a Secondary Capture
 //! of its key slice (boxes and text burned in) and a Comprehensive 3D SR (TID 1500) stating the
 //! finding are written into the outbox (`STATE/outbox/pending/`), where `pe-sentinel-send` takes
-//! them. The analyser opens no socket: this module only writes files.
+//! them. For a series that was not analysed (intended use), or a patient series judged by demo
+//! models, the pair says so and why instead (a text card, no score; `send_not_analysed`). The
+//! analyser opens no socket: this module only writes files.
 //!
 //! [`Outbox::series_final`] is the daemon's one call. It picks the key slice from the journal
 //! and hands the job to a worker thread over a bounded channel (the inference loop never waits
