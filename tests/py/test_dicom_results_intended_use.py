@@ -128,7 +128,11 @@ def not_analysed(tmp_path_factory, pe_sentinel_bin):
         sender.start()
         d.put("lung", [REALCT / f for f in LUNG])
         d.put("contrast", [REALCT / CONTRAST])
-        wait(lambda: len(list(got.iterdir())) >= 4, 120, "four objects at the PACS", d.proc, d.log)
+        # Four files, and their deliveries confirmed: storescp answers once a file is written
+        # (a file that only exists may still be half written).
+        outbox = tmp / "state" / "outbox"
+        wait(lambda: len(list(got.iterdir())) >= 4 and (outbox / "pending").exists() and not pending(outbox),
+             120, "four objects delivered to the PACS", d.proc, d.log)
     finally:
         d.stop()
         sender.stop()
