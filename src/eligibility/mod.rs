@@ -223,10 +223,16 @@ impl Gate {
     }
 }
 
+/// Whether demonstration models are loaded: a loaded model's manifest says `training_domain =
+/// "synthetic-phantom"`. The one rule behind the `demo-model` verdict, the start-up warning and
+/// the results' NOT FOR DIAGNOSIS marking (`crate::outbox`).
+pub fn demo_models_loaded(models: &crate::pipeline::ModelSet) -> bool {
+    [&models.classifier, &models.detector].iter().any(|m| m.model().training_domain.is_demo())
+}
+
 /// The gate for a board profile's rules and the models it loads.
 pub fn gate_for(rules: &Rules, models: &crate::pipeline::ModelSet) -> Gate {
-    let demo = [&models.classifier, &models.detector].iter().any(|m| m.model().training_domain.is_demo());
-    Gate::new(rules.clone(), demo)
+    Gate::new(rules.clone(), demo_models_loaded(models))
 }
 
 /// What the daemon and `check` say about intended use at start-up: `(warning, line)` pairs.

@@ -1,7 +1,9 @@
 //! Results for the PACS (`[dicom.send]`): when a series' verdict is final, a Secondary Capture
 //! of its key slice (boxes and text burned in) and a Comprehensive 3D SR (TID 1500) stating the
 //! finding are written into the outbox (`STATE/outbox/pending/`), where `pe-sentinel-send` takes
-//! them. The analyser opens no socket: this module only writes files.
+//! them. For a series that was not analysed (intended use), or a patient series judged by demo
+//! models, the pair says so and why instead (a text card, no score; `send_not_analysed`). The
+//! analyser opens no socket: this module only writes files.
 //!
 //! [`Outbox::series_final`] is the daemon's one call. It picks the key slice from the journal
 //! and hands the job to a worker thread over a bounded channel (the inference loop never waits
@@ -21,8 +23,8 @@ mod write;
 use crate::config::Resolved;
 use crate::pipeline::ModelSet;
 use crate::preprocess::HuWindow;
-use crate::store::journal::{hex, Journal};
-use crate::verdict::{SeriesSummary, SeriesVerdict};
+use crate::store::journal::{hex, Journal, SeriesRow};
+use crate::verdict::SeriesVerdict;
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
@@ -60,6 +62,8 @@ pub struct ModelRef {
     pub role: &'static str,
     pub name: String,
     pub sha256: String,
+    /// The manifest's `training_domain` (`synthetic-phantom`, `clinical-ctpa`, `unknown`).
+    pub training_domain: &'static str,
 }
 
 /// A finished series' result, as the worker receives it.
@@ -75,6 +79,8 @@ pub struct Job {
     pub key_frame: u32,
     pub key_p: f32,
     pub key_boxes: Vec<[f32; 5]>,
+    /// Not analysed: why (the intended-use reasons, or that demo models are loaded).
+    pub reasons: Option<String>,
     pub closed_unix_ms: i64,
 }
 
@@ -85,6 +91,8 @@ pub struct Facts {
     pub suspicious_slices: u32,
     pub key_p: f32,
     pub key_boxes: Vec<[f32; 5]>,
+    /// Not analysed: why.
+    pub reasons: Option<String>,
     pub demo: bool,
     pub models: Vec<ModelRef>,
     /// DA and TM of the verdict (UTC, with TimezoneOffsetFromUTC +0000).
@@ -99,7 +107,9 @@ impl Facts {
         let what = match self.finding {
             Finding::Positive => "PE SUSPECTED",
             Finding::Negative => "NO PE FLAGGED",
-            Finding::NotAnalysed => "NOT ANALYSED",
+            Finding::NotAnalysed => {
+                return format!("PE-SENTINEL: SERIES NOT ANALYSED ({} SLICES) - NO RESULT ON PE", self.slices)
+            }
         };
         format!(
             "PE-SENTINEL: {what} - {} OF {} SLICES SUSPICIOUS, KEY SLICE P {:.2}",
@@ -131,13 +141,6 @@ pub(crate) fn put_type2(o: &mut InMemDicomObject) {
         o.put(DataElement::new(tags::STUDY_TIME, VR::TM, PrimitiveValue::Empty));
     }
     o.put(DataElement::new(tags::TIMEZONE_OFFSET_FROM_UTC, VR::SH, PrimitiveValue::from("+0000")));
-}
-
-/// Whether the loaded models are demonstration models (the result then says NOT FOR DIAGNOSIS).
-/// Every model is treated as one until manifests state their training domain (issue 21's
-/// `training_domain`; then: demo unless both are `clinical-ctpa`).
-pub fn demo_models(_models: &ModelSet) -> bool {
-    true
 }
 
 /// Settings the worker needs, fixed at start.
@@ -177,14 +180,17 @@ impl Outbox {
                     role: "classifier",
                     name: models.classifier.model().name.clone(),
                     sha256: models.classifier.model().sha256.clone(),
+                    training_domain: models.classifier.model().training_domain.as_str(),
                 },
                 ModelRef {
                     role: "detector",
                     name: models.detector.model().name.clone(),
                     sha256: models.detector.model().sha256.clone(),
+                    training_domain: models.detector.model().training_domain.as_str(),
                 },
             ],
-            demo: demo_models(models),
+            // The rule behind the `demo-model` verdict: NOT FOR DIAGNOSIS follows the manifests.
+            demo: crate::eligibility::demo_models_loaded(models),
         };
         let mut written = write::Written::open(&outbox)?;
         let (tx, rx) = sync_channel::<Job>(QUEUE);
@@ -213,43 +219,100 @@ impl Outbox {
         Ok(Some(Outbox { tx: Some(tx), worker: Some(worker), send }))
     }
 
-    /// The daemon's hook where a series' verdict is final: queues its result if the verdict is
-    /// one `[dicom.send]` sends. Errors are logged (the verdict is in the journal either way).
-    pub fn series_final(&self, journal: &Journal, series: &str, summary: &SeriesSummary, closed_unix_ms: i64) {
-        let finding = match summary.verdict {
-            SeriesVerdict::Positive => Finding::Positive,
-            SeriesVerdict::Negative if self.send.send_negative => Finding::Negative,
+    /// The daemon's hook where a series' verdict is final (`row`: its journal row, verdict and
+    /// reasons as amended by the intended-use gate): queues its result if the verdict is one
+    /// `[dicom.send]` sends. Errors are logged (the verdict is in the journal either way).
+    ///
+    /// `positive` always; `negative` with `send_negative`; `not-analysed` and `demo-model` with
+    /// `send_not_analysed`, both as a not-analysed result: a patient series judged by demo models
+    /// gets no finding in the PACS, only the statement that it was not analysed for diagnosis.
+    pub fn series_final(&self, journal: &Journal, row: &SeriesRow, closed_unix_ms: i64) {
+        let series = row.series.as_str();
+        let job = match row.verdict {
+            SeriesVerdict::Positive => self.finding_job(journal, row, Finding::Positive, closed_unix_ms),
+            SeriesVerdict::Negative if self.send.send_negative => {
+                self.finding_job(journal, row, Finding::Negative, closed_unix_ms)
+            }
+            SeriesVerdict::NotAnalysed if self.send.send_not_analysed => {
+                let why = row.reasons.clone().unwrap_or_else(|| "not what the models are meant for".into());
+                journal.series_skipped(series).map_err(|e| e.to_string()).and_then(|rows| {
+                    let (file, sha, frame, _) =
+                        rows.into_iter().next().ok_or("no slice of it in the journal's skipped table")?;
+                    Ok(not_analysed_job(row, file, sha, frame, why, closed_unix_ms))
+                })
+            }
+            SeriesVerdict::DemoModel if self.send.send_not_analysed => {
+                // Not row.reasons: they say whether the series rule was met, which is a finding.
+                journal.series_slices(series).map_err(|e| e.to_string()).and_then(|rows| {
+                    let key = rows.into_iter().next().ok_or("no slice of it in the journal")?;
+                    Ok(not_analysed_job(
+                        row,
+                        key.record.source_file,
+                        hex(&key.record.sha256),
+                        key.record.frame,
+                        DEMO_MODEL_REASON.to_string(),
+                        closed_unix_ms,
+                    ))
+                })
+            }
             _ => return,
         };
-        let rows = match journal.series_slices(series) {
-            Ok(r) => r,
+        let job = match job {
+            Ok(j) => j,
             Err(e) => return log::error!("series {series}: no result for the PACS: {e}"),
-        };
-        let score = |b: &[[f32; 5]], p: f32| b.iter().map(|b| b[4]).fold(if p.is_nan() { 0.0 } else { p }, f32::max);
-        let Some(key) = rows
-            .iter()
-            .filter(|r| finding != Finding::Positive || r.record.suspicious)
-            .max_by(|a, b| score(&a.record.boxes, a.record.p).total_cmp(&score(&b.record.boxes, b.record.p)))
-        else {
-            return log::error!("series {series}: no slice in the journal to show; no result for the PACS");
-        };
-        let job = Job {
-            series: series.to_string(),
-            finding,
-            slices: summary.slices,
-            suspicious_slices: summary.suspicious_slices,
-            key_file: key.record.source_file.clone(),
-            key_sha256: hex(&key.record.sha256),
-            key_frame: key.record.frame,
-            key_p: key.record.p,
-            key_boxes: key.record.boxes.clone(),
-            closed_unix_ms,
         };
         if let Some(tx) = &self.tx {
             if tx.send(job).is_err() {
                 log::error!("series {series}: the outbox worker has stopped; no result for the PACS");
             }
         }
+    }
+
+    /// A positive or negative result: the key slice is the one with the highest classifier P or
+    /// box confidence (for a positive, among the suspicious slices).
+    fn finding_job(&self, journal: &Journal, row: &SeriesRow, finding: Finding, closed: i64) -> Result<Job, String> {
+        let rows = journal.series_slices(&row.series).map_err(|e| e.to_string())?;
+        let score = |b: &[[f32; 5]], p: f32| b.iter().map(|b| b[4]).fold(if p.is_nan() { 0.0 } else { p }, f32::max);
+        let key = rows
+            .iter()
+            .filter(|r| finding != Finding::Positive || r.record.suspicious)
+            .max_by(|a, b| score(&a.record.boxes, a.record.p).total_cmp(&score(&b.record.boxes, b.record.p)))
+            .ok_or("no slice in the journal to show")?;
+        Ok(Job {
+            series: row.series.clone(),
+            finding,
+            slices: row.slices,
+            suspicious_slices: row.suspicious_slices,
+            key_file: key.record.source_file.clone(),
+            key_sha256: hex(&key.record.sha256),
+            key_frame: key.record.frame,
+            key_p: key.record.p,
+            key_boxes: key.record.boxes.clone(),
+            reasons: None,
+            closed_unix_ms: closed,
+        })
+    }
+}
+
+/// What a not-analysed result says of a patient series judged by demo models.
+pub const DEMO_MODEL_REASON: &str = "demo models loaded (training_domain synthetic-phantom): \
+     a patient series is not analysed for diagnosis and no finding is reported";
+
+/// A not-analysed result: `file` (a slice of the series, as dropped) names the study and series;
+/// no score, no region.
+fn not_analysed_job(row: &SeriesRow, file: String, sha: String, frame: u32, why: String, closed: i64) -> Job {
+    Job {
+        series: row.series.clone(),
+        finding: Finding::NotAnalysed,
+        slices: row.slices,
+        suspicious_slices: 0,
+        key_file: file,
+        key_sha256: sha,
+        key_frame: frame,
+        key_p: f32::NAN,
+        key_boxes: Vec::new(),
+        reasons: Some(why),
+        closed_unix_ms: closed,
     }
 }
 

@@ -39,11 +39,14 @@ pub struct KeySource {
     pub copied: Vec<crate::outbox::elements::Elem>,
     pub study_uid: String,
     pub series_uid: String,
+    /// SeriesNumber and SeriesDescription, when stated: `2 "5mm"`.
+    pub series_label: Option<String>,
     pub sop_class: String,
     pub sop_instance: String,
     /// Multi-frame source: the frame's index.
     pub frame: Option<u32>,
-    pub slice: Slice,
+    /// The decoded pixels; `None` for a slice that was not analysed (never decoded).
+    pub slice: Option<Slice>,
 }
 
 /// Finds `name` under `done` whose content has `sha256` (hex).
@@ -91,10 +94,22 @@ fn text(o: &InMemDicomObject, tag: Tag) -> Option<String> {
 
 /// Reads the key slice's header and the pixels of `frame`.
 pub fn read(path: &Path, frame: u32) -> Result<KeySource, String> {
+    let mut src = read_header(path, frame)?;
+    let slices = crate::source::decode::dicom::decode_file(path, crate::source::decode::dicom::Accept::AnyGrayscale)
+        .map_err(|e| format!("{}: cannot decode the key slice: {e}", path.display()))?;
+    let slice =
+        slices.into_iter().find(|s| s.frame == frame).ok_or_else(|| format!("{}: no frame {frame}", path.display()))?;
+    src.slice = Some(slice);
+    Ok(src)
+}
+
+/// Reads the header alone (up to Pixel Data): for a slice that was not analysed, whose pixels
+/// are never decoded.
+pub fn read_header(path: &Path, frame: u32) -> Result<KeySource, String> {
     let obj = dicom_object::OpenFileOptions::new()
         .read_until(tags::PIXEL_DATA)
         .open_file(path)
-        .map_err(|e| format!("{}: cannot read the key slice's header: {e}", path.display()))?;
+        .map_err(|e| format!("{}: cannot read the slice's header: {e}", path.display()))?;
     let need = |tag: Tag, what: &str| text(&obj, tag).ok_or_else(|| format!("{}: no {what}", path.display()));
     let study_uid = need(tags::STUDY_INSTANCE_UID, "StudyInstanceUID")?;
     let series_uid = need(tags::SERIES_INSTANCE_UID, "SeriesInstanceUID")?;
@@ -102,18 +117,21 @@ pub fn read(path: &Path, frame: u32) -> Result<KeySource, String> {
     let sop_instance = need(tags::SOP_INSTANCE_UID, "SOPInstanceUID")?;
     let multi = text(&obj, tags::NUMBER_OF_FRAMES).and_then(|n| n.parse::<u32>().ok()).is_some_and(|n| n > 1);
     let copied = COPIED.iter().filter_map(|t| obj.get(*t).cloned()).collect();
-    let slices = crate::source::decode::dicom::decode_file(path, crate::source::decode::dicom::Accept::AnyGrayscale)
-        .map_err(|e| format!("{}: cannot decode the key slice: {e}", path.display()))?;
-    let slice =
-        slices.into_iter().find(|s| s.frame == frame).ok_or_else(|| format!("{}: no frame {frame}", path.display()))?;
+    let series_label = match (text(&obj, tags::SERIES_NUMBER), text(&obj, tags::SERIES_DESCRIPTION)) {
+        (Some(n), Some(d)) => Some(format!("{n} \"{d}\"")),
+        (Some(n), None) => Some(n),
+        (None, Some(d)) => Some(format!("\"{d}\"")),
+        (None, None) => None,
+    };
     Ok(KeySource {
         path: path.to_path_buf(),
         copied,
         study_uid,
         series_uid,
+        series_label,
         sop_class,
         sop_instance,
         frame: multi.then_some(frame),
-        slice,
+        slice: None,
     })
 }

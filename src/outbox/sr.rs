@@ -3,6 +3,9 @@
 //! one measurement group (TID 1410) per result: the finding (SNOMED CT 59282003 pulmonary
 //! embolism) with its presence, the score, the algorithm's name, version and model sha256, and
 //! for a positive the region on the key slice (SCOORD POLYLINE selected from the source slice).
+//! A series that was not analysed: presence Undetermined, a comment saying why, no score and no
+//! region; its image library names one slice of the series (never decoded) so the report sits
+//! with the series it speaks of.
 //! Pure: values in, object out.
 
 use super::elements::{code, container, image, num, obj, s, scoord_box, seq, text, uidref, Code, SopRef};
@@ -57,11 +60,19 @@ pub fn build(f: &Facts, r: &SrRefs<'_>) -> InMemDicomObject {
         group.push(text(
             "HAS CONCEPT MOD",
             Code("111002", "DCM", "Algorithm Parameters"),
-            &format!("{} model {} sha256 {}", m.role, m.name, m.sha256),
+            &format!("{} model {} sha256 {} training_domain {}", m.role, m.name, m.sha256, m.training_domain),
         ));
     }
     if f.demo {
         group.push(text("HAS CONCEPT MOD", Code("121106", "DCM", "Comment"), super::picture::NOT_FOR_DIAGNOSIS));
+    }
+    if let Some(why) = &f.reasons {
+        // Not analysed: presence Undetermined, and why, in words the radiologist reads.
+        group.push(text(
+            "HAS CONCEPT MOD",
+            Code("121106", "DCM", "Comment"),
+            &format!("Series NOT analysed by pe-sentinel ({} slices): {why}", f.slices),
+        ));
     }
     if f.key_p.is_finite() {
         group.push(num("CONTAINS", SCORE, f64::from(f.key_p), NO_UNITS));
@@ -125,7 +136,12 @@ pub fn build(f: &Facts, r: &SrRefs<'_>) -> InMemDicomObject {
         s(
             tags::SERIES_DESCRIPTION,
             VR::LO,
-            if f.demo { "pe-sentinel report (NOT FOR DIAGNOSIS)" } else { "pe-sentinel report" },
+            match (f.finding == Finding::NotAnalysed, f.demo) {
+                (false, false) => "pe-sentinel report",
+                (false, true) => "pe-sentinel report (NOT FOR DIAGNOSIS)",
+                (true, false) => "pe-sentinel report: series NOT analysed",
+                (true, true) => "pe-sentinel report: series NOT analysed (NOT FOR DIAGNOSIS)",
+            },
         ),
         seq(tags::REFERENCED_PERFORMED_PROCEDURE_STEP_SEQUENCE, vec![]),
         s(tags::MANUFACTURER, VR::LO, "pe-sentinel"),

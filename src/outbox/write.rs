@@ -1,4 +1,5 @@
-//! Writing one series' result into `pending/`: read the key slice back, build the SC and the SR,
+//! Writing one series' result into `pending/`: read the key slice back (for a series that was not
+//! analysed, one slice's header only, and a text card instead of the slice), build the SC and the SR,
 //! and put each in place atomically (temporary file, fsync, rename, fsync of the folder), the SC
 //! first so its name sorts before the SR that refers to it. `written.log` remembers every SOP
 //! Instance UID written, so the same result after a restart is not queued twice. Refuses when
@@ -14,6 +15,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const WRITTEN_LOG: &str = "written.log";
+/// Side of the text card of a not-analysed result (no slice to show).
+const CARD_PX: u32 = 512;
 
 /// SOP Instance UIDs already written to the outbox (`OUTBOX/written.log`, one per line).
 pub struct Written {
@@ -73,10 +76,13 @@ pub(super) fn result(ctx: &Ctx, written: &mut Written, job: &Job) -> Result<Vec<
     let path = source::find(&ctx.done, &job.key_file, &job.key_sha256).ok_or_else(|| {
         format!("the key slice {} (sha256 {}) is no longer under {}", job.key_file, job.key_sha256, ctx.done.display())
     })?;
-    let src = source::read(&path, job.key_frame)?;
+    let not_analysed = job.finding == Finding::NotAnalysed;
+    // A slice that was not analysed is never decoded: its header names the study and series.
+    let src =
+        if not_analysed { source::read_header(&path, job.key_frame)? } else { source::read(&path, job.key_frame)? };
     // What the result states: the same statement gets the same UIDs.
     let statement = format!(
-        "{}|{}|{}|{}|{}|{}|{:?}|{}",
+        "{}|{}|{}|{}|{}|{}|{:?}|{}|{}",
         job.series,
         job.finding.as_str(),
         job.slices,
@@ -84,7 +90,8 @@ pub(super) fn result(ctx: &Ctx, written: &mut Written, job: &Job) -> Result<Vec<
         src.sop_instance,
         job.key_p,
         job.key_boxes,
-        ctx.models.iter().map(|m| m.sha256.as_str()).collect::<Vec<_>>().join(",")
+        ctx.models.iter().map(|m| m.sha256.as_str()).collect::<Vec<_>>().join(","),
+        job.reasons.as_deref().unwrap_or("")
     );
     let sc_uid = uid::derived(&[&statement, "sc"]);
     let sr_uid = uid::derived(&[&statement, "sr"]);
@@ -92,9 +99,10 @@ pub(super) fn result(ctx: &Ctx, written: &mut Written, job: &Job) -> Result<Vec<
         log::info!("series {}: this result was queued before; not again", job.series);
         return Ok(Vec::new());
     }
+    let (width, height) = src.slice.as_ref().map_or((CARD_PX, CARD_PX), |s| (s.width, s.height));
     let budget = ctx.send.outbox_max_bytes();
     let used = pe_sentinel_send::outbox::size_bytes(&ctx.outbox);
-    let needed = u64::from(src.slice.width) * u64::from(src.slice.height) * 3 + 64 * 1024;
+    let needed = u64::from(width) * u64::from(height) * 3 + 64 * 1024;
     if used + needed > budget {
         return Err(format!(
             "the outbox {} holds {used} bytes, and this result would pass its limit of {} MiB ([dicom.send] outbox_max_mib); \
@@ -110,6 +118,7 @@ pub(super) fn result(ctx: &Ctx, written: &mut Written, job: &Job) -> Result<Vec<
         suspicious_slices: job.suspicious_slices,
         key_p: job.key_p,
         key_boxes: job.key_boxes.clone(),
+        reasons: job.reasons.clone(),
         demo: ctx.demo,
         models: ctx.models.clone(),
         content_date,
@@ -121,12 +130,26 @@ pub(super) fn result(ctx: &Ctx, written: &mut Written, job: &Job) -> Result<Vec<
         lines.push(picture::NOT_FOR_DIAGNOSIS.to_string());
     }
     lines.push(facts.summary_line());
-    let boxes: Vec<[f32; 4]> = if facts.finding == Finding::Positive {
-        facts.key_boxes.iter().map(|b| [b[0], b[1], b[2], b[3]]).collect()
-    } else {
-        Vec::new()
+    let pic = match &facts.source.slice {
+        Some(slice) => {
+            let boxes: Vec<[f32; 4]> = if facts.finding == Finding::Positive {
+                facts.key_boxes.iter().map(|b| [b[0], b[1], b[2], b[3]]).collect()
+            } else {
+                Vec::new()
+            };
+            picture::render(slice, ctx.window, &boxes, &lines)
+        }
+        None => {
+            lines.push(String::new());
+            if let Some(label) = &facts.source.series_label {
+                lines.push(format!("SERIES {label}"));
+            }
+            lines.push(format!("WHY: {}", facts.reasons.as_deref().unwrap_or("")));
+            lines.push(String::new());
+            lines.push("NO PE RESULT FOR THIS SERIES: READ IT AS USUAL".into());
+            picture::card(width, height, &lines)
+        }
     };
-    let pic = picture::render(&facts.source.slice, ctx.window, &boxes, &lines);
     let sc_series = uid::derived(&[&statement, "sc-series"]);
     let sc_obj = sc::build(&facts, &pic, &sc_uid, &sc_series);
     let sc_ref = super::elements::SopRef { class: sc::SC_CLASS.into(), instance: sc_uid.clone(), frame: None };

@@ -302,6 +302,18 @@ impl Journal {
             .map_err(|e| classify(&self.path, "count the slices not analysed", e))
     }
 
+    /// The slices of `series` recorded as not analysed, first recorded first: file name as
+    /// dropped, sha256 (hex), frame and reasons.
+    pub fn series_skipped(&self, series: &str) -> Result<Vec<(String, String, u32, String)>, JournalError> {
+        self.conn
+            .prepare_cached("SELECT source_file, sha256, frame, reasons FROM skipped WHERE series = ?1 ORDER BY id")
+            .and_then(|mut stmt| {
+                stmt.query_map([series], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .map_err(|e| classify(&self.path, "read a series' slices not analysed", e))
+    }
+
     /// Records an input that could not be analysed, with the reason given to the operator.
     pub fn record_rejected(&mut self, row: &RejectedRow) -> Result<(), JournalError> {
         self.commit(&[Write::Rejected(row)])
@@ -674,6 +686,10 @@ mod tests {
         j.record_skipped(&skipped, &row)?;
         j.record_skipped(&skipped, &row)?;
         assert_eq!(j.skipped_slices("thick")?, 1, "the same content is recorded once");
+        let rows = j.series_skipped("thick")?;
+        assert_eq!(rows.len(), 1);
+        assert_eq!((rows[0].1.as_str(), rows[0].2), (hex(&[7; 32]).as_str(), 0));
+        assert!(j.series_skipped("other")?.is_empty());
         assert!(!j.seen(&[7; 32], 0)?, "a skipped slice is not an analysed one");
         let mut demo = series_row("patient", SeriesVerdict::DemoModel, 6);
         demo.reasons = Some("demo models".into());

@@ -84,6 +84,11 @@ impl Judge {
         self.tracker.close_quiet(now_ms)
     }
 
+    /// How long a series stays open without a new slice (`[verdict] quiet_s`).
+    pub fn quiet_ms(&self) -> u64 {
+        self.series.quiet_ms
+    }
+
     pub fn next_deadline_ms(&self) -> Option<u64> {
         self.tracker.next_deadline_ms()
     }

@@ -158,6 +158,11 @@ def test_pydicom_reads_what_the_objects_must_say(results):
         texts = [i.TextValue for i in items if i.ValueType == "TEXT"]
         for sha in manifests.values():
             assert any(sha in t for t in texts), texts
+        # The shipped models say synthetic-phantom: the results are marked NOT FOR DIAGNOSIS.
+        assert sum("training_domain synthetic-phantom" in t for t in texts) == 2, texts
+        assert "NOT FOR DIAGNOSIS - DEMO MODELS" in texts
+        # ... and burned in: three banner lines (NOT FOR DIAGNOSIS, the statement wrapped in two).
+        assert [255, 220, 0] in sc.pixel_array[38:56].reshape(-1, 3).tolist()
         assert "pe-sentinel" in texts
         evidence = sr.CurrentRequestedProcedureEvidenceSequence[0]
         assert evidence.StudyInstanceUID == sc.StudyInstanceUID

@@ -1,6 +1,7 @@
 //! `[dicom.send]` of the board profile: where results go (the PACS's AE title, host and port), who
 //! we are (our calling AE title), which series verdicts are sent, and the bounds of the queue
-//! (retry backoff, attempts before a refused object is parked, outbox size). Parsed by the
+//! (retry backoff, attempts before a refused object is parked, outbox size), and `[dicom.send.tls]`
+//! (the PEM files for DICOM over TLS; read by `crate::tls`). Parsed by the
 //! analyser (which writes the outbox) and by the sender (which empties it), from the same table.
 //! Touches nothing but the text it is given (and, in [`SenderProfile::load`], the one file).
 
@@ -45,6 +46,27 @@ pub struct SendConfig {
     /// Seconds to wait for the TCP connection, and then for each response of the PACS.
     #[serde(default = "default_timeout_s")]
     pub timeout_s: f64,
+    /// `[dicom.send.tls]`: DICOM over TLS to the PACS. Absent: plain TCP.
+    #[serde(default)]
+    pub tls: Option<SendTls>,
+}
+
+/// `[dicom.send.tls]`: whom to trust and, for mutual TLS, who we are. PEM files; paths relative
+/// to the profile.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendTls {
+    /// CA certificate(s) that signed the PACS's certificate: the only ones trusted.
+    pub ca: PathBuf,
+    /// Our client certificate (and intermediates), for a PACS that asks for one; with `key`.
+    #[serde(default)]
+    pub cert: Option<PathBuf>,
+    /// The private key of `cert`.
+    #[serde(default)]
+    pub key: Option<PathBuf>,
+    /// The name the PACS's certificate must carry (DNS name or IP address); default `host`.
+    #[serde(default)]
+    pub server_name: Option<String>,
 }
 
 fn default_calling_ae() -> String {
@@ -175,11 +197,17 @@ impl SenderProfile {
         }
         let parse = |message: String| ProfileError::Parse { path: path.into(), message };
         let p: Partial = toml::from_str(text).map_err(|e| parse(e.to_string()))?;
-        let send = p.dicom.and_then(|d| d.send);
+        let mut send = p.dicom.and_then(|d| d.send);
         if let Some(s) = &send {
             s.validate().map_err(|e| parse(e.to_string()))?;
         }
         let base = path.parent().unwrap_or(Path::new("."));
+        let abs = |p: PathBuf| if p.is_absolute() { p } else { base.join(p) };
+        if let Some(t) = send.as_mut().and_then(|s| s.tls.as_mut()) {
+            t.ca = abs(std::mem::take(&mut t.ca));
+            t.cert = t.cert.take().map(abs);
+            t.key = t.key.take().map(abs);
+        }
         let state_dir = if p.paths.state_dir.is_absolute() { p.paths.state_dir } else { base.join(p.paths.state_dir) };
         Ok(SenderProfile { state_dir, send })
     }
@@ -206,6 +234,20 @@ mod tests {
         assert_eq!(s.peer(), "PACS@127.0.0.1:11112");
         let none = SenderProfile::parse(MIN, Path::new("p.toml")).expect("no [dicom]");
         assert!(none.send.is_none());
+        assert!(s.tls.is_none(), "plain TCP unless [dicom.send.tls]");
+    }
+
+    #[test]
+    fn tls_paths_are_relative_to_the_profile() {
+        let p = send("[dicom.send.tls]\nca = \"ca.pem\"\ncert = \"/abs/c.pem\"\nkey = \"k.pem\"\n").expect("parses");
+        let t = p.send.and_then(|s| s.tls).expect("tls");
+        assert_eq!(t.ca, Path::new("/etc/p/ca.pem"));
+        assert_eq!(t.cert.as_deref(), Some(Path::new("/abs/c.pem")));
+        assert_eq!(t.key.as_deref(), Some(Path::new("/etc/p/k.pem")));
+        let e = send("[dicom.send.tls]\nca = \"ca.pem\"\ncolour = 1\n").expect_err("unknown").to_string();
+        assert!(e.contains("colour"), "{e}");
+        let e = send("[dicom.send.tls]\ncert = \"c.pem\"\n").expect_err("no ca").to_string();
+        assert!(e.contains("ca"), "{e}");
     }
 
     #[test]

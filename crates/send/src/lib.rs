@@ -11,3 +11,4 @@ pub mod outbox;
 pub mod run;
 pub mod scu;
 pub mod status;
+pub mod tls;

@@ -5,6 +5,7 @@
 use clap::Parser;
 use pe_sentinel_send::config::{outbox_in, SenderProfile};
 use pe_sentinel_send::run::Sender;
+use pe_sentinel_send::scu::TlsClient;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
@@ -45,6 +46,14 @@ fn main() -> ExitCode {
         );
         return ExitCode::from(2);
     };
+    // The PEM files are read once, here: a missing or bad one stops the start, named.
+    let tls = match send.tls.as_ref().map(|t| pe_sentinel_send::tls::client_config(t, &send.host)).transpose() {
+        Ok(t) => t.map(|(config, server_name)| TlsClient { config, server_name }),
+        Err(e) => {
+            log::error!("{}: {e}", cli.config.display());
+            return ExitCode::from(2);
+        }
+    };
     let state = cli.state.unwrap_or(profile.state_dir);
     let outbox = cli.outbox.unwrap_or_else(|| outbox_in(&state));
     let stop = Arc::new(AtomicBool::new(false));
@@ -55,15 +64,24 @@ fn main() -> ExitCode {
         }
     }
     log::info!(
-        "sending results from {} to {} as {} (backoff {}..{} s, park after {} refusals)",
+        "sending results from {} to {} as {} over {} (backoff {}..{} s, park after {} refusals)",
         outbox.display(),
         send.peer(),
         send.calling_ae,
+        match (&tls, send.tls.as_ref()) {
+            (Some(t), Some(c)) => format!(
+                "TLS (trusting {}, certificate name {}{})",
+                c.ca.display(),
+                t.server_name,
+                if c.cert.is_some() { ", client certificate" } else { "" }
+            ),
+            _ => "plain TCP (no [dicom.send.tls])".to_string(),
+        },
         send.retry_initial_s,
         send.retry_max_s,
         send.max_attempts
     );
-    let mut sender = match Sender::open(send, &outbox) {
+    let mut sender = match Sender::open(send, tls, &outbox) {
         Ok(s) => s,
         Err(e) => {
             log::error!("{e}");

@@ -13,7 +13,7 @@
 use crate::config::SendConfig;
 use crate::ledger::{Attempt, ItemState, Ledger, LedgerError, Outcome};
 use crate::outbox;
-use crate::scu::{proposal, LinkError, Outgoing, Session, Stored};
+use crate::scu::{proposal, LinkError, Outgoing, Session, Stored, TlsClient};
 use crate::status::{self, Class};
 use dicom_dictionary_std::tags;
 use sha2::{Digest, Sha256};
@@ -45,6 +45,8 @@ pub struct Stats {
 
 pub struct Sender {
     cfg: SendConfig,
+    /// `[dicom.send.tls]`, loaded at start; `None`: plain TCP.
+    tls: Option<TlsClient>,
     outbox: PathBuf,
     ledger: Ledger,
     peer: String,
@@ -113,10 +115,10 @@ fn row<'a>(
 }
 
 impl Sender {
-    pub fn open(cfg: SendConfig, outbox_dir: &Path) -> Result<Sender, SendError> {
+    pub fn open(cfg: SendConfig, tls: Option<TlsClient>, outbox_dir: &Path) -> Result<Sender, SendError> {
         outbox::create(outbox_dir).map_err(|err| SendError::Folder { path: outbox_dir.into(), err })?;
         let ledger = Ledger::open(outbox_dir)?;
-        Ok(Sender { peer: cfg.peer(), cfg, outbox: outbox_dir.to_path_buf(), ledger, stats: Stats::default() })
+        Ok(Sender { peer: cfg.peer(), cfg, tls, outbox: outbox_dir.to_path_buf(), ledger, stats: Stats::default() })
     }
 
     /// Runs until `stop` is set; the object in hand is finished first.
@@ -174,7 +176,7 @@ impl Sender {
                 contexts.push(p);
             }
         }
-        let mut session = match Session::open(&self.cfg, &contexts) {
+        let mut session = match Session::open(&self.cfg, self.tls.as_ref(), &contexts) {
             Ok(s) => s,
             Err(e) => return self.link_failed(&batch[0], now, &e),
         };

@@ -1,7 +1,9 @@
 //! One association to the PACS as a Storage SCU (dicom-ul): proposes a presentation context per
 //! SOP class in the batch (the file's own transfer syntax, then Explicit and Implicit VR Little
-//! Endian), sends C-STORE requests one at a time and reads each response's status. Touches one
-//! TCP connection; reads nothing from disk (the caller hands in the objects).
+//! Endian), sends C-STORE requests one at a time and reads each response's status. Over plain TCP
+//! or, with `[dicom.send.tls]`, TLS (a handshake that fails is a [`LinkError::Tls`]: retried,
+//! never parked). Touches one TCP connection; reads nothing from disk (the caller hands in the
+//! objects).
 
 use crate::config::SendConfig;
 use dicom_core::{dicom_value, DataElement, VR};
@@ -9,11 +11,12 @@ use dicom_dictionary_std::tags;
 use dicom_encoding::TransferSyntaxIndex;
 use dicom_object::{DefaultDicomObject, InMemDicomObject};
 use dicom_transfer_syntax_registry::{entries, TransferSyntaxRegistry};
-use dicom_ul::association::client::ClientAssociation;
-use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextResultReason};
+use dicom_ul::association::client::{ClientAssociation, TlsStream};
+use dicom_ul::pdu::{PDataValue, PDataValueType, PresentationContextNegotiated, PresentationContextResultReason};
 use dicom_ul::{ClientAssociationOptions, Pdu};
 use std::io::Write;
 use std::net::{TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const EXPLICIT_VR_LE: &str = "1.2.840.10008.1.2.1";
@@ -31,6 +34,8 @@ pub enum LinkError {
     Rejected { peer: String, permanence: &'static str, reason: String },
     #[error("the association with {peer} broke: {reason}")]
     Broken { peer: String, reason: String },
+    #[error("TLS with the PACS {peer} failed: {reason}; check that [dicom.send.tls] ca is the CA that signed the PACS's certificate, that the certificate names server_name (default: host) and is in date, and, for mutual TLS, that the PACS trusts our cert")]
+    Tls { peer: String, reason: String },
 }
 
 /// What the PACS said about one object.
@@ -62,16 +67,88 @@ pub fn proposal(o: &Outgoing) -> (String, Vec<String>) {
     (o.sop_class.clone(), ts)
 }
 
+/// The association over plain TCP or over TLS (`[dicom.send.tls]`).
+enum Assoc {
+    Plain(ClientAssociation<TcpStream>),
+    Tls(Box<ClientAssociation<TlsStream>>),
+}
+
+impl Assoc {
+    fn presentation_contexts(&self) -> &[PresentationContextNegotiated] {
+        match self {
+            Assoc::Plain(a) => a.presentation_contexts(),
+            Assoc::Tls(a) => a.presentation_contexts(),
+        }
+    }
+
+    fn send(&mut self, pdu: &Pdu) -> Result<(), dicom_ul::association::Error> {
+        match self {
+            Assoc::Plain(a) => a.send(pdu),
+            Assoc::Tls(a) => a.send(pdu),
+        }
+    }
+
+    fn receive(&mut self) -> Result<Pdu, dicom_ul::association::Error> {
+        match self {
+            Assoc::Plain(a) => a.receive(),
+            Assoc::Tls(a) => a.receive(),
+        }
+    }
+
+    /// Writes `data` as P-DATA on presentation context `pc_id`, split into PDUs.
+    fn send_pdata(&mut self, pc_id: u8, data: &[u8]) -> std::io::Result<()> {
+        match self {
+            Assoc::Plain(a) => {
+                let mut w = a.send_pdata(pc_id);
+                w.write_all(data)?;
+                w.finish()
+            }
+            Assoc::Tls(a) => {
+                let mut w = a.send_pdata(pc_id);
+                w.write_all(data)?;
+                w.finish()
+            }
+        }
+    }
+
+    fn release(self) -> Result<(), dicom_ul::association::Error> {
+        match self {
+            Assoc::Plain(a) => a.release(),
+            Assoc::Tls(a) => a.release(),
+        }
+    }
+
+    fn abort(self) -> Result<(), dicom_ul::association::Error> {
+        match self {
+            Assoc::Plain(a) => a.abort(),
+            Assoc::Tls(a) => a.abort(),
+        }
+    }
+}
+
+/// `[dicom.send.tls]` made ready at start: the rustls configuration and the name the PACS's
+/// certificate must carry.
+#[derive(Clone)]
+pub struct TlsClient {
+    pub config: Arc<rustls::ClientConfig>,
+    pub server_name: String,
+}
+
 /// An open association.
 pub struct Session {
-    assoc: ClientAssociation<TcpStream>,
+    assoc: Assoc,
     next_id: u16,
     peer: String,
 }
 
 impl Session {
-    /// Connects and negotiates `contexts` (abstract syntax, transfer syntaxes), at most 127.
-    pub fn open(cfg: &SendConfig, contexts: &[(String, Vec<String>)]) -> Result<Session, LinkError> {
+    /// Connects (over TLS when `tls` is given) and negotiates `contexts` (abstract syntax,
+    /// transfer syntaxes), at most 127.
+    pub fn open(
+        cfg: &SendConfig,
+        tls: Option<&TlsClient>,
+        contexts: &[(String, Vec<String>)],
+    ) -> Result<Session, LinkError> {
         let peer = cfg.peer();
         let timeout = Duration::from_secs_f64(cfg.timeout_s);
         let mut opts = ClientAssociationOptions::new()
@@ -89,7 +166,15 @@ impl Session {
             .to_socket_addrs()
             .map_err(|e| unreachable(format!("cannot resolve {}: {e}", cfg.host)))?
             .collect();
-        let assoc = opts.establish(&addrs[..]).map_err(|e| match e {
+        let established = match tls {
+            None => opts.establish(&addrs[..]).map(Assoc::Plain),
+            Some(t) => opts
+                .tls_config(Arc::clone(&t.config))
+                .server_name(&t.server_name)
+                .establish_tls(&addrs[..])
+                .map(|a| Assoc::Tls(Box::new(a))),
+        };
+        let assoc = established.map_err(|e| match e {
             dicom_ul::association::Error::Rejected { association_rj, .. } => LinkError::Rejected {
                 peer: peer.clone(),
                 permanence: match association_rj.result {
@@ -103,6 +188,10 @@ impl Session {
                 permanence: "permanent",
                 reason: "no presentation context accepted (the PACS takes none of our SOP classes)".into(),
             },
+            e @ (dicom_ul::association::Error::TlsHandshake { .. }
+            | dicom_ul::association::Error::TlsConnection { .. }) => {
+                LinkError::Tls { peer: peer.clone(), reason: chain(&e) }
+            }
             other => unreachable(chain(&other)),
         })?;
         Ok(Session { assoc, next_id: 1, peer })
@@ -160,11 +249,7 @@ impl Session {
             }],
         };
         self.assoc.send(&command).map_err(|e| self.broken(chain(&e)))?;
-        {
-            let mut w = self.assoc.send_pdata(pc_id);
-            w.write_all(&data).map_err(|e| LinkError::Broken { peer: self.peer.clone(), reason: e.to_string() })?;
-            w.finish().map_err(|e| LinkError::Broken { peer: self.peer.clone(), reason: e.to_string() })?;
-        }
+        self.assoc.send_pdata(pc_id, &data).map_err(|e| self.broken(e.to_string()))?;
         self.response(id)
     }
 

@@ -60,7 +60,13 @@ pub struct Analysis {
     outbox: Option<crate::outbox::Outbox>,
     /// Intended use: which slices are analysed, and no alert on a patient with demo models.
     gate: Gate,
+    /// Series none of whose slices was analysed, not yet closed: when their last slice came
+    /// (ms on this run's clock). Closed after the quiet time like the judge's series.
+    not_analysed_open: HashMap<String, u64>,
 }
+
+/// Not-analysed series waiting to close at once; beyond, the least recently seen closes now.
+const MAX_NOT_ANALYSED_OPEN: usize = 256;
 
 impl Analysis {
     #[allow(clippy::too_many_arguments)]
@@ -94,6 +100,7 @@ impl Analysis {
             stats: RunStats::default(),
             outbox,
             gate,
+            not_analysed_open: HashMap::new(),
         }
     }
 
@@ -106,7 +113,12 @@ impl Analysis {
     }
 
     pub(super) fn next_deadline_ms(&self) -> Option<u64> {
-        self.judge.next_deadline_ms()
+        let quiet = self.judge.quiet_ms();
+        let skipped = self.not_analysed_open.values().map(|&last| last.saturating_add(quiet)).min();
+        match (self.judge.next_deadline_ms(), skipped) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Hands a job to the sink, keeping the watchdog fed while the queue is full.
@@ -284,6 +296,16 @@ impl Analysis {
             reasons: long.clone(),
             created_unix_ms: now,
         };
+        if self.judge.summary(&series).is_none() {
+            if !self.not_analysed_open.contains_key(&series) && self.not_analysed_open.len() >= MAX_NOT_ANALYSED_OPEN {
+                let oldest = self.not_analysed_open.iter().min_by_key(|(_, &t)| t).map(|(s, _)| s.clone());
+                if let Some(oldest) = oldest {
+                    self.close_not_analysed(&oldest)?;
+                }
+            }
+            let now_ms = self.now_ms();
+            self.not_analysed_open.insert(series.clone(), now_ms);
+        }
         log::info!("{name}: not analysed (series {series}: {short}): {long}");
         if let Some(d) = self.display.as_mut() {
             d.skipped(&series, &short);

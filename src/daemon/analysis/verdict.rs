@@ -168,10 +168,51 @@ impl Analysis {
         row
     }
 
-    /// Closes the series quiet for the configured time.
+    /// Closes the series quiet for the configured time: analysed ones through the judge, and
+    /// those none of whose slices was analysed (the judge never saw them).
     pub(in crate::daemon) fn close_quiet(&mut self) -> anyhow::Result<()> {
-        for e in self.judge.close_quiet(self.now_ms()) {
+        let now = self.now_ms();
+        for e in self.judge.close_quiet(now) {
             self.on_event(e)?;
+        }
+        let quiet = self.judge.quiet_ms();
+        let due: Vec<String> = self
+            .not_analysed_open
+            .iter()
+            .filter(|(_, &last)| now.saturating_sub(last) >= quiet)
+            .map(|(s, _)| s.clone())
+            .collect();
+        for series in due {
+            self.close_not_analysed(&series)?;
+        }
+        Ok(())
+    }
+
+    /// Closes a series none of whose slices was analysed: its journal row gets its closing time
+    /// and, with `[dicom.send] send_not_analysed`, the PACS a result saying it was not analysed
+    /// and why. A series that has had an analysed slice since is the judge's to close.
+    pub(super) fn close_not_analysed(&mut self, series: &str) -> anyhow::Result<()> {
+        self.not_analysed_open.remove(series);
+        if self.judge.summary(series).is_some() {
+            return Ok(());
+        }
+        // Its skipped rows may still be in the sink's queue.
+        let service = &mut self.service;
+        self.sink.flush(|| service.tick(false))?;
+        let Some(mut row) = self.journal.series(series)? else { return Ok(()) };
+        if row.verdict != crate::verdict::SeriesVerdict::NotAnalysed {
+            return Ok(());
+        }
+        let closed = unix_ms();
+        row.closed_unix_ms = Some(closed);
+        self.send(Job::Series(row.clone()))?;
+        log::info!(
+            "series {series}: closed not-analysed — {} slice(s), none analysed: {}",
+            row.slices,
+            row.reasons.as_deref().unwrap_or("")
+        );
+        if let Some(o) = &self.outbox {
+            o.series_final(&self.journal, &row, closed);
         }
         Ok(())
     }
@@ -212,7 +253,7 @@ impl Analysis {
             SeriesEvent::Closed { series, summary, reason } => {
                 let row = self.series_row(&series, &summary);
                 let verdict = row.verdict;
-                self.send(Job::Series(row))?;
+                self.send(Job::Series(row.clone()))?;
                 if self.outbox.is_some() {
                     // The results read the series' committed slices: wait for the sink once per
                     // closed series (at the quiet time's end, never inside a slice).
@@ -220,7 +261,7 @@ impl Analysis {
                     self.sink.flush(|| service.tick(false))?;
                     let closed = self.to_unix(summary.closed_at_ms.unwrap_or(0));
                     if let Some(o) = &self.outbox {
-                        o.series_final(&self.journal, &series, &summary, closed);
+                        o.series_final(&self.journal, &row, closed);
                     }
                 }
                 if let Some(d) = self.display.as_mut() {
