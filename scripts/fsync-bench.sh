@@ -29,6 +29,8 @@ for i in $(seq "$ROUNDS"); do
     "${trace[@]}" "$BIN" "${args[@]}" "${rate[@]}" --out "$OUT/traced-$mode-$i" >"$OUT/traced-$mode-$i.txt" 2>&1
     "${trace[@]}" -e inject=fsync,fdatasync:delay_exit="${DELAY_US:-20000}" \
       "$BIN" "${args[@]}" "${rate[@]}" --out "$OUT/delayed-$mode-$i" >"$OUT/delayed-$mode-$i.txt" 2>&1
+    # Keep the figures; the phantom bench writes (150 MB a run at 300 slices) goes.
+    rm -rf "$OUT"/{plain,traced,delayed}-"$mode-$i"/phantom
   done
   echo "fsync-bench: round $i of $ROUNDS done" >&2
 done
