@@ -9,6 +9,7 @@
 pub mod report;
 pub mod session;
 pub mod stats;
+pub mod svg;
 
 use crate::budget::{us_since, BudgetTracker, SliceTimes, StageLatencyUs};
 use crate::config::Resolved;

@@ -120,7 +120,7 @@ pub fn write(session: &Session, out: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", out.join("slices.csv").display()))?;
     std::fs::write(out.join("summary.json"), serde_json::to_vec_pretty(&session.summary)?)
         .with_context(|| format!("cannot write {}", out.join("summary.json").display()))?;
-    std::fs::write(out.join("latency.svg"), report::svg(&session.runs, session.summary.budget_ms))
+    std::fs::write(out.join("latency.svg"), super::svg::svg(&session.runs, session.summary.budget_ms))
         .with_context(|| format!("cannot write {}", out.join("latency.svg").display()))?;
     Ok(())
 }
