@@ -18,7 +18,7 @@ import pydicom
 import pytest
 
 from test_dicom_send import Sender, free_port, make_objects, pending, send_bin, wait
-from test_dicom_tls import _ca, _leaf
+from test_dicom_tls import _leaf, make_pki
 
 pytestmark = pytest.mark.skipif(shutil.which("storescp") is None or shutil.which("openssl") is None,
                                 reason="DCMTK (Debian package dcmtk) or openssl not installed")
@@ -26,13 +26,7 @@ pytestmark = pytest.mark.skipif(shutil.which("storescp") is None or shutil.which
 
 @pytest.fixture()
 def pki(tmp_path):
-    d = tmp_path / "pki"
-    d.mkdir()
-    _ca(d, "ca")
-    _ca(d, "stranger-ca")
-    _leaf(d, "pacs", "ca", "IP:127.0.0.1")
-    _leaf(d, "sender", "ca", None)
-    return d
+    return make_pki(tmp_path, [("pacs", "ca", "IP:127.0.0.1"), ("sender", "ca", None)])
 
 
 def tls_table(pki: Path, ca: str = "ca", client: bool = True) -> str:

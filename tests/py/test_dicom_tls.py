@@ -39,16 +39,20 @@ def _leaf(d: Path, name: str, ca: str, san: str | None):
              "-days", "2", "-extfile", str(ext), "-out", f"{name}.crt", cwd=d)
 
 
-@pytest.fixture()
-def pki(tmp_path):
+def make_pki(tmp_path: Path, leaves) -> Path:
+    """Two CAs (`ca`, `stranger-ca`) and the leaves given as (name, issuing CA, subjectAltName or None)."""
     d = tmp_path / "pki"
     d.mkdir()
     _ca(d, "ca")
     _ca(d, "stranger-ca")
-    _leaf(d, "receiver", "ca", "IP:127.0.0.1")
-    _leaf(d, "scanner", "ca", None)
-    _leaf(d, "intruder", "stranger-ca", None)
+    for name, ca, san in leaves:
+        _leaf(d, name, ca, san)
     return d
+
+
+@pytest.fixture()
+def pki(tmp_path):
+    return make_pki(tmp_path, [("receiver", "ca", "IP:127.0.0.1"), ("scanner", "ca", None), ("intruder", "stranger-ca", None)])
 
 
 def _tls(pki: Path, who: str):
