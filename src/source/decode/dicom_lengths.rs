@@ -98,29 +98,51 @@ pub fn check_and_locate(bytes: &[u8]) -> Result<Option<std::ops::Range<usize>>, 
             n.saturating_sub(at)
         )
     };
-    // File meta group: always explicit VR little endian.
-    let mut transfer_syntax = String::new();
-    while u16_at(bytes, pos, false) == Some(0x0002) {
-        let Some(element) = u16_at(bytes, pos + 2, false) else { return Ok(None) };
-        let Some(vr) = bytes.get(pos + 4..pos + 6) else { return Ok(None) };
-        let (len, header) = if long_vr(vr) {
-            (u32_at(bytes, pos + 8, false), 12)
+    // File meta group: always explicit VR little endian, read as dicom-rs 0.10 reads it
+    // (`FileMetaTable::read_from`): (0002,0000) with a 4-byte value first, then whole elements of
+    // any group until that many bytes are read; the data set starts where that stops. Going by
+    // the group number instead ended the walk's meta group early when fuzzing damaged one tag
+    // ((0002,0013) to (0C02,0000)), so the walk inflated the wrong bytes while dicom-rs inflated
+    // the real 2.3 MB data set and grew to 3.1 GB (tests/data/fuzz/dicom-deflate-oom-6.dcm).
+    // Whatever dicom-rs refuses there (no group length first, an undefined length, a header cut
+    // off) it refuses before reading any data set, so the walk leaves it to dicom-rs.
+    let meta_header = |at: usize| -> Option<(u16, u16, u32, usize)> {
+        let group = u16_at(bytes, at, false)?;
+        let element = u16_at(bytes, at + 2, false)?;
+        let vr = bytes.get(at + 4..at + 6)?;
+        if long_vr(vr) {
+            Some((group, element, u32_at(bytes, at + 8, false)?, 12))
         } else {
-            (u16_at(bytes, pos + 6, false).map(u32::from), 8)
-        };
-        let Some(len) = len else { return Ok(None) };
-        let start = pos + header;
+            Some((group, element, u32::from(u16_at(bytes, at + 6, false)?), 8))
+        }
+    };
+    let group_length = match meta_header(pos) {
+        Some((0x0002, 0x0000, 4, header)) => match u32_at(bytes, pos + header, false) {
+            Some(l) => {
+                pos += header + 4;
+                l
+            }
+            None => return Ok(None),
+        },
+        _ => return Ok(None),
+    };
+    let mut transfer_syntax = String::new();
+    let mut read: u32 = 0;
+    while read < group_length {
+        let Some((group, element, len, header)) = meta_header(pos) else { return Ok(None) };
         if len == UNDEFINED {
             return Ok(None);
         }
+        let start = pos + header;
         if start + len as usize > n {
-            return Err(too_long(0x0002, element, len, pos));
+            return Err(too_long(group, element, len, pos));
         }
-        if element == 0x0010 {
+        if (group, element) == (0x0002, 0x0010) {
             transfer_syntax =
                 String::from_utf8_lossy(&bytes[start..start + len as usize]).trim_end_matches(['\0', ' ']).to_string();
         }
         pos = start + len as usize;
+        read = read.saturating_add(header as u32).saturating_add(len);
     }
     let (explicit, big) = match transfer_syntax.as_str() {
         "1.2.840.10008.1.2" => (false, false),
@@ -141,10 +163,9 @@ pub fn check_and_locate(bytes: &[u8]) -> Result<Option<std::ops::Range<usize>>, 
             }
             // The deflate stream must end with the file, but for a little padding (pydicom's real
             // image_dfl.dcm has 8 bytes after it): bytes after its end are no part of the data set
-            // this walk sees, and the walk passed a file whose stream ends 105 bytes early while
-            // dicom-rs, reading it, grew to 3.1 GB (fuzzing: tests/data/fuzz/dicom-deflate-oom-6.dcm;
-            // without this check its test fails). A mitigation: why dicom-rs reads such a tail
-            // differently is not yet understood.
+            // this walk sees. A second guard: the file that first showed this
+            // (tests/data/fuzz/dicom-deflate-oom-6.dcm, 105 bytes after its stream) came from
+            // the meta group being read differently (above), which is fixed; either guard refuses it.
             let used = pos as u64 + z.total_in();
             if (n as u64).saturating_sub(used) > MAX_DEFLATE_TRAILER {
                 return Err(format!(
@@ -276,6 +297,8 @@ mod tests {
         }
         let mut b = vec![0u8; 128];
         b.extend_from_slice(b"DICM");
+        b.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+        b.extend_from_slice(&(8 + ts.len() as u32).to_le_bytes());
         b.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I']);
         b.extend_from_slice(&(ts.len() as u16).to_le_bytes());
         b.extend_from_slice(&ts);
@@ -317,5 +340,28 @@ mod tests {
         assert!(e.contains("inflated") && e.contains("(0008,1030)"), "{e}");
         // Not deflate data at all: refused, not passed on.
         assert!(check(&file(&[0xFF; 40], "1.2.840.10008.1.2.1.99")).is_err());
+    }
+
+    #[test]
+    fn the_meta_group_ends_where_its_group_length_says_as_dicom_rs_reads_it() {
+        // Group length 10 + 20, covering an element of another group ((0C02,0000), a damaged tag)
+        // and then the transfer syntax, implicit VR. The data set's (0010,0010) declares 0x7FFF0000
+        // bytes. A walk that ended the meta group at the first tag outside group 2 read the rest
+        // as explicit VR and missed that length; dicom-rs reads on to the transfer syntax.
+        let ts = b"1.2.840.10008.1.2\0";
+        let mut b = vec![0u8; 128];
+        b.extend_from_slice(b"DICM");
+        b.extend_from_slice(&[0x02, 0x00, 0x00, 0x00, b'U', b'L', 4, 0]);
+        b.extend_from_slice(&(10 + 8 + ts.len() as u32).to_le_bytes());
+        b.extend_from_slice(&[0x02, 0x0C, 0x00, 0x00, b'S', b'H', 2, 0, b'A', b'B']);
+        b.extend_from_slice(&[0x02, 0x00, 0x10, 0x00, b'U', b'I', ts.len() as u8, 0]);
+        b.extend_from_slice(ts);
+        b.extend_from_slice(&[0x10, 0x00, 0x10, 0x00, 0x00, 0x00, 0xFF, 0x7F, b'A', b'B']);
+        let e = check(&b).expect_err("past the end");
+        assert!(e.contains("(0010,0010)") && e.contains("2147418112"), "{e}");
+        // Without the group length first, dicom-rs refuses the file before any data set: left to it.
+        let mut no_length = b[..132].to_vec();
+        no_length.extend_from_slice(&b[144..]);
+        assert_eq!(check_and_locate(&no_length), Ok(None));
     }
 }
