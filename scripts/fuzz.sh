@@ -4,10 +4,31 @@
 # Needs: cargo install cargo-fuzz. Not part of scripts/test.sh (minutes per target, full rebuild
 # of the dependencies with coverage instrumentation). A crash leaves its input in
 # fuzz/artifacts/TARGET/; turn it into a regression test in tests/fuzz_regressions.rs.
+#
+# Campaign mode (docs/install.md, "Fuzzing"): scripts/fuzz.sh campaign TARGET RUNS CORPUS [flags]
+# runs the already built TARGET (cargo fuzz build -s none -a, CARGO_TARGET_DIR as for the build)
+# for RUNS executions over the corpus folder CORPUS, files in /dev/shm, and logs to
+# fuzz/logs/TARGET-TIME.log with the commit fuzzed. Several in parallel on one corpus share finds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${1:-300}
 export RUSTC_BOOTSTRAP=1
+if [ "${1:-}" = campaign ]; then
+  t=$2 runs=$3 corpus=$4
+  shift 4
+  bin=${CARGO_TARGET_DIR:-fuzz/target}/x86_64-unknown-linux-gnu/release/$t
+  [ -x "$bin" ] || { echo "fuzz.sh: no $bin; build it: cd fuzz && cargo fuzz build -s none -a $t" >&2; exit 2; }
+  mkdir -p fuzz/logs "fuzz/artifacts/$t"
+  log=fuzz/logs/$t-$(date -u +%Y%m%dT%H%M%S).log
+  echo "commit $(git rev-parse --short HEAD) ($(git status --short | wc -l) changed files) start $(date -u +%FT%TZ) runs=$runs $*" >"$log"
+  start=$(date +%s)
+  rc=0
+  TMPDIR=/dev/shm FUZZ_TMP=/dev/shm nice -n "${NICE:-5}" "$bin" "$corpus" -runs="$runs" -malloc_limit_mb=2048 \
+    -rss_limit_mb=3072 -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" "$@" >>"$log" 2>&1 || rc=$?
+  echo "end $(date -u +%FT%TZ) rc=$rc wall_s=$(($(date +%s) - start))" >>"$log"
+  grep -E "stat::number_of_executed_units|stat::peak_rss_mb|^end" "$log"
+  exit "$rc"
+fi
+seconds=${1:-300}
 mkdir -p fuzz/corpus/dicom_decode fuzz/corpus/raster_decode fuzz/corpus/config_parse fuzz/corpus/receive_pdus
 cp -n tests/data/dicom/*.dcm fuzz/corpus/dicom_decode/ 2>/dev/null || true
 find tests/data -name '*.png' -size -1M -exec cp -n {} fuzz/corpus/raster_decode/ \; 2>/dev/null || true
