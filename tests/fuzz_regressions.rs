@@ -61,6 +61,14 @@ fn dicom_deflate_oom_6() {
     refused_with_bounded_memory("dicom-deflate-oom-6.dcm");
 }
 
+/// An item tag outside any sequence: dicom-rs reads it as a 4-byte element, the length walk entered
+/// it as an item, and the next header dicom-rs read declared 3.9 GB. The token guard (dicom-rs's
+/// own token stream, read before the object is built) refuses it.
+#[test]
+fn dicom_oom_9() {
+    refused_with_bounded_memory("dicom-oom-9.dcm");
+}
+
 /// A damaged RLE Lossless segment: dicom-rs's RLE decoder panics (index out of bounds). The panic
 /// must stay inside the decoder call and the file be refused with its name, in both modes.
 #[test]

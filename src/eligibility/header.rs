@@ -69,7 +69,7 @@ fn in_groups<T>(obj: &InMemDicomObject, group: Tag, get: impl Fn(&InMemDicomObje
 /// Reads the header of a DICOM Part 10 file held in memory, stopping before its pixel data.
 /// The error names the file and why it cannot be read (the decoder then rejects it the same way).
 pub fn read(bytes: &[u8], path: &Path) -> Result<SliceHeader, String> {
-    crate::source::decode::dicom_lengths::check(bytes)
+    crate::source::decode::dicom_lengths::check_header(bytes)
         .map_err(|r| format!("{}: not a readable DICOM file ({r})", path.display()))?;
     let obj: DefaultDicomObject = dicom_object::OpenFileOptions::new()
         .read_preamble(dicom_object::file::ReadPreamble::Auto)

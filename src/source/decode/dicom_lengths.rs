@@ -4,6 +4,12 @@
 //! costs gigabytes: fuzzing found 7 kB files that took 1.9 and 3.7 GB (fuzz/, tests/data/fuzz/).
 //! Touches nothing but the bytes given.
 //!
+//! Two passes. The walk below is this module's own reading of the bytes (cheap; it also finds
+//! native pixel data for the decoder's fast path). Each of its divergences from dicom-rs's reading
+//! was a fuzzing finding, so after it, `token_guard` reads the data set with dicom-rs's own token
+//! stream (`DataSetReader`, the reader dicom-rs then builds the object from) and refuses a
+//! declared length before dicom-rs reads that value: no divergence is possible there.
+//!
 //! Covered: the file meta group; explicit VR little and big endian and implicit VR little endian
 //! data sets, descending into sequences and items; encapsulated pixel data fragments; deflated
 //! data sets, inflated first with a size cap (`MAX_INFLATED`) and then walked. Not covered (the
@@ -74,7 +80,20 @@ fn implicit_sequence(group: u16, element: u16) -> bool {
 
 /// `Err(what)` when an element at some offset declares more bytes than the file has left.
 pub fn check(bytes: &[u8]) -> Result<(), String> {
-    check_and_locate(bytes).map(|_| ())
+    checked(bytes, Extent::Whole).map(|_| ())
+}
+
+/// As [`check`], for a parse that stops before the pixel data (`read_until(PIXEL_DATA)`): the
+/// token guard stops there too.
+pub fn check_header(bytes: &[u8]) -> Result<(), String> {
+    checked(bytes, Extent::UntilPixelData).map(|_| ())
+}
+
+/// How far dicom-rs will read the data set after the check.
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Extent {
+    Whole,
+    UntilPixelData,
 }
 
 /// As [`check`], and where the samples of native (uncompressed) little-endian pixel data lie in
@@ -83,13 +102,38 @@ pub fn check(bytes: &[u8]) -> Result<(), String> {
 /// is the data set's own, not one inside a sequence item). Anything else is `None`, and the
 /// caller leaves the pixel data to dicom-rs.
 pub fn check_and_locate(bytes: &[u8]) -> Result<Option<std::ops::Range<usize>>, String> {
+    // Located native pixel data: the decoder has dicom-rs read only up to it.
+    let located = walk_file(bytes)?;
+    let extent = if located.pixels.is_some() { Extent::UntilPixelData } else { Extent::Whole };
+    token_guard(&located, bytes, extent)?;
+    Ok(located.pixels)
+}
+
+fn checked(bytes: &[u8], extent: Extent) -> Result<Option<std::ops::Range<usize>>, String> {
+    let located = walk_file(bytes)?;
+    token_guard(&located, bytes, extent)?;
+    Ok(located.pixels)
+}
+
+/// What the walk of a whole file found: where the data set starts, in which transfer syntax,
+/// the inflated data set of a deflated one, and the native pixel data for the fast path.
+struct Walked {
+    /// `None`: nothing for the guard (no DICM, or a file meta group dicom-rs refuses by itself).
+    data_start: Option<usize>,
+    transfer_syntax: String,
+    inflated: Option<Vec<u8>>,
+    pixels: Option<std::ops::Range<usize>>,
+}
+
+fn walk_file(bytes: &[u8]) -> Result<Walked, String> {
+    let nothing = Walked { data_start: None, transfer_syntax: String::new(), inflated: None, pixels: None };
     let n = bytes.len();
     let mut pos = if bytes.get(128..132) == Some(b"DICM") {
         132
     } else if bytes.get(0..4) == Some(b"DICM") {
         4
     } else {
-        return Ok(None);
+        return Ok(nothing);
     };
     let too_long = |group: u16, element: u16, len: u32, at: usize| {
         format!(
@@ -122,16 +166,16 @@ pub fn check_and_locate(bytes: &[u8]) -> Result<Option<std::ops::Range<usize>>, 
                 pos += header + 4;
                 l
             }
-            None => return Ok(None),
+            None => return Ok(nothing),
         },
-        _ => return Ok(None),
+        _ => return Ok(nothing),
     };
     let mut transfer_syntax = String::new();
     let mut read: u32 = 0;
     while read < group_length {
-        let Some((group, element, len, header)) = meta_header(pos) else { return Ok(None) };
+        let Some((group, element, len, header)) = meta_header(pos) else { return Ok(nothing) };
         if len == UNDEFINED {
-            return Ok(None);
+            return Ok(nothing);
         }
         let start = pos + header;
         if start + len as usize > n {
@@ -173,16 +217,81 @@ pub fn check_and_locate(bytes: &[u8]) -> Result<Option<std::ops::Range<usize>>, 
                      (damaged length field or trailing data)"
                 ));
             }
-            return walk(&inflated, 0, true, false).map(|_| None).map_err(|e| format!("in the inflated data set: {e}"));
+            walk(&inflated, 0, true, false).map_err(|e| format!("in the inflated data set: {e}"))?;
+            return Ok(Walked { data_start: Some(pos), transfer_syntax, inflated: Some(inflated), pixels: None });
         }
         _ => (true, false),
     };
     let pixels = walk(bytes, pos, explicit, big)?;
     let native_le = matches!(transfer_syntax.as_str(), "1.2.840.10008.1.2" | "1.2.840.10008.1.2.1");
-    Ok(match pixels {
+    let pixels = match pixels {
         PixelData::One(r) if native_le && r.end == n => Some(r),
         _ => None,
-    })
+    };
+    Ok(Walked { data_start: Some(pos), transfer_syntax, inflated: None, pixels })
+}
+
+/// Reads the data set with dicom-rs's own token stream, as far as dicom-rs will (`extent`), and
+/// refuses an element or item whose declared length exceeds the whole data set, before its value
+/// is read (the stream reads a value only when asked for the token after its header). dicom-rs
+/// builds the object from this same reader, so what it will trust is exactly what is checked here.
+/// The walk above missed such lengths whenever it split the bytes differently from dicom-rs
+/// (fuzzing: tests/data/fuzz/dicom-oom-9.dcm, an item tag outside any sequence, which dicom-rs
+/// reads as a 4-byte element and the walk entered as an item; the next header then declared
+/// 3.9 GB). A data set that does not parse is left to dicom-rs, which stops at the same place.
+fn token_guard(walked: &Walked, bytes: &[u8], extent: Extent) -> Result<(), String> {
+    use dicom_encoding::transfer_syntax::TransferSyntaxIndex;
+    use dicom_parser::dataset::{DataSetReader, DataToken};
+    let Some(start) = walked.data_start else { return Ok(()) };
+    let (data, uid) = match &walked.inflated {
+        Some(inflated) => (inflated.as_slice(), "1.2.840.10008.1.2.1"),
+        None => (bytes.get(start..).unwrap_or_default(), walked.transfer_syntax.as_str()),
+    };
+    let Some(ts) = dicom_transfer_syntax_registry::TransferSyntaxRegistry.get(uid) else { return Ok(()) };
+    let Ok(reader) = DataSetReader::new_with_ts(data, ts) else { return Ok(()) };
+    let limit = data.len() as u64;
+    let refuse = |what: String, len: u32| {
+        Err(format!(
+            "{what} declares {len} bytes, more than the {limit} bytes of the whole data set (damaged length field)"
+        ))
+    };
+    let stop = |tag: dicom_core::Tag, depth: usize| {
+        extent == Extent::UntilPixelData && depth == 0 && tag >= dicom_core::Tag(0x7FE0, 0x0010)
+    };
+    let mut depth = 0usize;
+    for token in reader {
+        let Ok(token) = token else { return Ok(()) };
+        match token {
+            DataToken::ElementHeader(h) => {
+                if stop(h.tag, depth) {
+                    break;
+                }
+                if let Some(len) = h.len.get().filter(|&l| u64::from(l) > limit) {
+                    return refuse(format!("element {}", h.tag), len);
+                }
+            }
+            DataToken::ItemStart { len } => {
+                if let Some(len) = len.get().filter(|&l| u64::from(l) > limit) {
+                    return refuse("an item".to_string(), len);
+                }
+            }
+            DataToken::SequenceStart { tag, .. } => {
+                if stop(tag, depth) {
+                    break;
+                }
+                depth += 1;
+            }
+            DataToken::PixelSequenceStart => {
+                if stop(dicom_core::Tag(0x7FE0, 0x0010), depth) {
+                    break;
+                }
+                depth += 1;
+            }
+            DataToken::SequenceEnd => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// The Pixel Data elements of defined length a walk met.
