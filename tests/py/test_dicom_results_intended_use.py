@@ -29,7 +29,11 @@ YELLOW = [255, 220, 0]
 
 def profile(tmp: pathlib.Path, port: int, models: pathlib.Path, **send) -> pathlib.Path:
     text = (ROOT / "board" / "x86-cpu.toml").read_text()
-    text = text.replace("quiet_s = 20.0", "quiet_s = 3.0").replace('dir = "../models"', f'dir = "{models}"')
+    # quiet_s above the drop folder's 3 s settle time: files copied into a new series folder before
+    # the daemon's watch on it exists are found by its rescan and taken once settled (3 s), while
+    # later ones come by event at once. With quiet_s = 3 the series could close between the two and
+    # reopen (two results for one series): it did on a loaded machine, 2026-12-07.
+    text = text.replace("quiet_s = 20.0", "quiet_s = 6.0").replace('dir = "../models"', f'dir = "{models}"')
     table = (f'[dicom.send]\npeer_ae = "PACS"\nhost = "127.0.0.1"\nport = {port}\n'
              'retry_initial_s = 0.2\nretry_max_s = 1.0\ntimeout_s = 5.0\n')
     p = tmp / "profile.toml"
