@@ -69,6 +69,21 @@ fn dicom_oom_9() {
     refused_with_bounded_memory("dicom-oom-9.dcm");
 }
 
+/// A JPEG 2000 frame whose codestream (SIZ) declares 512 x 1,572,864 pixels under Rows and Columns
+/// 512: openjp2 allocates what the codestream says and zeroed 3.2 GB. Refused before the codec.
+#[test]
+fn dicom_oom_10() {
+    let name = "dicom-oom-10.dcm";
+    let bytes = std::fs::read(data(name)).expect("fixture");
+    let before = vm_hwm_kb();
+    for accept in [Accept::CtOnly, Accept::AnyGrayscale] {
+        let e = decode_bytes(&bytes, &data(name), accept).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains(name) && e.contains("512x1572864 pixels"), "{accept:?}: {e}");
+    }
+    let grown = vm_hwm_kb().saturating_sub(before);
+    assert!(grown < 64 * 1024, "decoding a {} byte file raised the peak RSS by {} MB", bytes.len(), grown / 1024);
+}
+
 /// A damaged RLE Lossless segment: dicom-rs's RLE decoder panics (index out of bounds). The panic
 /// must stay inside the decoder call and the file be refused with its name, in both modes.
 #[test]

@@ -150,6 +150,31 @@ enum Want {
     Pixels,
 }
 
+/// Refuses compressed pixel data whose frames' own headers declare more pixels than Rows x Columns
+/// (or more than 4 components): the codecs allocate what their header says (see codestream.rs).
+fn check_codestreams(obj: &DefaultDicomObject, rows: u64, columns: u64, path: &Path) -> Result<(), DicomError> {
+    let Some(family) = super::codestream::family(obj.meta().transfer_syntax().trim_end_matches(['\0', ' '])) else {
+        return Ok(());
+    };
+    let Some(dicom_core::value::Value::PixelSequence(seq)) = obj.get(tags::PIXEL_DATA).map(|e| e.value()) else {
+        return Ok(());
+    };
+    for fragment in seq.fragments() {
+        if let Some((w, h, c)) = super::codestream::declared_size(fragment, family) {
+            if u64::from(w) * u64::from(h) > rows * columns || c > 4 {
+                return Err(DicomError::Pixels {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "a compressed frame's own header declares {w}x{h} pixels and {c} component(s), but Columns x \
+                         Rows is {columns}x{rows} (a damaged or inconsistent file); not decoded"
+                    ),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `native`: the samples of native little-endian pixel data, when the caller found them in the
 /// file (`obj` then holds the attributes before the pixel data); `None`: dicom-rs decodes them.
 fn decode_object(
@@ -231,6 +256,9 @@ fn decode_object(
     let positive = |v: f64| (v.is_finite() && v > 0.0).then_some(v);
     let spacing_between_slices_mm = spacing_between_slices(&obj);
     let slice_thickness_mm = attr_f64(&obj, tags::SLICE_THICKNESS).and_then(positive);
+    if native.is_none() {
+        check_codestreams(&obj, rows, columns, path)?;
+    }
     // A decoder bug must cost one file, not the daemon: contain a panic inside the codec.
     let samples = match native {
         Some(all) => Samples::Native(all),

@@ -1,6 +1,7 @@
 //! File decoders: DICOM (`dicom`) to Hounsfield units, PNG/JPEG (`raster`) to display gray. Each returns typed errors that name the
 //! file and what was wrong; nothing here panics on a file's content. Reads only the given file.
 
+mod codestream;
 pub mod dicom;
 pub mod dicom_lengths;
 pub mod order;

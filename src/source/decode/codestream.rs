@@ -1,0 +1,120 @@
+//! The image size a compressed frame's own header declares (JPEG and JPEG-LS: the SOF segment;
+//! JPEG 2000: the SIZ segment), read before the codec sees the frame. The codecs allocate the
+//! size their header declares, not the DICOM Rows and Columns: fuzzing found a 3.6 kB JPEG 2000
+//! file whose SIZ said 512 x 1,572,864 under Rows 512, Columns 512, and openjp2 zeroed 3.2 GB for
+//! it (tests/data/fuzz/dicom-oom-10.dcm). Touches nothing but the bytes given.
+
+/// The codestream family of a transfer syntax whose frames carry their own size.
+#[derive(Clone, Copy, PartialEq, Debug)]
+pub enum Family {
+    /// JPEG (ISO 10918: baseline, extended, lossless) and JPEG-LS.
+    Jpeg,
+    /// JPEG 2000 and High-Throughput JPEG 2000.
+    Jpeg2000,
+}
+
+/// `None` for transfer syntaxes whose frames have no such header (native, RLE, deflate, video).
+pub fn family(transfer_syntax: &str) -> Option<Family> {
+    let n: u32 = transfer_syntax.strip_prefix("1.2.840.10008.1.2.4.")?.parse().ok()?;
+    match n {
+        50..=81 => Some(Family::Jpeg),
+        90..=93 | 201..=203 => Some(Family::Jpeg2000),
+        _ => None,
+    }
+}
+
+/// Width, height and components a frame's header declares; `None` when no header is found in
+/// the first bytes (a continuation fragment), which leaves the frame to the codec as before.
+pub fn declared_size(frame: &[u8], family: Family) -> Option<(u32, u32, u32)> {
+    match family {
+        Family::Jpeg => frame.starts_with(&[0xFF, 0xD8]).then(|| jpeg_sof(frame)).flatten(),
+        // A JPEG 2000 codestream (SOC then SIZ), bare or inside JP2 boxes ahead of it.
+        Family::Jpeg2000 => {
+            let head = &frame[..frame.len().min(4096)];
+            let at = head.windows(4).position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])?;
+            j2k_siz(&frame[at + 4..])
+        }
+    }
+}
+
+fn be16(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?)))
+}
+
+fn be32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+}
+
+/// JPEG (ISO 10918, any SOFn) and JPEG-LS (SOF55, 0xFFF7): walks the marker segments from SOI.
+fn jpeg_sof(b: &[u8]) -> Option<(u32, u32, u32)> {
+    let mut pos = 2;
+    while pos + 4 <= b.len() {
+        if b[pos] != 0xFF {
+            return None;
+        }
+        let marker = b[pos + 1];
+        match marker {
+            // Fill bytes, and markers without a segment (TEM, RSTn).
+            0xFF => pos += 1,
+            0x01 | 0xD0..=0xD7 => pos += 2,
+            // SOFn (not DHT, JPG, DAC) and JPEG-LS's SOF55: P, Y (lines), X (samples per line), Nf.
+            0xC0..=0xCF | 0xF7 if !matches!(marker, 0xC4 | 0xC8 | 0xCC) => {
+                let height = be16(b, pos + 5)?;
+                let width = be16(b, pos + 7)?;
+                let components = u32::from(*b.get(pos + 9)?);
+                return Some((width, height, components));
+            }
+            // SOS or EOI before any SOF: no size to read.
+            0xDA | 0xD9 => return None,
+            _ => pos += 2 + be16(b, pos + 2)? as usize,
+        }
+    }
+    None
+}
+
+/// JPEG 2000 SIZ after its marker: Lsiz, Rsiz, Xsiz, Ysiz, XOsiz, YOsiz, tiles, Csiz.
+fn j2k_siz(b: &[u8]) -> Option<(u32, u32, u32)> {
+    let (x, y, x0, y0) = (be32(b, 4)?, be32(b, 8)?, be32(b, 12)?, be32(b, 16)?);
+    let components = be16(b, 36)?;
+    Some((x.saturating_sub(x0), y.saturating_sub(y0), components))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jpeg_jpeg_ls_and_jpeg_2000_headers_give_their_size() {
+        // SOI, an APP0 segment of 4 bytes, SOF0: 8 bits, 300 lines, 200 samples, 1 component.
+        let jpeg = [0xFF, 0xD8, 0xFF, 0xE0, 0, 4, 1, 2, 0xFF, 0xC0, 0, 11, 8, 1, 44, 0, 200, 1, 1, 0x11, 0];
+        assert_eq!(declared_size(&jpeg, Family::Jpeg), Some((200, 300, 1)));
+        // JPEG-LS: SOF55 after SOI.
+        let ls = [0xFF, 0xD8, 0xFF, 0xF7, 0, 11, 16, 2, 0, 2, 0, 1, 1, 0x11, 0];
+        assert_eq!(declared_size(&ls, Family::Jpeg), Some((512, 512, 1)));
+        // A DHT before SOF is skipped by its length, not read as a frame header.
+        let dht = [0xFF, 0xD8, 0xFF, 0xC4, 0, 3, 0, 0xFF, 0xC3, 0, 11, 16, 0, 10, 0, 20, 1, 1, 0x11, 0];
+        assert_eq!(declared_size(&dht, Family::Jpeg), Some((20, 10, 1)));
+        // JPEG 2000 codestream: SOC, SIZ with Xsiz 600, Ysiz 1000, offsets 88 and 0, 1 component.
+        let mut j2k = vec![0xFF, 0x4F, 0xFF, 0x51, 0, 41, 0, 0];
+        for v in [600u32, 1000, 88, 0, 512, 512, 0, 0] {
+            j2k.extend_from_slice(&v.to_be_bytes());
+        }
+        j2k.extend_from_slice(&[0, 1, 15, 1, 1]);
+        assert_eq!(declared_size(&j2k, Family::Jpeg2000), Some((512, 1000, 1)));
+        // Inside a JP2 box header, found all the same.
+        let mut jp2 = vec![0, 0, 0, 12, b'j', b'P', b' ', b' ', 13, 10, 0x87, 10];
+        jp2.extend_from_slice(&j2k);
+        assert_eq!(declared_size(&jp2, Family::Jpeg2000), Some((512, 1000, 1)));
+        // A continuation fragment, a cut-off SOF, a JPEG 2000 codestream read as JPEG: nothing to read.
+        assert_eq!(declared_size(&[0x12, 0x34, 0x56], Family::Jpeg2000), None);
+        assert_eq!(declared_size(&jpeg[..14], Family::Jpeg), None);
+        assert_eq!(declared_size(&j2k, Family::Jpeg), None);
+        // Which transfer syntaxes carry such headers; RLE and native ones do not.
+        assert_eq!(family("1.2.840.10008.1.2.4.70"), Some(Family::Jpeg));
+        assert_eq!(family("1.2.840.10008.1.2.4.80"), Some(Family::Jpeg));
+        assert_eq!(family("1.2.840.10008.1.2.4.90"), Some(Family::Jpeg2000));
+        assert_eq!(family("1.2.840.10008.1.2.4.202"), Some(Family::Jpeg2000));
+        assert_eq!(family("1.2.840.10008.1.2.5"), None);
+        assert_eq!(family("1.2.840.10008.1.2.1"), None);
+    }
+}
