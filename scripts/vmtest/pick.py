@@ -6,9 +6,10 @@ same engine and models the VM runs) and copies into PAYLOAD/data/:
   pos/     3 consecutive suspicious slices of one series: turns it positive (k=3 in 5), check 4;
   resume/  3 consecutive suspicious slices of another series: positive only if the slices analysed
            before the reboot are read back from the journal, check 2;
-  term/    3 clear slices of a negative series: the SIGTERM check, check 2.
+  term/    8 clear slices of a negative series: the SIGTERM check, check 2 (with 3, the arm64 guest
+           had analysed all of them before the stop landed, 2026-12-07).
 Prints the shell variables guest.sh reads (series UIDs, time limits). Few slices on purpose: the
-shipped models take 7-10 s per slice under TCG.
+shipped models take 7-10 s per slice under TCG (amd64).
 usage: pick.py INFER.jsonl PAYLOAD_DIR > bench.env
 """
 import json
@@ -16,6 +17,9 @@ import os
 import shutil
 import sys
 from collections import defaultdict
+
+# Slices of the SIGTERM series: enough that the stop lands mid-series on the faster arm64 guest.
+TERM_SLICES = 8
 
 
 def main() -> int:
@@ -29,15 +33,15 @@ def main() -> int:
     for series, slices in sorted(by_series.items()):
         slices.sort(key=lambda a: (a["instance"] is None, a["instance"] or 0, a["file"]))
         flags = [a["verdict"] == "suspicious" for a in slices]
-        if not any(flags) and len(slices) >= 3:
-            clear.append((series, slices[:3]))
+        if not any(flags) and len(slices) >= TERM_SLICES:
+            clear.append((series, slices[:TERM_SLICES]))
         for i in range(len(slices) - 2):
             if all(flags[i : i + 3]):
                 runs.append((series, slices[i : i + 3]))
                 break
     if len(runs) < 2 or not clear:
         print(
-            f"pick.py: need two series with 3 consecutive suspicious slices and one clear series; "
+            f"pick.py: need two series with 3 consecutive suspicious slices and one clear series of {TERM_SLICES}; "
             f"got {len(runs)} and {len(clear)} from {infer}: change the phantom seed in run.sh",
             file=sys.stderr,
         )
