@@ -28,10 +28,18 @@ pub fn family(transfer_syntax: &str) -> Option<Family> {
 pub fn declared_size(frame: &[u8], family: Family) -> Option<(u32, u32, u32)> {
     match family {
         Family::Jpeg => frame.starts_with(&[0xFF, 0xD8]).then(|| jpeg_sof(frame)).flatten(),
-        // A JPEG 2000 codestream (SOC then SIZ), bare or inside JP2 boxes ahead of it.
+        // A JPEG 2000 codestream (SOC then SIZ) at the start of the frame, or inside JP2 boxes
+        // (the JP2 signature box first). Anywhere else such bytes may be compressed data.
         Family::Jpeg2000 => {
-            let head = &frame[..frame.len().min(4096)];
-            let at = head.windows(4).position(|w| w == [0xFF, 0x4F, 0xFF, 0x51])?;
+            const SOC_SIZ: [u8; 4] = [0xFF, 0x4F, 0xFF, 0x51];
+            const JP2: [u8; 12] = [0, 0, 0, 12, b'j', b'P', b' ', b' ', 13, 10, 0x87, 10];
+            let at = if frame.starts_with(&SOC_SIZ) {
+                0
+            } else if frame.starts_with(&JP2) {
+                frame[..frame.len().min(4096)].windows(4).position(|w| w == SOC_SIZ)?
+            } else {
+                return None;
+            };
             j2k_siz(&frame[at + 4..])
         }
     }
@@ -105,8 +113,10 @@ mod tests {
         let mut jp2 = vec![0, 0, 0, 12, b'j', b'P', b' ', b' ', 13, 10, 0x87, 10];
         jp2.extend_from_slice(&j2k);
         assert_eq!(declared_size(&jp2, Family::Jpeg2000), Some((512, 1000, 1)));
-        // A continuation fragment, a cut-off SOF, a JPEG 2000 codestream read as JPEG: nothing to read.
+        // A continuation fragment, SOC and SIZ bytes not at the start (compressed data), a cut-off
+        // SOF, a JPEG 2000 codestream read as JPEG: nothing to read.
         assert_eq!(declared_size(&[0x12, 0x34, 0x56], Family::Jpeg2000), None);
+        assert_eq!(declared_size(&[&[0x12, 0x34][..], &j2k].concat(), Family::Jpeg2000), None);
         assert_eq!(declared_size(&jpeg[..14], Family::Jpeg), None);
         assert_eq!(declared_size(&j2k, Family::Jpeg), None);
         // Which transfer syntaxes carry such headers; RLE and native ones do not.
