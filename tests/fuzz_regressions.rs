@@ -84,6 +84,19 @@ fn dicom_oom_10() {
     assert!(grown < 64 * 1024, "decoding a {} byte file raised the peak RSS by {} MB", bytes.len(), grown / 1024);
 }
 
+/// An RLE Lossless frame whose header declares 0xFFFFFFFF segments (pydicom's MR_small_RLE.dcm with
+/// that count patched in; fuzzing hit the same line of dicom-rs 214 times on 2026-12-07): dicom-rs
+/// allocates a vector of that many offsets (16 GB) before it checks the header. Here memory
+/// overcommit lends the address space and dicom-rs then panics (contained); on an 8 GB board the
+/// allocation fails and the process aborts. Refused before the codec, naming the count.
+#[test]
+fn dicom_rle_segment_count() {
+    let name = "dicom-rle-segments.dcm";
+    let bytes = std::fs::read(data(name)).expect("fixture");
+    let e = decode_bytes(&bytes, &data(name), Accept::AnyGrayscale).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(e.contains(name) && e.contains("4294967295 segments"), "{e}");
+}
+
 /// A damaged RLE Lossless segment: dicom-rs's RLE decoder panics (index out of bounds). The panic
 /// must stay inside the decoder call and the file be refused with its name, in both modes.
 #[test]

@@ -1,20 +1,26 @@
 //! The image size a compressed frame's own header declares (JPEG and JPEG-LS: the SOF segment;
-//! JPEG 2000: the SIZ segment), read before the codec sees the frame. The codecs allocate the
+//! JPEG 2000: the SIZ segment) and an RLE frame's segment count, read before the codec sees the
+//! frame. The codecs allocate the
 //! size their header declares, not the DICOM Rows and Columns: fuzzing found a 3.6 kB JPEG 2000
 //! file whose SIZ said 512 x 1,572,864 under Rows 512, Columns 512, and openjp2 zeroed 3.2 GB for
 //! it (tests/data/fuzz/dicom-oom-10.dcm). Touches nothing but the bytes given.
 
-/// The codestream family of a transfer syntax whose frames carry their own size.
+/// The codestream family of a transfer syntax whose frames carry their own header.
 #[derive(Clone, Copy, PartialEq, Debug)]
 pub enum Family {
     /// JPEG (ISO 10918: baseline, extended, lossless) and JPEG-LS.
     Jpeg,
     /// JPEG 2000 and High-Throughput JPEG 2000.
     Jpeg2000,
+    /// RLE Lossless: a header of segment count and offsets, no size.
+    Rle,
 }
 
-/// `None` for transfer syntaxes whose frames have no such header (native, RLE, deflate, video).
+/// `None` for transfer syntaxes whose frames have no such header (native, deflate, video).
 pub fn family(transfer_syntax: &str) -> Option<Family> {
+    if transfer_syntax == "1.2.840.10008.1.2.5" {
+        return Some(Family::Rle);
+    }
     let n: u32 = transfer_syntax.strip_prefix("1.2.840.10008.1.2.4.")?.parse().ok()?;
     match n {
         50..=81 => Some(Family::Jpeg),
@@ -23,10 +29,22 @@ pub fn family(transfer_syntax: &str) -> Option<Family> {
     }
 }
 
+/// The most segments an RLE Lossless frame may have (PS3.5 G.3.1: 15 offsets in its header).
+pub const RLE_MAX_SEGMENTS: u32 = 15;
+
+/// The segment count an RLE Lossless frame's header declares. dicom-rs 0.10 allocates a vector of
+/// that many offsets before it checks the header's length: a damaged count of 0xFFFFFFFF asks for
+/// 16 GB (fuzzing, 2026-12-07; contained there as a panic only because this machine's memory
+/// overcommit lent it the address space, and a Jetson's 8 GB would abort the process instead).
+pub fn rle_segments(frame: &[u8]) -> Option<u32> {
+    Some(u32::from_le_bytes(frame.get(0..4)?.try_into().ok()?))
+}
+
 /// Width, height and components a frame's header declares; `None` when no header is found in
 /// the first bytes (a continuation fragment), which leaves the frame to the codec as before.
 pub fn declared_size(frame: &[u8], family: Family) -> Option<(u32, u32, u32)> {
     match family {
+        Family::Rle => None,
         Family::Jpeg => frame.starts_with(&[0xFF, 0xD8]).then(|| jpeg_sof(frame)).flatten(),
         // A JPEG 2000 codestream (SOC then SIZ) at the start of the frame, or inside JP2 boxes
         // (the JP2 signature box first). Anywhere else such bytes may be compressed data.
@@ -124,7 +142,10 @@ mod tests {
         assert_eq!(family("1.2.840.10008.1.2.4.80"), Some(Family::Jpeg));
         assert_eq!(family("1.2.840.10008.1.2.4.90"), Some(Family::Jpeg2000));
         assert_eq!(family("1.2.840.10008.1.2.4.202"), Some(Family::Jpeg2000));
-        assert_eq!(family("1.2.840.10008.1.2.5"), None);
+        assert_eq!(family("1.2.840.10008.1.2.5"), Some(Family::Rle));
+        assert_eq!(declared_size(&jpeg, Family::Rle), None);
+        assert_eq!(rle_segments(&[1, 0, 0, 0, 64, 0, 0, 0]), Some(1));
+        assert_eq!(rle_segments(&[0xFF; 3]), None);
         assert_eq!(family("1.2.840.10008.1.2.1"), None);
     }
 }

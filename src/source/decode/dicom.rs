@@ -151,7 +151,8 @@ enum Want {
 }
 
 /// Refuses compressed pixel data whose frames' own headers declare more pixels than Rows x Columns
-/// (or more than 4 components): the codecs allocate what their header says (see codestream.rs).
+/// (or more than 4 components), or an RLE frame of more than 15 segments: the codecs allocate what
+/// their header says (see codestream.rs).
 fn check_codestreams(obj: &DefaultDicomObject, rows: u64, columns: u64, path: &Path) -> Result<(), DicomError> {
     let Some(family) = super::codestream::family(obj.meta().transfer_syntax().trim_end_matches(['\0', ' '])) else {
         return Ok(());
@@ -160,6 +161,19 @@ fn check_codestreams(obj: &DefaultDicomObject, rows: u64, columns: u64, path: &P
         return Ok(());
     };
     for fragment in seq.fragments() {
+        if family == super::codestream::Family::Rle {
+            let n = super::codestream::rle_segments(fragment).unwrap_or(0);
+            if n > super::codestream::RLE_MAX_SEGMENTS {
+                return Err(DicomError::Pixels {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "an RLE Lossless frame declares {n} segments, more than the {} the standard allows \
+                         (a damaged file); not decoded",
+                        super::codestream::RLE_MAX_SEGMENTS
+                    ),
+                });
+            }
+        }
         if let Some((w, h, c)) = super::codestream::declared_size(fragment, family) {
             if u64::from(w) * u64::from(h) > rows * columns || c > 4 {
                 return Err(DicomError::Pixels {
