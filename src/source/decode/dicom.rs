@@ -151,7 +151,7 @@ enum Want {
 }
 
 /// Refuses compressed pixel data whose frames' own headers declare more pixels than Rows x Columns
-/// (or more than 4 components), or an RLE frame of more than 15 segments: the codecs allocate what
+/// (or other than 1 component), or an RLE frame of more than 15 segments: the codecs allocate what
 /// their header says (see codestream.rs).
 fn check_codestreams(obj: &DefaultDicomObject, rows: u64, columns: u64, path: &Path) -> Result<(), DicomError> {
     let Some(family) = super::codestream::family(obj.meta().transfer_syntax().trim_end_matches(['\0', ' '])) else {
@@ -175,12 +175,15 @@ fn check_codestreams(obj: &DefaultDicomObject, rows: u64, columns: u64, path: &P
             }
         }
         if let Some((w, h, c)) = super::codestream::declared_size(fragment, family) {
-            if u64::from(w) * u64::from(h) > rows * columns || c > 4 {
+            // One component: the caller has already refused SamplesPerPixel other than 1, and a
+            // codestream of more components overruns dicom-rs's frame buffer (a contained panic in
+            // its JPEG 2000 adapter, seen 944 times in the 2026-12-07 fuzzing).
+            if u64::from(w) * u64::from(h) > rows * columns || c != 1 {
                 return Err(DicomError::Pixels {
                     path: path.to_path_buf(),
                     reason: format!(
                         "a compressed frame's own header declares {w}x{h} pixels and {c} component(s), but Columns x \
-                         Rows is {columns}x{rows} (a damaged or inconsistent file); not decoded"
+                         Rows is {columns}x{rows} with 1 sample per pixel (a damaged or inconsistent file); not decoded"
                     ),
                 });
             }
