@@ -84,6 +84,25 @@ fn dicom_oom_10() {
     assert!(grown < 64 * 1024, "decoding a {} byte file raised the peak RSS by {} MB", bytes.len(), grown / 1024);
 }
 
+/// A 454-byte JPEG on which zune-jpeg (through the image crate) indexes out of bounds (fuzzing,
+/// 2026-12-07, raster_decode after 4,026,084 executions). The raster decoder had no panic
+/// containment: the daemon would have ended on this file, and again after every restart. Now the
+/// file is refused with its name and the process goes on.
+#[test]
+fn raster_jpeg_panic_11() {
+    let name = "raster-jpeg-panic-11.jpg";
+    let bytes = std::fs::read(data(name)).expect("fixture");
+    let e = pe_sentinel::source::decode::raster::decode_bytes(
+        &bytes,
+        &data(name),
+        pe_sentinel::slice::SeriesId("s".into()),
+    )
+    .err()
+    .map(|e| e.to_string())
+    .unwrap_or_default();
+    assert!(e.contains(name) && e.contains("the image decoder failed"), "{e}");
+}
+
 /// An RLE Lossless frame whose header declares 0xFFFFFFFF segments (pydicom's MR_small_RLE.dcm with
 /// that count patched in; fuzzing hit the same line of dicom-rs 214 times on 2026-12-07): dicom-rs
 /// allocates a vector of that many offsets (16 GB) before it checks the header. Here memory

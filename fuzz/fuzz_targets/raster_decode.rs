@@ -1,6 +1,11 @@
 //! Fuzz target: arbitrary bytes as a dropped PNG/JPEG file. The decoder reads from a path, so each
 //! input is written to a file in /dev/shm (a memory file system) first. Every input must give a
 //! slice or an error, never a panic; a slice must hold width x height pixels.
+//!
+//! The decoder contains panics of the image codecs itself (`catch_unwind`, since fuzzing found a
+//! zune-jpeg panic: tests/fuzz_regressions.rs `raster_jpeg_panic_11`). libfuzzer-sys's panic hook
+//! aborts on every panic, caught or not, so this target replaces it with one that only prints: a
+//! panic that escapes `decode_file` still reaches libfuzzer-sys's `catch_unwind`, which aborts.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -8,7 +13,12 @@ use pe_sentinel::slice::{Pixels, SeriesId};
 use pe_sentinel::source::decode::raster::decode_file;
 use std::path::PathBuf;
 
+static HOOK: std::sync::Once = std::sync::Once::new();
+
 fuzz_target!(|data: &[u8]| {
+    HOOK.call_once(|| {
+        std::panic::set_hook(Box::new(|info| eprintln!("panic (contained unless the run aborts): {info}")))
+    });
     let dir = std::env::var_os("FUZZ_TMP").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/dev/shm"));
     let path = dir.join(format!("pe-sentinel-fuzz-{}.png", std::process::id()));
     if std::fs::write(&path, data).is_err() {

@@ -68,7 +68,12 @@ pub fn decode_bytes(bytes: &[u8], path: &Path, series: SeriesId) -> Result<Slice
     limits.max_image_height = Some(8192);
     limits.max_alloc = Some(MAX_PIXELS_PER_FRAME * 8);
     reader.limits(limits);
-    let img = reader.decode().map_err(|e| RasterError::Decode { path: p(), reason: e.to_string() })?;
+    // A decoder bug must cost one file, not the daemon: contain a panic inside the codec, as the
+    // DICOM decoder does (fuzzing: a 454-byte JPEG made zune-jpeg index out of bounds and would
+    // have ended the daemon, then again after each restart: tests/data/fuzz/raster-jpeg-panic-11.jpg).
+    let img = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.decode()))
+        .map_err(|_| RasterError::Decode { path: p(), reason: "the image decoder failed on this file".into() })?
+        .map_err(|e| RasterError::Decode { path: p(), reason: e.to_string() })?;
     let pixels = match &img {
         DynamicImage::ImageLuma8(_)
         | DynamicImage::ImageLumaA8(_)
