@@ -63,6 +63,33 @@ pub fn declared_size(frame: &[u8], family: Family) -> Option<(u32, u32, u32)> {
     }
 }
 
+/// Refuses frames whose own headers declare more pixels than Rows x Columns, other than one
+/// component (SamplesPerPixel 1 is already required; more overran dicom-rs's JPEG 2000 frame
+/// buffer, a contained panic seen 944 times in the 2026-12-07 fuzzing), or an RLE frame of more
+/// than `RLE_MAX_SEGMENTS` segments: the codecs allocate what their header says.
+pub fn check_frames<F: AsRef<[u8]>>(fragments: &[F], family: Family, rows: u64, columns: u64) -> Result<(), String> {
+    for fragment in fragments.iter().map(AsRef::as_ref) {
+        if family == Family::Rle {
+            let n = rle_segments(fragment).unwrap_or(0);
+            if n > RLE_MAX_SEGMENTS {
+                return Err(format!(
+                    "an RLE Lossless frame declares {n} segments, more than the {RLE_MAX_SEGMENTS} the standard \
+                     allows (a damaged file); not decoded"
+                ));
+            }
+        }
+        if let Some((w, h, c)) = declared_size(fragment, family) {
+            if u64::from(w) * u64::from(h) > rows * columns || c != 1 {
+                return Err(format!(
+                    "a compressed frame's own header declares {w}x{h} pixels and {c} component(s), but Columns x \
+                     Rows is {columns}x{rows} with 1 sample per pixel (a damaged or inconsistent file); not decoded"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn be16(b: &[u8], at: usize) -> Option<u32> {
     Some(u32::from(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?)))
 }

@@ -150,9 +150,7 @@ enum Want {
     Pixels,
 }
 
-/// Refuses compressed pixel data whose frames' own headers declare more pixels than Rows x Columns
-/// (or other than 1 component), or an RLE frame of more than 15 segments: the codecs allocate what
-/// their header says (see codestream.rs).
+/// The frames' own codestream headers against Rows x Columns (see codestream.rs).
 fn check_codestreams(obj: &DefaultDicomObject, rows: u64, columns: u64, path: &Path) -> Result<(), DicomError> {
     let Some(family) = super::codestream::family(obj.meta().transfer_syntax().trim_end_matches(['\0', ' '])) else {
         return Ok(());
@@ -160,36 +158,8 @@ fn check_codestreams(obj: &DefaultDicomObject, rows: u64, columns: u64, path: &P
     let Some(dicom_core::value::Value::PixelSequence(seq)) = obj.get(tags::PIXEL_DATA).map(|e| e.value()) else {
         return Ok(());
     };
-    for fragment in seq.fragments() {
-        if family == super::codestream::Family::Rle {
-            let n = super::codestream::rle_segments(fragment).unwrap_or(0);
-            if n > super::codestream::RLE_MAX_SEGMENTS {
-                return Err(DicomError::Pixels {
-                    path: path.to_path_buf(),
-                    reason: format!(
-                        "an RLE Lossless frame declares {n} segments, more than the {} the standard allows \
-                         (a damaged file); not decoded",
-                        super::codestream::RLE_MAX_SEGMENTS
-                    ),
-                });
-            }
-        }
-        if let Some((w, h, c)) = super::codestream::declared_size(fragment, family) {
-            // One component: the caller has already refused SamplesPerPixel other than 1, and a
-            // codestream of more components overruns dicom-rs's frame buffer (a contained panic in
-            // its JPEG 2000 adapter, seen 944 times in the 2026-12-07 fuzzing).
-            if u64::from(w) * u64::from(h) > rows * columns || c != 1 {
-                return Err(DicomError::Pixels {
-                    path: path.to_path_buf(),
-                    reason: format!(
-                        "a compressed frame's own header declares {w}x{h} pixels and {c} component(s), but Columns x \
-                         Rows is {columns}x{rows} with 1 sample per pixel (a damaged or inconsistent file); not decoded"
-                    ),
-                });
-            }
-        }
-    }
-    Ok(())
+    super::codestream::check_frames(seq.fragments(), family, rows, columns)
+        .map_err(|reason| DicomError::Pixels { path: path.to_path_buf(), reason })
 }
 
 /// `native`: the samples of native little-endian pixel data, when the caller found them in the
