@@ -1,9 +1,9 @@
 //! The image size a compressed frame's own header declares (JPEG and JPEG-LS: the SOF segment;
-//! JPEG 2000: the SIZ segment) and an RLE frame's segment count, read before the codec sees the
-//! frame. The codecs allocate the
-//! size their header declares, not the DICOM Rows and Columns: fuzzing found a 3.6 kB JPEG 2000
-//! file whose SIZ said 512 x 1,572,864 under Rows 512, Columns 512, and openjp2 zeroed 3.2 GB for
-//! it (tests/data/fuzz/dicom-oom-10.dcm). Touches nothing but the bytes given.
+//! JPEG 2000: the SIZ segment) and the layout of an RLE frame (segment count, offsets, decoded
+//! lengths), read before the codec sees the frame. The codecs allocate the size their header
+//! declares, not the DICOM Rows and Columns: fuzzing found a 3.6 kB JPEG 2000 file whose SIZ said
+//! 512 x 1,572,864 under Rows 512, Columns 512, and openjp2 zeroed 3.2 GB for it
+//! (tests/data/fuzz/dicom-oom-10.dcm). Touches nothing but the bytes given.
 
 /// The codestream family of a transfer syntax whose frames carry their own header.
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -37,7 +37,7 @@ pub const RLE_MAX_SEGMENTS: u32 = 15;
 /// 16 GB (fuzzing, 2026-12-07; contained there as a panic only because this machine's memory
 /// overcommit lent it the address space, and a Jetson's 8 GB would abort the process instead).
 pub fn rle_segments(frame: &[u8]) -> Option<u32> {
-    Some(u32::from_le_bytes(frame.get(0..4)?.try_into().ok()?))
+    le32(frame, 0)
 }
 
 /// Width, height and components a frame's header declares; `None` when no header is found in
@@ -65,18 +65,19 @@ pub fn declared_size(frame: &[u8], family: Family) -> Option<(u32, u32, u32)> {
 
 /// Refuses frames whose own headers declare more pixels than Rows x Columns, other than one
 /// component (SamplesPerPixel 1 is already required; more overran dicom-rs's JPEG 2000 frame
-/// buffer, a contained panic seen 944 times in the 2026-12-07 fuzzing), or an RLE frame of more
-/// than `RLE_MAX_SEGMENTS` segments: the codecs allocate what their header says.
-pub fn check_frames<F: AsRef<[u8]>>(fragments: &[F], family: Family, rows: u64, columns: u64) -> Result<(), String> {
+/// buffer, a contained panic seen 944 times in the 2026-12-07 fuzzing), or an RLE frame that
+/// `check_rle` refuses: the codecs allocate what their header says. `bytes_per_sample` is Bits
+/// Allocated / 8, the RLE segments each frame needs.
+pub fn check_frames<F: AsRef<[u8]>>(
+    fragments: &[F],
+    family: Family,
+    rows: u64,
+    columns: u64,
+    bytes_per_sample: u32,
+) -> Result<(), String> {
     for fragment in fragments.iter().map(AsRef::as_ref) {
         if family == Family::Rle {
-            let n = rle_segments(fragment).unwrap_or(0);
-            if n > RLE_MAX_SEGMENTS {
-                return Err(format!(
-                    "an RLE Lossless frame declares {n} segments, more than the {RLE_MAX_SEGMENTS} the standard \
-                     allows (a damaged file); not decoded"
-                ));
-            }
+            check_rle(fragment, rows * columns, bytes_per_sample)?;
         }
         if let Some((w, h, c)) = declared_size(fragment, family) {
             if u64::from(w) * u64::from(h) > rows * columns || c != 1 {
@@ -88,6 +89,81 @@ pub fn check_frames<F: AsRef<[u8]>>(fragments: &[F], family: Family, rows: u64, 
         }
     }
     Ok(())
+}
+
+/// One RLE Lossless frame (PS3.5 G.3): a 64-byte header (segment count, then 15 offsets), then
+/// segments of PackBits data, each of which must decode to `pixels` bytes (Rows x Columns), one
+/// segment per byte of a sample. dicom-rs 0.10 indexes past a segment that decodes to fewer: a
+/// contained panic, seen about 67,000 times in the 2026-12-07 fuzzing, reported only as "the
+/// pixel decoder failed". This says which segment is short, before the codec.
+pub fn check_rle(frame: &[u8], pixels: u64, needed: u32) -> Result<(), String> {
+    let damaged = "(a damaged file); not decoded";
+    if frame.len() < 64 {
+        return Err(format!(
+            "an RLE Lossless frame of {} bytes, shorter than its 64-byte header {damaged}",
+            frame.len()
+        ));
+    }
+    let n = rle_segments(frame).unwrap_or(0);
+    if n > RLE_MAX_SEGMENTS {
+        return Err(format!(
+            "an RLE Lossless frame declares {n} segments, more than the {RLE_MAX_SEGMENTS} the standard allows {damaged}"
+        ));
+    }
+    if n < needed {
+        return Err(format!(
+            "an RLE Lossless frame declares {n} segment(s), but {needed} byte(s) per sample need {needed} {damaged}"
+        ));
+    }
+    let offset = |i: u32| le32(frame, 4 + 4 * i as usize).map_or(frame.len(), |v| v as usize);
+    for i in 0..needed {
+        let (start, end) = (offset(i), if i + 1 < n { offset(i + 1) } else { frame.len() });
+        let segment = frame.get(start..end).ok_or_else(|| {
+            format!(
+                "RLE Lossless segment {i} is declared at bytes {start}..{end} of a {}-byte frame {damaged}",
+                frame.len()
+            )
+        })?;
+        let got = packbits_len(segment, pixels);
+        if got < pixels {
+            return Err(format!(
+                "RLE Lossless segment {i} decodes to {got} bytes, fewer than the {pixels} (Rows x Columns) it must \
+                 hold {damaged}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// How many bytes a PackBits segment decodes to, counted up to `enough`, without decoding it. As
+/// dicom-rs reads it: a literal run cut short gives what is there; a repeat without its byte ends.
+fn packbits_len(segment: &[u8], enough: u64) -> u64 {
+    let (mut at, mut out) = (0, 0u64);
+    while at < segment.len() && out < enough {
+        let header = segment[at] as i8;
+        at += 1;
+        match header {
+            0..=127 => {
+                let run = header as usize + 1;
+                out += run.min(segment.len() - at) as u64;
+                at += run;
+            }
+            -127..=-1 => {
+                if at >= segment.len() {
+                    break;
+                }
+                out += (1 - i64::from(header)) as u64;
+                at += 1;
+            }
+            // -128: no operation.
+            _ => {}
+        }
+    }
+    out
+}
+
+fn le32(b: &[u8], at: usize) -> Option<u32> {
+    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u32> {
@@ -174,5 +250,49 @@ mod tests {
         assert_eq!(rle_segments(&[1, 0, 0, 0, 64, 0, 0, 0]), Some(1));
         assert_eq!(rle_segments(&[0xFF; 3]), None);
         assert_eq!(family("1.2.840.10008.1.2.1"), None);
+    }
+
+    /// An RLE frame header declaring `count` segments at `offsets`, followed by `body`.
+    fn rle(count: u32, offsets: &[u32], body: &[u8]) -> Vec<u8> {
+        let mut f = count.to_le_bytes().to_vec();
+        for i in 0..15 {
+            f.extend_from_slice(&offsets.get(i).copied().unwrap_or(0).to_le_bytes());
+        }
+        f.extend_from_slice(body);
+        f
+    }
+
+    #[test]
+    fn packbits_runs_are_counted_as_dicom_rs_decodes_them() {
+        // A literal of 3, a repeat of 5 (header -4), a no-op, a repeat of 128.
+        let seg = [2, 10, 11, 12, 0xFC, 7, 0x80, 0x81, 9];
+        assert_eq!(packbits_len(&seg, u64::MAX), 3 + 5 + 128);
+        // Counting stops once there is enough.
+        assert_eq!(packbits_len(&seg, 4), 8);
+        // A literal cut short gives what is there; a repeat without its byte gives nothing.
+        assert_eq!(packbits_len(&[9, 1, 2], u64::MAX), 2);
+        assert_eq!(packbits_len(&[2, 1, 2, 3, 0xFE], u64::MAX), 3);
+        assert_eq!(packbits_len(&[], u64::MAX), 0);
+    }
+
+    #[test]
+    fn rle_frames_must_hold_every_segment_they_need() {
+        // 2x2 pixels, 16 bits: two segments of 4 bytes each (repeat runs of 4).
+        let good = rle(2, &[64, 66], &[0xFD, 1, 0xFD, 2]);
+        assert_eq!(check_rle(&good, 4, 2), Ok(()));
+        assert_eq!(check_frames(&[&good], Family::Rle, 2, 2, 2), Ok(()));
+        // The second segment decodes to 3 bytes.
+        let short = rle(2, &[64, 66], &[0xFD, 1, 0xFE, 2]);
+        let e = check_rle(&short, 4, 2).unwrap_err();
+        assert!(e.contains("segment 1 decodes to 3 bytes, fewer than the 4"), "{e}");
+        // One segment where 16 bits need two; a header cut off; offsets past the frame or backwards.
+        assert!(check_rle(&rle(1, &[64], &[0xFD, 1]), 4, 2).unwrap_err().contains("1 segment(s), but 2"));
+        assert!(check_rle(&good[..40], 4, 2).unwrap_err().contains("shorter than its 64-byte header"));
+        let e = check_rle(&rle(2, &[64, 90], &[0xFD, 1, 0xFD, 2]), 4, 2).unwrap_err();
+        assert!(e.contains("segment 0 is declared at bytes 64..90 of a 68-byte frame"), "{e}");
+        assert!(check_rle(&rle(2, &[66, 64], &[0xFD, 1, 0xFD, 2]), 4, 2).is_err());
+        // 8 bits need one segment; more than 15 are refused whatever the rest says.
+        assert_eq!(check_rle(&rle(1, &[64], &[0xFD, 1]), 4, 1), Ok(()));
+        assert!(check_rle(&rle(16, &[64], &[0xFD, 1]), 4, 1).unwrap_err().contains("16 segments, more than the 15"));
     }
 }

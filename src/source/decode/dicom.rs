@@ -151,14 +151,20 @@ enum Want {
 }
 
 /// The frames' own codestream headers against Rows x Columns (see codestream.rs).
-fn check_codestreams(obj: &DefaultDicomObject, rows: u64, columns: u64, path: &Path) -> Result<(), DicomError> {
+fn check_codestreams(
+    obj: &DefaultDicomObject,
+    rows: u64,
+    columns: u64,
+    bits_allocated: u64,
+    path: &Path,
+) -> Result<(), DicomError> {
     let Some(family) = super::codestream::family(obj.meta().transfer_syntax().trim_end_matches(['\0', ' '])) else {
         return Ok(());
     };
     let Some(dicom_core::value::Value::PixelSequence(seq)) = obj.get(tags::PIXEL_DATA).map(|e| e.value()) else {
         return Ok(());
     };
-    super::codestream::check_frames(seq.fragments(), family, rows, columns)
+    super::codestream::check_frames(seq.fragments(), family, rows, columns, (bits_allocated / 8) as u32)
         .map_err(|reason| DicomError::Pixels { path: path.to_path_buf(), reason })
 }
 
@@ -244,7 +250,7 @@ fn decode_object(
     let spacing_between_slices_mm = spacing_between_slices(&obj);
     let slice_thickness_mm = attr_f64(&obj, tags::SLICE_THICKNESS).and_then(positive);
     if native.is_none() {
-        check_codestreams(&obj, rows, columns, path)?;
+        check_codestreams(&obj, rows, columns, bits_allocated_decl, path)?;
     }
     // A decoder bug must cost one file, not the daemon: contain a panic inside the codec.
     let samples = match native {
