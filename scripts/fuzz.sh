@@ -5,7 +5,7 @@
 # of the dependencies with coverage instrumentation). A crash leaves its input in
 # fuzz/artifacts/TARGET/; turn it into a regression test in tests/fuzz_regressions.rs.
 #
-# Campaign mode (docs/install.md, "Fuzzing"): scripts/fuzz.sh campaign TARGET RUNS CORPUS [flags]
+# Campaign mode (docs/fuzzing.md): scripts/fuzz.sh campaign TARGET RUNS CORPUS [flags]
 # runs the already built TARGET (cargo fuzz build -s none -a, CARGO_TARGET_DIR as for the build)
 # for RUNS executions over the corpus folder CORPUS, files in /dev/shm, and logs to
 # fuzz/logs/TARGET-TIME.log with the commit fuzzed. Several in parallel on one corpus share finds.
