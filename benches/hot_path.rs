@@ -3,7 +3,8 @@
 //! (and the same with 2x2 bilinear instead of the manifests' triangle filter), YOLO decode + NMS of
 //! the detector's real raw outputs on a phantom slice, the verdict step (fusion + series rule),
 //! and the decode stage on a phantom 512x512 DICOM file: its parts (sha256 of the bytes, DICOM
-//! decode to HU, reading the file) and the whole stage as the daemon runs it. Run:
+//! decode to HU, reading the file) and the whole stage as the daemon runs it, and the length
+//! checks before dicom-rs against the decode they guard (native and JPEG 2000). Run:
 //! `cargo bench --bench hot_path`. The whole path per engine is `pe-sentinel bench`'s job.
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
@@ -112,6 +113,30 @@ fn hot_path(c: &mut Criterion) {
                     pe_sentinel::slice::SeriesId(String::new()),
                 )
             })
+        })
+    });
+
+    // The length checks before dicom-rs (the walk, then the token guard) against the whole
+    // decode they guard: on the phantom file (native pixel data: both stop at the pixel data)
+    // and on a real compressed CT slice (JPEG 2000 lossless, 512x512, pydicom's test file: the
+    // guard reads the whole data set, and dicom-rs then parses it again).
+    use pe_sentinel::source::decode::dicom_lengths;
+    c.bench_function("length checks, native 512x512 (fast path)", |b| {
+        b.iter(|| dicom_lengths::check_and_locate(black_box(&bytes)).expect("check"))
+    });
+    let j2k_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/dicom/J2K_pixelrep_mismatch.dcm");
+    let j2k = std::fs::read(&j2k_path).expect("tests/data/dicom/J2K_pixelrep_mismatch.dcm");
+    c.bench_function("length checks, JPEG 2000 CT 512x512", |b| {
+        b.iter(|| dicom_lengths::check_and_locate(black_box(&j2k)).expect("check"))
+    });
+    c.bench_function("DICOM decode, JPEG 2000 CT 512x512 -> HU", |b| {
+        b.iter(|| {
+            pe_sentinel::source::decode::decode_any_bytes(
+                black_box(&j2k),
+                &j2k_path,
+                pe_sentinel::slice::SeriesId(String::new()),
+            )
+            .expect("decode")
         })
     });
 
