@@ -22,7 +22,7 @@ if [ "${1:-}" = campaign ]; then
   echo "commit $(git rev-parse --short HEAD) ($(git status --short | wc -l) changed files) start $(date -u +%FT%TZ) runs=$runs $*" >"$log"
   start=$(date +%s)
   rc=0
-  TMPDIR=/dev/shm FUZZ_TMP=/dev/shm nice -n "${NICE:-5}" "$bin" "$corpus" -runs="$runs" -malloc_limit_mb=2048 \
+  FUZZ_CONTAINED_DIR="fuzz/artifacts/$t" TMPDIR=/dev/shm FUZZ_TMP=/dev/shm nice -n "${NICE:-5}" "$bin" "$corpus" -runs="$runs" -malloc_limit_mb=2048 \
     -rss_limit_mb=3072 -print_final_stats=1 -artifact_prefix="fuzz/artifacts/$t/" "$@" >>"$log" 2>&1 || rc=$?
   echo "end $(date -u +%FT%TZ) rc=$rc wall_s=$(($(date +%s) - start))" >>"$log"
   grep -E "stat::number_of_executed_units|stat::peak_rss_mb|^end" "$log"

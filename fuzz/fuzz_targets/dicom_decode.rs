@@ -3,10 +3,8 @@
 //! beyond libFuzzer's -malloc_limit_mb. Slices that come out must be self-consistent.
 //!
 //! The decoder contains panics of the pixel codecs itself (`catch_unwind`: a codec bug costs one
-//! file, not the daemon; tests/fuzz_regressions.rs `dicom_rle_panic_4`). libfuzzer-sys's panic
-//! hook aborts on every panic, caught or not, so this target replaces it with one that only
-//! prints: a panic that escapes `decode_bytes` still reaches libfuzzer-sys's own `catch_unwind`
-//! around the target, which aborts and records the crash.
+//! file, not the daemon; tests/fuzz_regressions.rs `dicom_rle_panic_4`); the target's panic hook
+//! (common/contained.rs) lets such panics through and can save their inputs.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -14,12 +12,11 @@ use pe_sentinel::slice::Pixels;
 use pe_sentinel::source::decode::dicom::{decode_bytes, Accept};
 use std::path::Path;
 
-static HOOK: std::sync::Once = std::sync::Once::new();
+#[path = "../common/contained.rs"]
+mod contained;
 
 fuzz_target!(|data: &[u8]| {
-    HOOK.call_once(|| {
-        std::panic::set_hook(Box::new(|info| eprintln!("panic (contained unless the run aborts): {info}")))
-    });
+    contained::input(data);
     for accept in [Accept::CtOnly, Accept::AnyGrayscale] {
         if let Ok(slices) = decode_bytes(data, Path::new("fuzz.dcm"), accept) {
             for s in &slices {

@@ -3,9 +3,8 @@
 //! slice or an error, never a panic; a slice must hold width x height pixels.
 //!
 //! The decoder contains panics of the image codecs itself (`catch_unwind`, since fuzzing found a
-//! zune-jpeg panic: tests/fuzz_regressions.rs `raster_jpeg_panic_11`). libfuzzer-sys's panic hook
-//! aborts on every panic, caught or not, so this target replaces it with one that only prints: a
-//! panic that escapes `decode_file` still reaches libfuzzer-sys's `catch_unwind`, which aborts.
+//! zune-jpeg panic: tests/fuzz_regressions.rs `raster_jpeg_panic_11`); the target's panic hook
+//! (common/contained.rs) lets such panics through and can save their inputs.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -13,12 +12,11 @@ use pe_sentinel::slice::{Pixels, SeriesId};
 use pe_sentinel::source::decode::raster::decode_file;
 use std::path::PathBuf;
 
-static HOOK: std::sync::Once = std::sync::Once::new();
+#[path = "../common/contained.rs"]
+mod contained;
 
 fuzz_target!(|data: &[u8]| {
-    HOOK.call_once(|| {
-        std::panic::set_hook(Box::new(|info| eprintln!("panic (contained unless the run aborts): {info}")))
-    });
+    contained::input(data);
     let dir = std::env::var_os("FUZZ_TMP").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/dev/shm"));
     let path = dir.join(format!("pe-sentinel-fuzz-{}.png", std::process::id()));
     if std::fs::write(&path, data).is_err() {
