@@ -161,3 +161,18 @@ fn dicom_oom_7() {
 fn dicom_oom_8() {
     refused_with_bounded_memory("dicom-oom-8.dcm");
 }
+
+/// A damaged JPEG 2000 codestream on which openjp2 0.6.1 overflows (`t2.rs:1211`, a negative
+/// `numbps` cast to u32 plus one). Found in session 12's fuzzing as a contained panic, saved by
+/// the target's panic hook. With overflow checks (this test build, the fuzz builds) it panics
+/// inside the codec; release builds wrap, as openjp2's C original does. Either way the file must
+/// be refused with its name, the panic never leaving the decoder.
+#[test]
+fn dicom_openjp2_overflow_12() {
+    let name = "dicom-openjp2-overflow-12.dcm";
+    let bytes = std::fs::read(data(name)).expect("fixture");
+    for accept in [Accept::CtOnly, Accept::AnyGrayscale] {
+        let e = decode_bytes(&bytes, &data(name), accept).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(e.contains(name), "{accept:?}: {e}");
+    }
+}
