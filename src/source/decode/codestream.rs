@@ -5,6 +5,8 @@
 //! 512 x 1,572,864 under Rows 512, Columns 512, and openjp2 zeroed 3.2 GB for it
 //! (tests/data/fuzz/dicom-oom-10.dcm). Touches nothing but the bytes given.
 
+use super::dicom_lengths::{u16_at, u32_at};
+
 /// The codestream family of a transfer syntax whose frames carry their own header.
 #[derive(Clone, Copy, PartialEq, Debug)]
 pub enum Family {
@@ -163,15 +165,15 @@ fn packbits_len(segment: &[u8], enough: u64) -> u64 {
 }
 
 fn le32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    u32_at(b, at, false)
 }
 
 fn be16(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from(u16::from_be_bytes(b.get(at..at + 2)?.try_into().ok()?)))
+    u16_at(b, at, true).map(u32::from)
 }
 
 fn be32(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_be_bytes(b.get(at..at + 4)?.try_into().ok()?))
+    u32_at(b, at, true)
 }
 
 /// JPEG (ISO 10918, any SOFn) and JPEG-LS (SOF55, 0xFFF7): walks the marker segments from SOI.

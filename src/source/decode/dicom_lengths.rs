@@ -24,12 +24,14 @@ const MAX_DEFLATE_TRAILER: u64 = 64;
 
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 
-fn u16_at(b: &[u8], at: usize, big: bool) -> Option<u16> {
+/// A 16-bit integer at `at`, big or little endian (also read by `codestream.rs`).
+pub(super) fn u16_at(b: &[u8], at: usize, big: bool) -> Option<u16> {
     let x: [u8; 2] = b.get(at..at + 2)?.try_into().ok()?;
     Some(if big { u16::from_be_bytes(x) } else { u16::from_le_bytes(x) })
 }
 
-fn u32_at(b: &[u8], at: usize, big: bool) -> Option<u32> {
+/// A 32-bit integer at `at`, big or little endian (also read by `codestream.rs`).
+pub(super) fn u32_at(b: &[u8], at: usize, big: bool) -> Option<u32> {
     let x: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
     Some(if big { u32::from_be_bytes(x) } else { u32::from_le_bytes(x) })
 }
